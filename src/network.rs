@@ -1,1 +1,265 @@
-//! TODO
+//! The network: builds one layer object per cfg layer and runs them in order, as `forward_network`
+//! (src/network.c) does, keeping each output only as long as a later `[route]`, `[shortcut]`,
+//! `[scale_channels]` or `[sam]` needs it.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::cfg::{LayerConfig, NetworkConfig};
+use crate::layers::convolutional::Convolutional;
+use crate::layers::maxpool::Maxpool;
+use crate::layers::region::Region;
+use crate::layers::reorg::Reorg;
+use crate::layers::route::Route;
+use crate::layers::shortcut::Shortcut;
+use crate::layers::upsample::Upsample;
+use crate::layers::yolo::Yolo;
+use crate::layers::{avgpool, scale_channels};
+use crate::weights::NetWeights;
+
+/// How to build the network.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Fold batch norm into the convolution as `fuse_conv_batchnorm` does (what `darknet detector test` runs).
+    pub fuse_bn: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { fuse_bn: true }
+    }
+}
+
+/// One built layer.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    Convolutional(Convolutional),
+    Maxpool(Maxpool),
+    Route(Route),
+    Shortcut(Shortcut),
+    Upsample(Upsample),
+    Yolo(Yolo),
+    Region(Region),
+    Avgpool,
+    Reorg(Reorg),
+    ScaleChannels {
+        from: usize,
+        activation: crate::cfg::Activation,
+    },
+    Identity,
+}
+
+pub struct Network {
+    pub cfg: NetworkConfig,
+    pub layers: Vec<Layer>,
+    /// For each layer, the last layer that reads its output (itself if none).
+    last_use: Vec<usize>,
+    pub device: Device,
+}
+
+/// Layers whose outputs layer `l` reads besides its direct input.
+pub fn extra_inputs(config: &LayerConfig) -> Vec<usize> {
+    match config {
+        LayerConfig::Route(r) => r.layers.clone(),
+        LayerConfig::Shortcut(s) => s.from.clone(),
+        LayerConfig::ScaleChannels(s) => vec![s.from],
+        LayerConfig::Sam(s) => vec![s.from],
+        _ => vec![],
+    }
+}
+
+impl Network {
+    /// Builds the network from a `VarBuilder` holding the tensors named as in [`crate::weights`].
+    pub fn load(cfg: &NetworkConfig, vb: VarBuilder, opts: &LoadOptions) -> Result<Self> {
+        let device = vb.device().clone();
+        let vbl = vb.pp("layers");
+        let mut layers = Vec::with_capacity(cfg.layers.len());
+        for spec in &cfg.layers {
+            let built = build_layer(spec, &vbl, opts, &device).map_err(|e| {
+                candle_core::Error::Msg(format!(
+                    "building layer {} ({}): {e}",
+                    spec.index,
+                    spec.config.type_name()
+                ))
+            })?;
+            layers.push(built);
+        }
+        let mut last_use: Vec<usize> = (0..cfg.layers.len()).collect();
+        for spec in &cfg.layers {
+            for i in extra_inputs(&spec.config) {
+                last_use[i] = last_use[i].max(spec.index);
+            }
+            if spec.index > 0 {
+                last_use[spec.index - 1] = last_use[spec.index - 1].max(spec.index);
+            }
+        }
+        Ok(Network {
+            cfg: cfg.clone(),
+            layers,
+            last_use,
+            device,
+        })
+    }
+
+    /// Builds the network from parsed weights.
+    pub fn from_weights(
+        cfg: &NetworkConfig,
+        weights: &NetWeights,
+        device: &Device,
+        opts: &LoadOptions,
+    ) -> anyhow::Result<Self> {
+        let tensors: HashMap<String, Tensor> = weights.to_tensors(cfg, device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Network::load(cfg, vb, opts).context("building the network")
+    }
+
+    /// Runs the network on `x` (`[batch, c, h, w]`, values in [0, 1]) and returns the outputs of the detection
+    /// heads (`[yolo]`/`[region]`), in layer order, as `(layer index, tensor)`.
+    pub fn forward_heads(&self, x: &Tensor) -> Result<Vec<(usize, Tensor)>> {
+        let heads = self.cfg.head_indices();
+        let outs = self.run(x, |i| heads.contains(&i))?;
+        Ok(heads
+            .into_iter()
+            .map(|i| (i, outs[i].clone().expect("kept head output")))
+            .collect())
+    }
+
+    /// Every layer's output (for layer-by-layer comparison).
+    pub fn forward_all(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(self
+            .run(x, |_| true)?
+            .into_iter()
+            .map(|t| t.expect("kept"))
+            .collect())
+    }
+
+    /// Output of the last layer.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let last = self.layers.len() - 1;
+        let mut outs = self.run(x, |i| i == last)?;
+        Ok(outs.pop().flatten().expect("last output"))
+    }
+
+    /// Runs every layer, keeping the outputs for which `keep` is true and dropping the others after their last use.
+    fn run(&self, x: &Tensor, keep: impl Fn(usize) -> bool) -> Result<Vec<Option<Tensor>>> {
+        let want = self.cfg.input_shape();
+        let dims = x.dims();
+        if dims.len() != 4 || dims[1] != want.c || dims[2] != want.h || dims[3] != want.w {
+            candle_core::bail!(
+                "network input must be [batch, {}, {}, {}], got {:?}",
+                want.c,
+                want.h,
+                want.w,
+                dims
+            );
+        }
+        let mut outs: Vec<Option<Tensor>> = vec![None; self.layers.len()];
+        let mut input = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let y = self.forward_layer(i, layer, &input, &outs).map_err(|e| {
+                candle_core::Error::Msg(format!(
+                    "layer {i} ({}): {e}",
+                    self.cfg.layers[i].config.type_name()
+                ))
+            })?;
+            outs[i] = Some(y.clone());
+            input = y;
+            // Free what no later layer reads.
+            for j in 0..=i {
+                if self.last_use[j] <= i && !keep(j) {
+                    outs[j] = None;
+                }
+            }
+        }
+        Ok(outs)
+    }
+
+    fn forward_layer(
+        &self,
+        i: usize,
+        layer: &Layer,
+        x: &Tensor,
+        outs: &[Option<Tensor>],
+    ) -> Result<Tensor> {
+        let get = |j: usize| -> Result<&Tensor> {
+            outs[j].as_ref().ok_or_else(|| {
+                candle_core::Error::Msg(format!("output of layer {j} was freed before layer {i}"))
+            })
+        };
+        match layer {
+            Layer::Convolutional(c) => c.forward(x),
+            Layer::Maxpool(m) => m.forward(x),
+            Layer::Route(r) => {
+                let ins = r
+                    .cfg
+                    .layers
+                    .iter()
+                    .map(|&j| get(j))
+                    .collect::<Result<Vec<_>>>()?;
+                r.forward(&ins)
+            }
+            Layer::Shortcut(s) => {
+                let from = s
+                    .cfg
+                    .from
+                    .iter()
+                    .map(|&j| get(j))
+                    .collect::<Result<Vec<_>>>()?;
+                s.forward(x, &from)
+            }
+            Layer::Upsample(u) => u.forward(x),
+            Layer::Yolo(y) => y.forward(x),
+            Layer::Region(r) => r.forward(x),
+            Layer::Avgpool => avgpool::forward(x),
+            Layer::Reorg(r) => r.forward(x),
+            Layer::ScaleChannels { from, activation } => {
+                scale_channels::forward(x, get(*from)?, *activation)
+            }
+            Layer::Identity => Ok(x.clone()),
+        }
+    }
+}
+
+fn build_layer(
+    spec: &crate::cfg::LayerSpec,
+    vbl: &VarBuilder,
+    opts: &LoadOptions,
+    device: &Device,
+) -> Result<Layer> {
+    Ok(match &spec.config {
+        LayerConfig::Convolutional(c) => {
+            // share_index: use the tensors of the layer that owns them.
+            let owner = c.share_index.unwrap_or(spec.index);
+            Layer::Convolutional(Convolutional::load(
+                vbl.pp(owner),
+                c,
+                spec.input,
+                spec.output,
+                opts.fuse_bn,
+            )?)
+        }
+        LayerConfig::Maxpool(m) => Layer::Maxpool(Maxpool::new(m, spec.input, spec.output)),
+        LayerConfig::Route(r) => Layer::Route(Route { cfg: r.clone() }),
+        LayerConfig::Shortcut(s) => Layer::Shortcut(Shortcut::new(s)?),
+        LayerConfig::Upsample(u) => Layer::Upsample(Upsample {
+            cfg: u.clone(),
+            output: spec.output,
+        }),
+        LayerConfig::Yolo(y) => Layer::Yolo(Yolo { cfg: y.clone() }),
+        LayerConfig::Region(r) => Layer::Region(Region { cfg: r.clone() }),
+        LayerConfig::Avgpool => Layer::Avgpool,
+        LayerConfig::Reorg(r) => Layer::Reorg(Reorg::new(r, spec.input, spec.output, device)?),
+        LayerConfig::ScaleChannels(s) => Layer::ScaleChannels {
+            from: s.from,
+            activation: s.activation,
+        },
+        LayerConfig::Sam(s) => Layer::ScaleChannels {
+            from: s.from,
+            activation: s.activation,
+        },
+        LayerConfig::Dropout(_) | LayerConfig::Empty => Layer::Identity,
+    })
+}

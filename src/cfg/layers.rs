@@ -90,6 +90,8 @@ pub struct ConvConfig {
     pub batch_normalize: bool,
     /// Absolute index of the layer whose weights this one uses (`share_index`), if any.
     pub share_index: Option<usize>,
+    /// `flipped=1`: the file stores the weight matrix transposed (`load_convolutional_weights`).
+    pub flipped: bool,
 }
 
 /// `[maxpool]` and `[local_avgpool]` (`parse_maxpool`, `parse_local_avgpool`; both build a maxpool layer).
@@ -403,12 +405,11 @@ pub(crate) fn parse_conv(s: &Section, index: usize) -> Result<ConvConfig> {
             "stretch_sway",
             "coordconv",
             "cbn",
-            "bin_output_unsupported",
         ],
     )?;
-    // Read but inert at inference (`flipped` only matters for [connected]; the rest are training/GPU knobs).
+    let flipped = s.int_or("flipped", 0)? != 0;
+    // Read but inert at inference (training/GPU knobs).
     for k in [
-        "flipped",
         "dot",
         "angle",
         "grad_centr",
@@ -436,6 +437,7 @@ pub(crate) fn parse_conv(s: &Section, index: usize) -> Result<ConvConfig> {
         activation,
         batch_normalize,
         share_index,
+        flipped,
     })
 }
 

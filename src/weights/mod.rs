@@ -1,1 +1,281 @@
-//! TODO
+//! Weight files: Darknet `.weights` ([`darknet`]) and safetensors ([`safetensors`]), both mapped onto one
+//! in-memory form, [`NetWeights`], that lists each parameterised layer's tensors in Darknet's file order.
+//!
+//! Tensor names (stable, documented in docs/weights.md), for convolutional layer `i`:
+//! - `layers.i.conv.weight` — `[filters, in_c/groups, size, size]` (Darknet's row-major `l.weights`);
+//! - `layers.i.conv.bias` — `[filters]` when the layer has no batch norm;
+//! - `layers.i.bn.bias`, `layers.i.bn.weight`, `layers.i.bn.running_mean`, `layers.i.bn.running_var` — `[filters]`
+//!   when `batch_normalize=1` (Darknet's `biases`, `scales`, `rolling_mean`, `rolling_variance`).
+
+pub mod darknet;
+pub mod safetensors;
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+
+use crate::cfg::{LayerConfig, NetworkConfig};
+
+/// The `.weights` header (`load_weights_upto` in src/parser.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Header {
+    pub major: i32,
+    pub minor: i32,
+    pub revision: i32,
+    /// Images seen in training; stored as u64 when `major*10 + minor >= 2`, else u32.
+    pub seen: u64,
+}
+
+impl Header {
+    /// The header Darknet's `save_weights` writes today (0.2.5, 64-bit `seen`).
+    pub fn current(seen: u64) -> Self {
+        Header {
+            major: 0,
+            minor: 2,
+            revision: 5,
+            seen,
+        }
+    }
+
+    pub fn seen_is_u64(&self) -> bool {
+        self.major * 10 + self.minor >= 2
+    }
+}
+
+/// Batch-norm parameters of one convolutional layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchNormParams {
+    pub scales: Vec<f32>,
+    pub rolling_mean: Vec<f32>,
+    pub rolling_var: Vec<f32>,
+}
+
+/// One convolutional layer's parameters in Darknet's order (biases, [bn], weights), weights in the conv layout
+/// `[filters][in_c/groups][size][size]` (already un-transposed for `flipped=1` layers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvParams {
+    pub biases: Vec<f32>,
+    pub bn: Option<BatchNormParams>,
+    pub weights: Vec<f32>,
+}
+
+/// All parameters of a network, keyed by layer index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetWeights {
+    pub header: Header,
+    pub convs: Vec<(usize, ConvParams)>,
+}
+
+/// Layers that own parameters in the file, in order, with (filters, weights per filter, batch_normalize).
+pub fn parameter_layers(cfg: &NetworkConfig) -> Vec<(usize, usize, usize, bool)> {
+    cfg.layers
+        .iter()
+        .filter_map(|l| match &l.config {
+            LayerConfig::Convolutional(c) if c.share_index.is_none() => Some((
+                l.index,
+                c.filters,
+                (l.input.c / c.groups) * c.size * c.size,
+                c.batch_normalize,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+impl NetWeights {
+    /// Random weights with Darknet's initialisation (`make_convolutional_layer`: `scale = sqrt(2/(size*size*c/groups))`,
+    /// uniform in [-scale, scale]; biases 0, BN scales 1, mean 0, variance 1), from a fixed seed, with small random
+    /// perturbations of the BN statistics so fused and unfused paths are exercised.
+    pub fn random(cfg: &NetworkConfig, seed: u64) -> Self {
+        let mut rng = SplitMix64(seed);
+        let convs = parameter_layers(cfg)
+            .into_iter()
+            .map(|(index, n, per, bn)| {
+                let scale = (2.0f32 / per as f32).sqrt();
+                let weights = (0..n * per)
+                    .map(|_| scale * rng.uniform(-1.0, 1.0))
+                    .collect();
+                let biases = (0..n).map(|_| rng.uniform(-0.1, 0.1)).collect();
+                let bn = bn.then(|| BatchNormParams {
+                    scales: (0..n).map(|_| rng.uniform(0.5, 1.5)).collect(),
+                    rolling_mean: (0..n).map(|_| rng.uniform(-0.1, 0.1)).collect(),
+                    rolling_var: (0..n).map(|_| rng.uniform(0.5, 1.5)).collect(),
+                });
+                (
+                    index,
+                    ConvParams {
+                        biases,
+                        bn,
+                        weights,
+                    },
+                )
+            })
+            .collect();
+        NetWeights {
+            header: Header::current(0),
+            convs,
+        }
+    }
+
+    /// Named tensors (see the module docs), on `device`.
+    pub fn to_tensors(
+        &self,
+        cfg: &NetworkConfig,
+        device: &Device,
+    ) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (index, p) in &self.convs {
+            let LayerConfig::Convolutional(c) = &cfg.layers[*index].config else {
+                bail!("layer {index} is not convolutional");
+            };
+            let in_c = cfg.layers[*index].input.c / c.groups;
+            let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, device);
+            out.insert(
+                format!("layers.{index}.conv.weight"),
+                t(&p.weights, &[c.filters, in_c, c.size, c.size])?,
+            );
+            match &p.bn {
+                None => {
+                    out.insert(
+                        format!("layers.{index}.conv.bias"),
+                        t(&p.biases, &[c.filters])?,
+                    );
+                }
+                Some(bn) => {
+                    out.insert(
+                        format!("layers.{index}.bn.bias"),
+                        t(&p.biases, &[c.filters])?,
+                    );
+                    out.insert(
+                        format!("layers.{index}.bn.weight"),
+                        t(&bn.scales, &[c.filters])?,
+                    );
+                    out.insert(
+                        format!("layers.{index}.bn.running_mean"),
+                        t(&bn.rolling_mean, &[c.filters])?,
+                    );
+                    out.insert(
+                        format!("layers.{index}.bn.running_var"),
+                        t(&bn.rolling_var, &[c.filters])?,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds the Darknet-ordered parameters from named tensors, checking every name and shape against the cfg.
+    pub fn from_tensors(
+        cfg: &NetworkConfig,
+        header: Header,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Self> {
+        let get = |name: String, len: usize| -> Result<Vec<f32>> {
+            let Some(t) = tensors.get(&name) else {
+                bail!(
+                    "tensor '{name}' is missing (the cfg {} expects it)",
+                    cfg.file.display()
+                );
+            };
+            let v = t
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1::<f32>()?;
+            if v.len() != len {
+                bail!(
+                    "tensor '{name}' has {} values, the cfg {} expects {len}",
+                    v.len(),
+                    cfg.file.display()
+                );
+            }
+            Ok(v)
+        };
+        let mut convs = Vec::new();
+        let mut expected = 0;
+        for (index, n, per, bn) in parameter_layers(cfg) {
+            let weights = get(format!("layers.{index}.conv.weight"), n * per)?;
+            let (biases, bn) = if bn {
+                expected += 5;
+                (
+                    get(format!("layers.{index}.bn.bias"), n)?,
+                    Some(BatchNormParams {
+                        scales: get(format!("layers.{index}.bn.weight"), n)?,
+                        rolling_mean: get(format!("layers.{index}.bn.running_mean"), n)?,
+                        rolling_var: get(format!("layers.{index}.bn.running_var"), n)?,
+                    }),
+                )
+            } else {
+                expected += 2;
+                (get(format!("layers.{index}.conv.bias"), n)?, None)
+            };
+            convs.push((
+                index,
+                ConvParams {
+                    biases,
+                    bn,
+                    weights,
+                },
+            ));
+        }
+        if tensors.len() != expected {
+            let mut extra: Vec<&String> = tensors
+                .keys()
+                .filter(|k| {
+                    !convs.iter().any(|(i, _)| {
+                        k.starts_with(&format!("layers.{i}.conv."))
+                            || k.starts_with(&format!("layers.{i}.bn."))
+                    })
+                })
+                .collect();
+            extra.sort();
+            bail!(
+                "{} tensors do not belong to any layer of {}: {:?}",
+                extra.len(),
+                cfg.file.display(),
+                extra
+            );
+        }
+        Ok(NetWeights { header, convs })
+    }
+
+    /// Number of f32 parameters.
+    pub fn num_params(&self) -> usize {
+        self.convs
+            .iter()
+            .map(|(_, p)| {
+                p.biases.len() + p.weights.len() + p.bn.as_ref().map_or(0, |b| 3 * b.scales.len())
+            })
+            .sum()
+    }
+}
+
+/// Loads weights from a `.weights` or `.safetensors` file, chosen by content (safetensors files start with an
+/// 8-byte little-endian header length followed by `{`).
+pub fn load_any(cfg: &NetworkConfig, path: &std::path::Path) -> Result<NetWeights> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("reading weights {}: {e}", path.display()))?;
+    if safetensors::looks_like_safetensors(&bytes) {
+        safetensors::from_bytes(cfg, &bytes, path)
+    } else {
+        darknet::from_bytes(cfg, &bytes, path)
+    }
+}
+
+/// A tiny deterministic generator for test weights (SplitMix64), so the same seed gives the same file everywhere.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+}

@@ -1,0 +1,147 @@
+//! `[maxpool]` and `[local_avgpool]`: mirror `forward_maxpool_layer` and `forward_local_avgpool_layer`
+//! (src/maxpool_layer.c).
+//!
+//! Darknet's window for output (i, j) starts at `(i·stride - padding/2, j·stride - padding/2)`, with
+//! `padding = size - 1` by default; positions outside the input count as `-FLT_MAX` for max and are left out of
+//! the average (`avg / counter`). Output size `(w + padding - size)/stride + 1`. `maxpool_depth=1` takes the max
+//! over channels `g, g+out_c, g+2·out_c, ...` instead of space.
+
+use candle_core::{Result, Tensor, D};
+
+use crate::cfg::{MaxpoolConfig, Shape};
+
+#[derive(Debug, Clone)]
+pub struct Maxpool {
+    pub cfg: MaxpoolConfig,
+    pub input: Shape,
+    pub output: Shape,
+}
+
+/// Pads dims 2 and 3 with `value` (`pad_with_zeros` only does zeros).
+pub(crate) fn pad_value(
+    x: &Tensor,
+    top: usize,
+    bottom: usize,
+    left: usize,
+    right: usize,
+    value: f32,
+) -> Result<Tensor> {
+    let pad_dim = |x: Tensor, dim: usize, a: usize, b: usize| -> Result<Tensor> {
+        if a == 0 && b == 0 {
+            return Ok(x);
+        }
+        let mut parts = Vec::new();
+        let mut dims = x.dims().to_vec();
+        if a > 0 {
+            dims[dim] = a;
+            parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
+        }
+        parts.push(x.clone());
+        if b > 0 {
+            dims[dim] = b;
+            parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
+        }
+        Tensor::cat(&parts, dim)
+    };
+    let x = pad_dim(x.clone(), 2, top, bottom)?;
+    pad_dim(x, 3, left, right)
+}
+
+impl Maxpool {
+    pub fn new(cfg: &MaxpoolConfig, input: Shape, output: Shape) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            input,
+            output,
+        }
+    }
+
+    /// Padding before (Darknet's `-padding/2` offset) and after, per axis, so that the padded input holds exactly
+    /// the windows Darknet visits.
+    fn pads(&self) -> (usize, usize, usize, usize) {
+        let c = &self.cfg;
+        let before = c.padding / 2;
+        let need_h = (self.output.h - 1) * c.stride_y + c.size;
+        let need_w = (self.output.w - 1) * c.stride_x + c.size;
+        let after_h = need_h.saturating_sub(before + self.input.h);
+        let after_w = need_w.saturating_sub(before + self.input.w);
+        (before, after_h, before, after_w)
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.cfg;
+        if c.maxpool_depth {
+            return self.forward_depth(x);
+        }
+        if c.stride_x != c.stride_y {
+            candle_core::bail!("maxpool with stride_x != stride_y is not supported");
+        }
+        let (t, b, l, r) = self.pads();
+        if c.avg {
+            let xp = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+            let ones = Tensor::ones((1, 1, self.input.h, self.input.w), x.dtype(), x.device())?;
+            let ones = ones.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+            let sum = window_sum(&xp, c.size, c.stride_x)?;
+            let count = window_sum(&ones, c.size, c.stride_x)?;
+            return sum.broadcast_div(&count);
+        }
+        let xp = pad_value(x, t, b, l, r, f32::MIN)?;
+        let y = if c.size == c.stride_x {
+            xp.max_pool2d_with_stride(c.size, c.stride_x)?
+        } else {
+            separable_max(&xp, c.size, c.stride_x)?
+        };
+        y.narrow(2, 0, self.output.h)?.narrow(3, 0, self.output.w)
+    }
+
+    fn forward_depth(&self, x: &Tensor) -> Result<Tensor> {
+        let oc = self.cfg.out_channels;
+        let c = self.input.c;
+        let mut out = Vec::with_capacity(oc);
+        for g in 0..oc {
+            let idx: Vec<u32> = (g..c).step_by(oc).map(|k| k as u32).collect();
+            let idx = Tensor::new(idx.as_slice(), x.device())?;
+            out.push(x.index_select(&idx, 1)?.max_keepdim(1)?);
+        }
+        Tensor::cat(&out, 1)
+    }
+}
+
+/// Max over `size × size` windows with `stride` as the max of shifted views: separable (rows, then columns),
+/// differentiable, and free of candle's `size == stride` restriction.
+pub(crate) fn separable_max(x: &Tensor, size: usize, stride: usize) -> Result<Tensor> {
+    let reduce = |x: &Tensor, dim: usize| -> Result<Tensor> {
+        let n = x.dim(dim)?;
+        let out = n + 1 - size;
+        let mut m = x.narrow(dim, 0, out)?;
+        for k in 1..size {
+            m = m.maximum(&x.narrow(dim, k, out)?)?;
+        }
+        Ok(m)
+    };
+    let y = reduce(&reduce(x, 2)?, 3)?;
+    subsample(&y, stride)
+}
+
+fn window_sum(x: &Tensor, size: usize, stride: usize) -> Result<Tensor> {
+    let sum_dim = |x: &Tensor, dim: usize| -> Result<Tensor> {
+        let out = x.dim(dim)? + 1 - size;
+        let mut m = x.narrow(dim, 0, out)?;
+        for k in 1..size {
+            m = (m + x.narrow(dim, k, out)?)?;
+        }
+        Ok(m)
+    };
+    subsample(&sum_dim(&sum_dim(x, 2)?, 3)?, stride)
+}
+
+fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(x.clone());
+    }
+    let (h, w) = (x.dim(2)?, x.dim(3)?);
+    let rows: Vec<u32> = (0..h).step_by(stride).map(|v| v as u32).collect();
+    let cols: Vec<u32> = (0..w).step_by(stride).map(|v| v as u32).collect();
+    let x = x.index_select(&Tensor::new(rows.as_slice(), x.device())?, 2)?;
+    x.index_select(&Tensor::new(cols.as_slice(), x.device())?, D::Minus1)
+}

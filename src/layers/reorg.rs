@@ -1,0 +1,81 @@
+//! `[reorg]` and `[reorg3d]`: mirror `forward_reorg_old_layer` (src/reorg_old_layer.c) and
+//! `forward_reorg_layer` (src/reorg_layer.c), both built on `reorg_cpu` (src/blas.c).
+//!
+//! `reorg_cpu(x, w, h, c, stride, forward)` walks `k < c, j < h, i < w` and pairs flat index
+//! `in = i + w(j + h·k)` with `out = w2 + w·s(h2 + h·s·c2)`, where `c2 = k mod c/s²`, `off = k div (c/s²)`,
+//! `w2 = i·s + off mod s`, `h2 = j·s + off div s`; `forward=0` gathers `out[in] = x[out]`, `forward=1` scatters
+//! `out[out] = x[in]`. The old layer calls it with the *input* dims, the 3d one with the *output* dims, which is
+//! why the two permute differently. We build the same permutation as an index and gather with it.
+
+use candle_core::{Result, Tensor};
+
+use crate::cfg::{ReorgConfig, Shape};
+
+#[derive(Debug, Clone)]
+pub struct Reorg {
+    pub cfg: ReorgConfig,
+    pub output: Shape,
+    /// `out_flat[i] = in_flat[index[i]]`.
+    index: Tensor,
+}
+
+/// The `(in, out)` index pairs `reorg_cpu` visits.
+fn reorg_pairs(w: usize, h: usize, c: usize, s: usize) -> Vec<(usize, usize)> {
+    let in_c = c / (s * s);
+    let mut pairs = Vec::with_capacity(w * h * c);
+    for k in 0..c {
+        for j in 0..h {
+            for i in 0..w {
+                let in_index = i + w * (j + h * k);
+                let c2 = k % in_c;
+                let off = k / in_c;
+                let w2 = i * s + off % s;
+                let h2 = j * s + off / s;
+                let out_index = w2 + w * s * (h2 + h * s * c2);
+                pairs.push((in_index, out_index));
+            }
+        }
+    }
+    pairs
+}
+
+impl Reorg {
+    pub fn new(
+        cfg: &ReorgConfig,
+        input: Shape,
+        output: Shape,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let s = cfg.stride;
+        let (w, h, c) = if cfg.old {
+            (input.w, input.h, input.c)
+        } else {
+            (output.w, output.h, output.c)
+        };
+        let n = input.numel();
+        let mut index = vec![0u32; n];
+        for (a, b) in reorg_pairs(w, h, c, s) {
+            if a >= n || b >= n {
+                candle_core::bail!("reorg stride {s} does not fit the input {input}");
+            }
+            if cfg.reverse {
+                index[b] = a as u32; // out[out] = x[in]
+            } else {
+                index[a] = b as u32; // out[in] = x[out]
+            }
+        }
+        let index = Tensor::from_vec(index, n, device)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            output,
+            index,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let flat = x.reshape((b, x.elem_count() / b))?;
+        flat.index_select(&self.index, 1)?
+            .reshape((b, self.output.c, self.output.h, self.output.w))
+    }
+}
