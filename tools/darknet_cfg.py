@@ -351,6 +351,9 @@ def write_weights(nw: Network, path: str, blocks: list[dict], header=(0, 2, 5, 0
         parts.append(wts.tobytes())
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp.", suffix=".weights")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         with os.fdopen(fd, "wb") as f:
             for p in parts:
