@@ -264,7 +264,8 @@ def build_network(path: str, width: int | None = None, height: int | None = None
             total = _int(o, "num", 1)
             mask = _ints(o["mask"]) if "mask" in o else list(range(total))
             anchors = _floats(o["anchors"]) if "anchors" in o else []
-            anchors = [int(a) if float(a).is_integer() else a for a in anchors]
+            # parse_yolo reads at most num*2 anchor values (cspx-p7 lists more than num pairs)
+            anchors = [int(a) if float(a).is_integer() else a for a in anchors[: 2 * total]]
             per = 4 + 1 + classes if t == "yolo" else 8 + 1 + classes
             if c != len(mask) * per:
                 raise CfgError(f"{where}: input has {c} channels, expected {len(mask)}*({per}) for classes={classes}")

@@ -188,7 +188,12 @@ def markdown(rows: list[dict], size: int) -> str:
         if r.get("unmapped_layers"):
             note = (note + f" unmapped Darknet layers: {r['unmapped_layers'][:5]}").strip()
         if r.get("nonfinite_layers"):
-            note = (note + f" non-finite from layer {r['nonfinite_layers'][0]} (uncalibrated random BN stats)").strip()
+            why = ("OpenCV reads weights for share_index layers, Darknet stores none: the rest of the file is "
+                   "misaligned" if any(f.startswith("share_index") for f in r.get("opencv_ignores", []))
+                   else "uncalibrated random BN statistics")
+            note = (note + f" non-finite from layer {r['nonfinite_layers'][0]} ({why})").strip()
+        if r.get("runs") and r.get("opencv_ignores"):
+            note = (note + " runs, but NOT Darknet's computation (ignored options)").strip()
         fin = None if not r.get("runs") else not r.get("nonfinite_layers")
         note = note.replace("|", "\\|")
         out.append(f"| {r['cfg']} | {r.get('layers', '-')} | {r.get('size', '-')} | {yn[r.get('loads')]} | "
@@ -203,11 +208,20 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--markdown")
     p.add_argument("--json")
+    p.add_argument("--render", metavar="JSON", help="only re-render the markdown table from a previous --json")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(check_one(args.one, args.weights, args.size)))
+        return 0
+    if args.render:
+        with open(args.render) as f:
+            md = markdown(json.load(f), args.size)
+        print(md)
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(md)
         return 0
     cfg_dir = args.cfg_dir
     if cfg_dir is None:
