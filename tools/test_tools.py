@@ -128,6 +128,30 @@ class OpenCVAgainstDarknet(unittest.TestCase):
         self.assertGreater(s["worst_abs"]["max_abs"], 1e-3)
 
 
+class OnnxAgainstDarknet(unittest.TestCase):
+    """tools/darknet_to_onnx.py + ONNX Runtime vs the Darknet dumps (yolo layers included, exact layout)."""
+
+    def test_mini_yolov4_onnx(self):
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            self.skipTest("!!! SKIP: onnx/onnxruntime not installed (pip install onnx onnxruntime) - ONNX NOT checked")
+        import darknet_to_onnx as d2o
+
+        cfg = os.path.join(MINI, "mini-yolov4.cfg")
+        with tempfile.TemporaryDirectory() as t:
+            model, _ = d2o.build_onnx(cfg, os.path.join(MINI, "mini-yolov4.weights"), all_outputs=True)
+            path = os.path.join(t, "m.onnx")
+            with open(path, "wb") as f:
+                f.write(model.SerializeToString())
+            d2o.dump(path, cfg, os.path.join(MINI, "infer_fused", "input.bin"), os.path.join(t, "ort"))
+            s = compare_refs.compare(os.path.join(t, "ort"), os.path.join(MINI, "infer_fused"), out=io.StringIO())
+        self.assertEqual(s["compared"], 40)
+        self.assertEqual(s["layers_out_of_tolerance"], [])
+        self.assertLess(s["worst_abs"]["max_abs"], 1e-4)
+
+
 class RandomWeights(unittest.TestCase):
     def test_random_weights_size_matches_official_layout(self):
         import random_weights as rw
