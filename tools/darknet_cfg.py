@@ -331,6 +331,12 @@ def read_weights(nw: Network, path: str) -> tuple[tuple, list[dict]]:
         d["weights"] = arr[p:].reshape(b.n, b.c_per_group, b.size, b.size)
         blocks.append(d)
         off += need
+    if off != len(data):
+        # Darknet ignores trailing bytes too, but they usually mean weights of another cfg
+        import sys
+
+        print(f"warning: {path}: {len(data) - off} trailing bytes after the last layer's weights (byte {off}); "
+              f"weights for a different cfg?", file=sys.stderr)
     return (major, minor, revision, seen), blocks
 
 

@@ -200,7 +200,9 @@ def run(args) -> str:
                                  "Darknet's l.output; not comparable element-wise. See opencv_region_file.")
                 entry["opencv_region_file"] = base + "_opencv_region.bin"
                 entry["opencv_region_shape"] = [int(s) for s in out.shape]
-                entry["opencv_region_layout"] = REGION_LAYOUT
+                entry["opencv_region_layout"] = (REGION_LAYOUT if L["type"] == "yolo" else
+                                                 "OpenCV Region layer (YOLOv2 [region] decoding, see OpenCV's "
+                                                 "region_layer.cpp): rows = h*w*num, [cx, cy, bw, bh, obj, p_0..]")
                 np.ascontiguousarray(out, np.float32).tofile(os.path.join(tmp, entry["opencv_region_file"]))
             else:
                 expect = (args.batch, L["c"], L["h"], L["w"])
