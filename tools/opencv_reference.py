@@ -45,7 +45,7 @@ OPENCV_BN_EPS = 1e-6  # darknet_io.cpp: BatchNorm "eps" in OpenCV's importer
 # already incremented its layer counter, so its suffix is the Darknet index + 1. `bn_N` carries the conv's index.
 PRIMARY_PREFIXES = {
     "conv", "bn", "pool", "avgpool", "softmax", "concat", "identity", "slice", "reorg", "permute", "yolo",
-    "shortcut", "scale_channels", "upsample", "fullyConnected", "sam", "dropout",
+    "shortcut", "scale_channels", "upsample", "fullyConnected", "sam", "dropout", "adjust_crop",
 }
 
 REGION_LAYOUT = (
