@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Self-tests of the Python tools against the Darknet dumps in shared/reference.
+
+    python3 tools/test_tools.py        (or: python3 -m unittest discover -s tools -p 'test_tools.py')
+
+A missing shared/reference fails; missing official weights (make weights) is a loud SKIP.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import compare_refs  # noqa: E402
+import darknet_cfg as dc  # noqa: E402
+import opencv_reference  # noqa: E402
+
+
+def shared_dir() -> str:
+    for c in (os.path.join(ROOT, "..", "shared"), "/work/shared"):
+        if os.path.isdir(os.path.join(c, "reference")):
+            return os.path.abspath(c)
+    raise AssertionError("shared/reference not found next to the checkout nor at /work/shared")
+
+
+REF = os.path.join(shared_dir(), "reference")
+MINI = os.path.join(REF, "mini-yolov4")
+TINY = os.path.join(REF, "yolov4-tiny-bus416")
+TINY_W = os.path.join(ROOT, "weights", "yolov4-tiny.weights")
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class CfgTests(unittest.TestCase):
+    def check_manifest(self, cfg, manifest):
+        nw = dc.build_network(cfg)
+        with open(manifest) as f:
+            m = json.load(f)
+        ref = m["layers"]
+        self.assertEqual(len(nw.layers), len(ref))
+        for a, b in zip(nw.layers, ref):
+            b = {k: v for k, v in b.items() if k != "file"}
+            a = {k: v for k, v in a.items() if k in b}
+            if m["fused_conv_bn"]:
+                a.pop("batch_normalize", None)
+                b.pop("batch_normalize", None)
+            self.assertEqual(a, b, f"layer {b['index']}")
+
+    def test_shapes_match_darknet_mini(self):
+        self.check_manifest(os.path.join(MINI, "mini-yolov4.cfg"), os.path.join(MINI, "infer_unfused", "manifest.json"))
+
+    def test_shapes_match_darknet_tiny(self):
+        self.check_manifest(os.path.join(TINY, "yolov4-tiny.cfg"), os.path.join(TINY, "manifest.json"))
+
+    def test_weights_roundtrip_is_byte_identical(self):
+        nw = dc.build_network(os.path.join(MINI, "mini-yolov4.cfg"))
+        src = os.path.join(MINI, "mini-yolov4.weights")
+        header, blocks = dc.read_weights(nw, src)
+        with tempfile.TemporaryDirectory() as t:
+            out = os.path.join(t, "w.weights")
+            dc.write_weights(nw, out, blocks, header)
+            self.assertEqual(read_bytes(out), read_bytes(src))
+
+    def test_truncated_weights_error_names_offset(self):
+        nw = dc.build_network(os.path.join(MINI, "mini-yolov4.cfg"))
+        with tempfile.TemporaryDirectory() as t:
+            p = os.path.join(t, "short.weights")
+            with open(p, "wb") as f:
+                f.write(read_bytes(os.path.join(MINI, "mini-yolov4.weights"))[:1000])
+            with self.assertRaisesRegex(dc.CfgError, r"truncated at byte \d+"):
+                dc.read_weights(nw, p)
+
+    def test_bad_cfg_error_names_line(self):
+        with tempfile.TemporaryDirectory() as t:
+            p = os.path.join(t, "bad.cfg")
+            with open(p, "w") as f:
+                f.write("[net]\nwidth=32\nheight=32\nchannels=3\n\n[bogus]\nx=1\n")
+            with self.assertRaisesRegex(dc.CfgError, r"bad.cfg:6: layer 0 \[bogus\]: unknown layer type"):
+                dc.build_network(p)
+
+
+class OpenCVAgainstDarknet(unittest.TestCase):
+    """OpenCV (default settings of opencv_reference.py) vs the Darknet dumps, tolerance 1e-4 + 1e-4*|x|."""
+
+    def run_case(self, cfg, weights, ref_dir):
+        with tempfile.TemporaryDirectory() as t:
+            out = os.path.join(t, "ocv")
+            rc = opencv_reference.main(["--cfg", cfg, "--weights", weights, "--input",
+                                        os.path.join(ref_dir, "input.bin"), "--out", out])
+            self.assertEqual(rc, 0)
+            s = compare_refs.compare(out, ref_dir, 1e-4, 1e-4, out=io.StringIO())
+        self.assertEqual(s["layers_out_of_tolerance"], [])
+        self.assertEqual(s["skipped"], 0)
+        self.assertLess(s["worst_abs"]["max_abs"], 1e-4)
+        return s
+
+    def test_mini_yolov4_fused(self):
+        s = self.run_case(os.path.join(MINI, "mini-yolov4.cfg"), os.path.join(MINI, "mini-yolov4.weights"),
+                          os.path.join(MINI, "infer_fused"))
+        self.assertEqual(s["compared"], 40)
+
+    def test_yolov4_tiny_official(self):
+        if not os.path.isfile(TINY_W):
+            self.skipTest(f"!!! SKIP: {TINY_W} missing (run `make weights`) - yolov4-tiny NOT checked !!!")
+        s = self.run_case(os.path.join(TINY, "yolov4-tiny.cfg"), TINY_W, TINY)
+        self.assertEqual(s["compared"], 38)
+
+    def test_opencv_bn_eps_is_a_real_difference(self):
+        # guards the reason for the eps correction: without it OpenCV is far outside tolerance
+        with tempfile.TemporaryDirectory() as t:
+            out = os.path.join(t, "ocv")
+            opencv_reference.main(["--cfg", os.path.join(MINI, "mini-yolov4.cfg"), "--weights",
+                                   os.path.join(MINI, "mini-yolov4.weights"), "--input",
+                                   os.path.join(MINI, "infer_fused", "input.bin"), "--out", out, "--opencv-bn-eps"])
+            s = compare_refs.compare(out, os.path.join(MINI, "infer_fused"), out=io.StringIO())
+        self.assertGreater(s["worst_abs"]["max_abs"], 1e-3)
+
+
+class OnnxAgainstDarknet(unittest.TestCase):
+    """tools/darknet_to_onnx.py + ONNX Runtime vs the Darknet dumps (yolo layers included, exact layout)."""
+
+    def test_mini_yolov4_onnx(self):
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            self.skipTest("!!! SKIP: onnx/onnxruntime not installed (pip install onnx onnxruntime) - ONNX NOT checked")
+        import darknet_to_onnx as d2o
+
+        cfg = os.path.join(MINI, "mini-yolov4.cfg")
+        with tempfile.TemporaryDirectory() as t:
+            model, _ = d2o.build_onnx(cfg, os.path.join(MINI, "mini-yolov4.weights"), all_outputs=True)
+            path = os.path.join(t, "m.onnx")
+            with open(path, "wb") as f:
+                f.write(model.SerializeToString())
+            d2o.dump(path, cfg, os.path.join(MINI, "infer_fused", "input.bin"), os.path.join(t, "ort"))
+            s = compare_refs.compare(os.path.join(t, "ort"), os.path.join(MINI, "infer_fused"), out=io.StringIO())
+        self.assertEqual(s["compared"], 40)
+        self.assertEqual(s["layers_out_of_tolerance"], [])
+        self.assertLess(s["worst_abs"]["max_abs"], 1e-4)
+
+
+class RandomWeights(unittest.TestCase):
+    def test_random_weights_size_matches_official_layout(self):
+        import random_weights as rw
+
+        nw = dc.build_network(os.path.join(TINY, "yolov4-tiny.cfg"))
+        with tempfile.TemporaryDirectory() as t:
+            p = os.path.join(t, "r.weights")
+            dc.write_weights(nw, p, rw.random_blocks(nw, 3))
+            self.assertEqual(os.path.getsize(p), 24251276)  # = official yolov4-tiny.weights
+            _, blocks = dc.read_weights(nw, p)
+        for b, d in zip(nw.weight_blocks, blocks):
+            if b.batch_normalize:
+                self.assertTrue(np.all(d["rolling_variance"] > 0))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
