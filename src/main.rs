@@ -6,22 +6,20 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(
-    name = "candle-darknet",
-    version,
-    about = "Darknet YOLO detectors on candle, checked layer by layer against the original"
-)]
+#[command(name = "candle-darknet", version, about = "Darknet YOLO detectors on candle, checked layer by layer against the original")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+}
 
 fn main() {
     let cli = Cli::parse();
-    let result: Result<()> = match cli.command {};
+    let result: Result<()> = match cli.command {
+    };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
