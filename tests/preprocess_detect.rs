@@ -410,3 +410,60 @@ fn bus_report_lines_and_json() {
             > 10_000
     );
 }
+
+/// Measures how far the `image` crate's JPEG decoder (zune-jpeg) is from the stb_image decoder we use (which
+/// the two `input.bin` tests above prove identical to Darknet's), on Darknet's sample images. The documented
+/// bound (docs/preprocessing.md) is at most 4 levels of 255 per sample; this test fails if that changes.
+#[test]
+fn image_crate_jpeg_decoder_differs_from_stb_by_at_most_4_levels() {
+    let mut paths: Vec<PathBuf> = ["dog", "eagle", "giraffe", "horses", "person", "scream"]
+        .iter()
+        .map(|n| shared_dir().join(format!("darknet/data/{n}.jpg")))
+        .collect();
+    paths.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/bus.jpg"));
+    paths.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/zidane.jpg"));
+    let mut any_difference = false;
+    for p in &paths {
+        assert!(
+            p.exists(),
+            "SAMPLE MISSING: {} (run `make weights`)",
+            p.display()
+        );
+        let ours = image::load_image(p, 3).unwrap();
+        let theirs = ::image::open(p).unwrap().to_rgb8();
+        assert_eq!((ours.w as u32, ours.h as u32), theirs.dimensions());
+        let plane = ours.w * ours.h;
+        let (mut max, mut n) = (0i32, 0usize);
+        for (i, px) in theirs.pixels().enumerate() {
+            for k in 0..3 {
+                let a = (ours.data[k * plane + i] * 255.0).round() as i32;
+                let d = (a - px.0[k] as i32).abs();
+                max = max.max(d);
+                n += usize::from(d != 0);
+            }
+        }
+        println!(
+            "{}: image-crate vs stb_image: max |diff| {max}/255, {n} of {} samples differ ({:.2}%)",
+            p.file_name().unwrap().to_string_lossy(),
+            3 * plane,
+            100.0 * n as f64 / (3 * plane) as f64
+        );
+        any_difference |= n > 0;
+        if p.ends_with("bus.jpg") {
+            // Effect at the network input: the image-crate decode stretched to 416x416 vs Darknet's input.bin.
+            let data = (0..3)
+                .flat_map(|k| theirs.pixels().map(move |px| image::unit_from_u8(px.0[k])))
+                .collect();
+            let alt = Image::from_data(ours.w, ours.h, 3, data).unwrap();
+            let sized = image::resize_image(&alt, 416, 416);
+            let expect = read_f32(&reference("yolov4-tiny-bus416/input.bin"));
+            let (m, cnt) = diff_stats(&sized.data, &expect);
+            println!("  bus.jpg with the image-crate decoder, at the 416x416 input: max |diff| {m:e}, {cnt} values differ");
+        }
+        assert!(max <= 4, "{}: difference grew to {max}", p.display());
+    }
+    assert!(
+        any_difference,
+        "the image crate now decodes like stb_image: docs/preprocessing.md is out of date"
+    );
+}
