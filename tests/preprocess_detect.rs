@@ -59,7 +59,7 @@ fn assert_preprocess_exact(image_path: &Path, net_w: usize, net_h: usize, input_
         image_path.display()
     );
     let im = image::load_image(image_path, 3).unwrap();
-    let sized = image::resize_image(&im, net_w, net_h);
+    let sized = image::network_input(&im, net_w, net_h, false);
     let expect = read_f32(&reference(input_rel));
     assert_eq!(expect.len(), 3 * net_w * net_h);
     let (max, n) = diff_stats(&sized.data, &expect);
@@ -94,7 +94,7 @@ fn letterbox_of_dog_follows_the_formulas() {
     // pasted at ((416-416)/2, (416-312)/2) = (0, 52) on a 0.5 canvas.
     let im = image::load_image(&shared_dir().join("darknet/data/dog.jpg"), 3).unwrap();
     assert_eq!((im.w, im.h), (768, 576));
-    let boxed = image::letterbox_image(&im, 416, 416);
+    let boxed = image::network_input(&im, 416, 416, true);
     let inner = image::resize_image(&im, 416, 312);
     for k in 0..3 {
         for y in 0..416 {

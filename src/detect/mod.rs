@@ -24,6 +24,29 @@ pub use yolo_boxes::{
     correct_yolo_boxes, get_network_boxes, get_yolo_detections, yolo_num_detections, YoloOutput,
 };
 
+/// `test_detector`'s post-processing in one call: [`get_network_boxes`] (relative boxes) followed by
+/// [`apply_nms`] with the NMS threshold (Darknet fixes it at 0.45), `nms_kind` and `beta_nms` of the *last*
+/// yolo head, as `detector test` does. `letter` must match how the input was made
+/// (`crate::image::network_input`).
+#[allow(clippy::too_many_arguments)]
+pub fn postprocess(
+    heads: &[YoloOutput],
+    im_w: usize,
+    im_h: usize,
+    net_w: usize,
+    net_h: usize,
+    thresh: f32,
+    letter: bool,
+    nms_thresh: f32,
+    nms_kind: NmsKind,
+    beta_nms: f32,
+) -> anyhow::Result<Vec<Detection>> {
+    let mut dets = get_network_boxes(heads, im_w, im_h, net_w, net_h, thresh, true, letter)?;
+    let classes = heads.last().map_or(0, |h| h.classes);
+    apply_nms(&mut dets, classes, nms_thresh, nms_kind, beta_nms);
+    Ok(dets)
+}
+
 /// Darknet's `box`: centre `x`, `y` and size `w`, `h`; relative to the image (0..1) after
 /// `correct_yolo_boxes` with `relative = 1`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

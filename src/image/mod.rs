@@ -22,6 +22,16 @@ pub use resize::resize_image;
 
 use anyhow::{bail, Result};
 
+/// The network input `test_detector` builds from a decoded image: `letterbox_image(im, net_w, net_h)` when
+/// `letter_box` (`-letter_box` / `letter_box=1` in `[net]`), else `resize_image(im, net_w, net_h)`.
+pub fn network_input(im: &Image, net_w: usize, net_h: usize, letter_box: bool) -> Image {
+    if letter_box {
+        letterbox_image(im, net_w, net_h)
+    } else {
+        resize_image(im, net_w, net_h)
+    }
+}
+
 /// A planar (CHW) float image, Darknet's `image` (`w`, `h`, `c`, `data`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
