@@ -9,6 +9,9 @@
 //! [`glibc_qsort`] reproduces that algorithm exactly — including its result for the ties and NaNs where the
 //! comparator is not a total order.
 
+// Index loops mirror the C loops (`for (j = i+1; j < total; ++j)`) on purpose.
+#![allow(clippy::needless_range_loop)]
+
 use super::{BoxF, Detection};
 
 /// Darknet's `NMS_KIND` as parsed from a `[yolo]` section's `nms_kind=`.
@@ -301,7 +304,7 @@ mod tests {
         let mut a = keys.clone();
         glibc_qsort(&mut a, |x, y| (y.0 - x.0).signum());
         let mut b = keys;
-        b.sort_by(|x, y| y.0.cmp(&x.0));
+        b.sort_by_key(|x| std::cmp::Reverse(x.0));
         assert_eq!(a, b);
     }
 

@@ -78,6 +78,7 @@ pub fn yolo_num_detections(l: &YoloOutput, thresh: f32) -> usize {
 
 /// `get_yolo_box`: the box of anchor `n` (index into the anchor pairs) at column `i`, row `j`, relative to
 /// the network input.
+#[allow(clippy::too_many_arguments)]
 fn get_yolo_box(
     l: &YoloOutput,
     n: usize,
@@ -132,8 +133,8 @@ pub fn get_yolo_detections(
         let col = loc % l.w;
         for (n, &anchor) in l.mask.iter().enumerate() {
             let objectness = l.output[l.entry_index(n, loc, 4)];
-            // `objectness > thresh`, written so that NaN is rejected as in the C.
-            if !(objectness > thresh) {
+            // The C tests `objectness > thresh`, which rejects NaN.
+            if objectness <= thresh || objectness.is_nan() {
                 continue;
             }
             let bbox = get_yolo_box(l, n, anchor, loc, col, row, net_w, net_h);

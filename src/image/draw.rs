@@ -6,6 +6,9 @@
 //! Darknet's `data/labels/*.png` alphabet; the label layout (coloured box, black text, 0.7 blend, placed
 //! above the box's top-left corner when it fits) follows `get_label_v3` / `draw_weighted_label`.
 
+// Channel index loops mirror the C (`for k < 3: data[k*w*h + ...] = rgb[k]`).
+#![allow(clippy::needless_range_loop)]
+
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
