@@ -318,11 +318,8 @@ fn bus_report_lines_and_json() {
         "MISSING {} (run `make weights`)",
         names_path.display()
     );
-    let names: Vec<String> = std::fs::read_to_string(&names_path)
-        .unwrap()
-        .lines()
-        .map(|s| s.trim().to_string())
-        .collect();
+    let names = detect::read_names(&names_path).unwrap();
+    assert_eq!(names.len(), 80);
     let layers: Vec<&Value> = manifest["layers"]
         .as_array()
         .unwrap()

@@ -18,7 +18,8 @@ pub use nms::{
     apply_nms, box_diou, box_diounms, box_iou, diounms_sort, do_nms_obj, do_nms_sort, NmsKind,
 };
 pub use output::{
-    detections_json, format_detections_v3, selected_detections, ImageDetections, JsonDetection,
+    detections_json, format_detections_v3, read_names, selected_detections, ImageDetections,
+    JsonDetection,
 };
 pub use yolo_boxes::{
     correct_yolo_boxes, get_network_boxes, get_yolo_detections, yolo_num_detections, YoloOutput,

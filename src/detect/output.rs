@@ -11,6 +11,28 @@ use serde::Serialize;
 use super::nms::glibc_qsort;
 use super::Detection;
 
+/// `get_labels_custom(filename)`: one class name per line (`fgetl` strips the `\n` and a `\r` before it;
+/// nothing else is trimmed, empty lines count as names).
+pub fn read_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading class names {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: byte offset {}: not UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    Ok(text
+        .split_inclusive('\n')
+        .map(|l| {
+            let l = l.strip_suffix('\n').unwrap_or(l);
+            l.strip_suffix('\r').unwrap_or(l).to_string()
+        })
+        .collect())
+}
+
 /// `get_actual_detections`: `(index into dets, best class)` for every detection with a class probability
 /// above `thresh`, in array order. A class whose name starts with `dont_show` is never chosen.
 pub fn selected_detections(
@@ -236,6 +258,25 @@ mod tests {
             (1, 50, 20)
         );
         assert_eq!(json.detections[0].class_name, "person");
+    }
+
+    #[test]
+    fn names_are_read_like_fgetl() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.names");
+        std::fs::write(&p, "person\r\nbicycle \n\ncar").unwrap();
+        assert_eq!(
+            read_names(&p).unwrap(),
+            vec!["person", "bicycle ", "", "car"]
+        );
+        std::fs::write(&p, "a\nb\n").unwrap();
+        assert_eq!(read_names(&p).unwrap(), vec!["a", "b"]);
+        std::fs::write(&p, [b'a', 0xff, b'\n']).unwrap();
+        assert!(read_names(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("byte offset 1"));
+        assert!(read_names(&dir.path().join("missing.names")).is_err());
     }
 
     #[test]
