@@ -1,1 +1,279 @@
-//! TODO
+//! Layer-by-layer comparison with a reference directory (the format of ../shared/reference: `manifest.json`,
+//! `input.bin`, `layer_XXX_<type>.bin`, raw little-endian f32 in Darknet's CHW layout), as Darknet dumps it or
+//! as `tools/opencv_reference.py` writes it from OpenCV DNN.
+//!
+//! A layer passes when every element satisfies `|ours - ref| <= atol + rtol·|ref|` (abs 1e-4 + rel 1e-4 is
+//! how much Darknet itself varies between fused and unfused BN). The report names the first layer that fails.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::cfg::NetworkConfig;
+use crate::network::{LoadOptions, Network};
+use crate::weights::NetWeights;
+
+/// The parts of a reference `manifest.json` we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub net_w: usize,
+    pub net_h: usize,
+    #[serde(default = "three")]
+    pub net_c: usize,
+    #[serde(default)]
+    pub fused_conv_bn: u8,
+    #[serde(default)]
+    pub batch: Option<usize>,
+    pub input: InputEntry,
+    pub layers: Vec<LayerEntry>,
+}
+
+fn three() -> usize {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputEntry {
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LayerEntry {
+    pub index: usize,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub file: Option<String>,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Reads a raw little-endian f32 file.
+pub fn read_f32_file(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() % 4 != 0 {
+        bail!("{}: size {} is not a multiple of 4 bytes", path.display(), bytes.len());
+    }
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// Tolerances.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Tolerance {
+    pub atol: f32,
+    pub rtol: f32,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { atol: 1e-4, rtol: 1e-4 }
+    }
+}
+
+/// Element-wise difference statistics of one tensor against its reference.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct DiffStats {
+    pub max_abs: f32,
+    /// max |a-b| / |b| over elements with |b| > 0 (∞-free).
+    pub max_rel: f32,
+    /// Elements outside `atol + rtol·|ref|` (NaN counts as outside).
+    pub failing: usize,
+    pub count: usize,
+}
+
+pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats {
+    let mut s = DiffStats { max_abs: 0.0, max_rel: 0.0, failing: 0, count: ours.len() };
+    for (&a, &b) in ours.iter().zip(reference) {
+        let d = (a - b).abs();
+        if !(d <= tol.atol + tol.rtol * b.abs()) {
+            s.failing += 1;
+        }
+        if d.is_nan() {
+            s.max_abs = f32::NAN;
+            continue;
+        }
+        s.max_abs = s.max_abs.max(d);
+        if b != 0.0 {
+            s.max_rel = s.max_rel.max(d / b.abs());
+        }
+    }
+    s
+}
+
+/// One row of the comparison table.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerRow {
+    pub index: usize,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub shape: [usize; 3],
+    /// `None` when the reference omits the layer (`file: null`).
+    pub stats: Option<DiffStats>,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    NotInReference,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub reference: PathBuf,
+    pub tolerance: Tolerance,
+    pub fused_conv_bn: bool,
+    pub input: Option<DiffStats>,
+    pub layers: Vec<LayerRow>,
+    pub first_failure: Option<usize>,
+    pub passed: bool,
+}
+
+impl Report {
+    /// The worst absolute error over the compared layers, with its layer.
+    pub fn worst(&self) -> Option<(usize, f32)> {
+        self.layers
+            .iter()
+            .filter_map(|r| r.stats.map(|s| (r.index, s.max_abs)))
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Greater))
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "reference {} ({}), tolerance |d| <= {:e} + {:e}*|ref|\n",
+            self.reference.display(),
+            if self.fused_conv_bn { "fused conv+bn" } else { "unfused bn" },
+            self.tolerance.atol,
+            self.tolerance.rtol
+        );
+        if let Some(i) = self.input {
+            out.push_str(&format!("input (our preprocessing vs reference): max abs {:.3e}, {} of {} outside tolerance\n", i.max_abs, i.failing, i.count));
+        }
+        out.push_str(&format!("{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n", "layer", "type", "shape (c h w)", "max abs", "max rel", "result"));
+        for r in &self.layers {
+            let shape = format!("{}x{}x{}", r.shape[0], r.shape[1], r.shape[2]);
+            let (a, rel, res) = match (r.stats, r.status) {
+                (Some(s), Status::Pass) => (format!("{:.3e}", s.max_abs), format!("{:.3e}", s.max_rel), "pass".to_string()),
+                (Some(s), _) => (format!("{:.3e}", s.max_abs), format!("{:.3e}", s.max_rel), format!("FAIL ({} of {} elements)", s.failing, s.count)),
+                (None, _) => ("-".into(), "-".into(), "not in reference".into()),
+            };
+            out.push_str(&format!("{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n", r.index, r.kind, shape, a, rel, res));
+        }
+        match self.first_failure {
+            Some(i) => out.push_str(&format!("FIRST DIVERGENCE: layer {i} ({})\n", self.layers[i].kind)),
+            None => {
+                let (wi, wv) = self.worst().unwrap_or((0, 0.0));
+                out.push_str(&format!("all compared layers pass (worst max abs error {wv:.3e} at layer {wi})\n"));
+            }
+        }
+        out
+    }
+}
+
+/// Runs `cfg` with `weights` on the reference input and compares every layer.
+///
+/// The network size comes from the manifest; BN is fused or not as the manifest says. `our_input`, when given,
+/// is our own preprocessing of the reference image, compared with the reference input (the network still runs
+/// on the reference input, so the layer comparison isolates the network).
+pub fn compare(
+    cfg: &NetworkConfig,
+    weights: &NetWeights,
+    dir: &Path,
+    device: &Device,
+    tol: Tolerance,
+    our_input: Option<&[f32]>,
+) -> Result<Report> {
+    let manifest = Manifest::read(dir)?;
+    let cfg = cfg.with_size(manifest.net_w, manifest.net_h)?;
+    if manifest.layers.len() != cfg.layers.len() {
+        bail!(
+            "{}: the reference has {} layers, the cfg {} has {}",
+            dir.display(),
+            manifest.layers.len(),
+            cfg.file.display(),
+            cfg.layers.len()
+        );
+    }
+    for (m, l) in manifest.layers.iter().zip(&cfg.layers) {
+        if m.kind != l.config.type_name() || (m.c, m.h, m.w) != (l.output.c, l.output.h, l.output.w) {
+            bail!(
+                "{}: layer {} is {} {}x{}x{} in the reference but {} {}x{}x{} in the cfg",
+                dir.display(),
+                m.index,
+                m.kind,
+                m.c,
+                m.h,
+                m.w,
+                l.config.type_name(),
+                l.output.c,
+                l.output.h,
+                l.output.w
+            );
+        }
+    }
+    let fused = manifest.fused_conv_bn != 0;
+    let net = Network::from_weights(&cfg, weights, device, &LoadOptions { fuse_bn: fused })?;
+    let input = read_f32_file(&dir.join(&manifest.input.file))?;
+    let per = cfg.input_shape().numel();
+    if input.is_empty() || input.len() % per != 0 {
+        bail!("{}: input has {} floats, not a multiple of {}", dir.display(), input.len(), per);
+    }
+    let batch = manifest.batch.unwrap_or(input.len() / per);
+    let input_stats = our_input.map(|ours| diff_stats(ours, &input[..per.min(input.len())], tol));
+    let x = Tensor::from_vec(input, (batch, manifest.net_c, manifest.net_h, manifest.net_w), device)?;
+    let outs = net.forward_all(&x)?;
+    let mut rows = Vec::with_capacity(outs.len());
+    for (m, out) in manifest.layers.iter().zip(&outs) {
+        let (stats, status) = match &m.file {
+            None => (None, Status::NotInReference),
+            Some(f) => {
+                let reference = read_f32_file(&dir.join(f))?;
+                let ours = out.flatten_all()?.to_vec1::<f32>()?;
+                if reference.len() != ours.len() {
+                    bail!("{}: {f} has {} floats, our layer {} has {}", dir.display(), reference.len(), m.index, ours.len());
+                }
+                let s = diff_stats(&ours, &reference, tol);
+                (Some(s), if s.failing == 0 { Status::Pass } else { Status::Fail })
+            }
+        };
+        rows.push(LayerRow { index: m.index, kind: m.kind.clone(), shape: [m.c, m.h, m.w], stats, status });
+    }
+    let first_failure = rows.iter().position(|r| r.status == Status::Fail);
+    let input_ok = input_stats.is_none_or(|s| s.failing == 0);
+    Ok(Report {
+        reference: dir.to_path_buf(),
+        tolerance: tol,
+        fused_conv_bn: fused,
+        input: input_stats,
+        passed: first_failure.is_none() && input_ok,
+        first_failure,
+        layers: rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_stats_counts_nan_and_tolerance() {
+        let t = Tolerance::default();
+        let s = diff_stats(&[1.0, 2.0, f32::NAN, 100.0], &[1.0, 2.00015, 0.0, 100.005], t);
+        // 2.0 vs 2.00015: 1.5e-4 > 1e-4 + 2e-4? no (3e-4) -> pass; NaN fails; 100 vs 100.005: 5e-3 <= 1e-4+1e-2 -> pass.
+        assert_eq!(s.failing, 1);
+        assert!(s.max_abs.is_nan());
+    }
+}
