@@ -1,0 +1,127 @@
+//! Differential test of the YOLO training loss against Darknet's dumps in
+//! shared/reference/mini-yolov4-train (training-mode forward of mini-yolov4, deltas and costs of the three yolo
+//! layers, see the reference README). The deltas are computed from Darknet's own yolo outputs, so this checks the
+//! loss alone.
+
+use std::path::PathBuf;
+
+use candle_darknet::cfg::{LayerConfig, NetworkConfig};
+use candle_darknet::train::{yolo_deltas, YoloGeometry};
+
+fn shared_dir() -> PathBuf {
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if local.join("reference").is_dir() {
+        local
+    } else {
+        PathBuf::from("/work/shared")
+    }
+}
+
+fn read_f32(path: &PathBuf) -> Vec<f32> {
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("REFERENCE MISSING: cannot read {}: {e}", path.display()));
+    assert_eq!(bytes.len() % 4, 0, "{}: not a float32 file", path.display());
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn yolo_deltas_and_costs_match_darknet() {
+    let root = shared_dir().join("reference");
+    let train = root.join("mini-yolov4-train");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(train.join("manifest.json"))
+            .expect("REFERENCE MISSING: mini-yolov4-train/manifest.json"),
+    )
+    .unwrap();
+    let net = NetworkConfig::from_file(root.join("mini-yolov4/mini-yolov4.cfg")).unwrap();
+    let truth = read_f32(&train.join("truth.bin"));
+    let (net_w, net_h) = (net.net.width, net.net.height);
+    assert_eq!((net_w, net_h), (128, 128));
+
+    let yolo_entries: Vec<&serde_json::Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["type"] == "yolo")
+        .collect();
+    assert_eq!(
+        yolo_entries.len(),
+        3,
+        "expected three yolo layers in the manifest"
+    );
+
+    let mut costs = Vec::new();
+    for entry in yolo_entries {
+        let index = entry["index"].as_u64().unwrap() as usize;
+        let spec = &net.layers[index];
+        let LayerConfig::Yolo(cfg) = &spec.config else {
+            panic!("layer {index} of the cfg is not [yolo]");
+        };
+        let g = YoloGeometry {
+            batch: 1,
+            w: spec.output.w,
+            h: spec.output.h,
+            net_w,
+            net_h,
+        };
+        assert_eq!(
+            (g.w, g.h),
+            (
+                entry["w"].as_u64().unwrap() as usize,
+                entry["h"].as_u64().unwrap() as usize
+            )
+        );
+        let output = read_f32(&train.join(entry["file"].as_str().unwrap()));
+        let expected = read_f32(&train.join(entry["delta_file"].as_str().unwrap()));
+        let res = yolo_deltas(cfg, &output, g, &truth).unwrap();
+        assert_eq!(res.delta.len(), expected.len());
+
+        let mut max_abs = 0f32;
+        let mut worst = 0usize;
+        let mut bad = 0usize;
+        for (k, (&a, &e)) in res.delta.iter().zip(&expected).enumerate() {
+            let err = (a - e).abs();
+            if err > 1e-4 + 1e-4 * e.abs() {
+                bad += 1;
+                if bad <= 10 {
+                    println!("  layer {index} element {k}: ours {a} reference {e}");
+                }
+            }
+            if err > max_abs {
+                max_abs = err;
+                worst = k;
+            }
+        }
+        let nonzero = expected.iter().filter(|v| **v != 0.0).count();
+        let ref_cost = entry["cost"].as_f64().unwrap();
+        let cost_rel = ((res.cost as f64 - ref_cost) / ref_cost).abs();
+        println!(
+            "layer {index}: {} deltas ({} non-zero in reference), max |delta - ref| = {max_abs:.3e} at {worst} \
+             ({} vs {}), cost {} vs {ref_cost} (rel err {cost_rel:.2e}), count {}, avg IoU {}",
+            expected.len(),
+            nonzero,
+            res.delta[worst],
+            expected[worst],
+            res.cost,
+            res.count,
+            res.avg_iou
+        );
+        assert_eq!(
+            bad, 0,
+            "layer {index}: {bad} delta elements outside abs 1e-4 + rel 1e-4"
+        );
+        assert!(
+            cost_rel < 1e-4,
+            "layer {index}: cost {} vs {ref_cost}",
+            res.cost
+        );
+        costs.push(res.cost as f64);
+    }
+    let total = costs.iter().sum::<f64>() / costs.len() as f64;
+    let ref_total = manifest["total_loss_get_network_cost"].as_f64().unwrap();
+    println!("get_network_cost: {total} vs {ref_total}");
+    assert!(((total - ref_total) / ref_total).abs() < 1e-4);
+}
