@@ -125,3 +125,71 @@ fn yolo_deltas_and_costs_match_darknet() {
     println!("get_network_cost: {total} vs {ref_total}");
     assert!(((total - ref_total) / ref_total).abs() < 1e-4);
 }
+
+/// Option coverage: seven one-layer cases run through Darknet's own `forward_yolo_layer` (CPU build of 59596d7,
+/// tools/yolo_loss_cases/harness.c + gen.py), batch 2, 8×8 grid: giou, diou with iou_thresh/iou_thresh_kind,
+/// mse with truth_thresh < 1 and objectness_smooth, ciou with counters_per_class and cls_normalizer, iou with
+/// focal_loss, show_details=0 with new_coords, ciou with new_coords + objectness_smooth + label smoothing; truth
+/// lists with two boxes in one cell, an out-of-range class and data after the x == 0 terminator.
+#[test]
+fn yolo_deltas_match_darknet_option_cases() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/yolo_loss");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("FIXTURES MISSING: {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert_eq!(cases.len(), 7, "expected 7 cases in {}", dir.display());
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let net = NetworkConfig::from_file(case.join("case.cfg")).unwrap();
+        let LayerConfig::Yolo(cfg) = &net.layers[0].config else {
+            panic!("{name}: layer 0 is not [yolo]");
+        };
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.join("result.json")).unwrap()).unwrap();
+        let get = |k: &str| meta[k].as_u64().unwrap() as usize;
+        let g = YoloGeometry {
+            batch: get("batch"),
+            w: get("w"),
+            h: get("h"),
+            net_w: get("net_w"),
+            net_h: get("net_h"),
+        };
+        assert_eq!(g.batch, net.net.mini_batch());
+        let output = read_f32(&case.join("output.bin"));
+        let expected = read_f32(&case.join("delta.bin"));
+        let truth = read_f32(&case.join("truth.bin"));
+        let res = yolo_deltas(cfg, &output, g, &truth).unwrap();
+        let mut max_abs = 0f32;
+        let mut bad = 0usize;
+        for (k, (&a, &e)) in res.delta.iter().zip(&expected).enumerate() {
+            let err = (a - e).abs();
+            if err > 1e-4 + 1e-4 * e.abs() {
+                bad += 1;
+                if bad <= 10 {
+                    println!("  {name} element {k}: ours {a} reference {e}");
+                }
+            }
+            max_abs = max_abs.max(err);
+        }
+        let ref_cost = meta["cost"].as_f64().unwrap();
+        let cost_rel = ((res.cost as f64 - ref_cost) / ref_cost).abs();
+        println!(
+            "{name}: max |delta - ref| = {max_abs:.3e} over {} ({} non-zero), cost {} vs {ref_cost} (rel {cost_rel:.2e}), \
+             total_bbox {} vs {}, rewritten_bbox {} vs {}",
+            expected.len(),
+            expected.iter().filter(|v| **v != 0.0).count(),
+            res.cost,
+            res.total_bbox,
+            get("total_bbox"),
+            res.rewritten_bbox,
+            get("rewritten_bbox")
+        );
+        assert_eq!(bad, 0, "{name}: {bad} delta elements outside abs 1e-4 + rel 1e-4");
+        assert!(cost_rel < 1e-4, "{name}: cost {} vs {ref_cost}", res.cost);
+        assert_eq!(res.total_bbox, get("total_bbox"), "{name}: total_bbox");
+        assert_eq!(res.rewritten_bbox, get("rewritten_bbox"), "{name}: rewritten_bbox");
+    }
+}
