@@ -187,9 +187,108 @@ fn yolo_deltas_match_darknet_option_cases() {
             res.rewritten_bbox,
             get("rewritten_bbox")
         );
-        assert_eq!(bad, 0, "{name}: {bad} delta elements outside abs 1e-4 + rel 1e-4");
+        assert_eq!(
+            bad, 0,
+            "{name}: {bad} delta elements outside abs 1e-4 + rel 1e-4"
+        );
         assert!(cost_rel < 1e-4, "{name}: cost {} vs {ref_cost}", res.cost);
         assert_eq!(res.total_bbox, get("total_bbox"), "{name}: total_bbox");
-        assert_eq!(res.rewritten_bbox, get("rewritten_bbox"), "{name}: rewritten_bbox");
+        assert_eq!(
+            res.rewritten_bbox,
+            get("rewritten_bbox"),
+            "{name}: rewritten_bbox"
+        );
+    }
+}
+
+fn mish(x: f32) -> f32 {
+    // Darknet's mish: x * tanh(softplus(x)), softplus with threshold 20.
+    let sp = if x > 20.0 {
+        x
+    } else if x < -20.0 {
+        x.exp()
+    } else {
+        x.exp().ln_1p()
+    };
+    x * sp.tanh()
+}
+
+/// `batchnorm_train` on Darknet's training-mode forward of mini-yolov4: layer 0 (3×3 conv of input.bin, 128×128)
+/// and layer 2 (1×1 conv of the reference layer-1 output, 64×64), both batch_normalize=1 + mish, weights read
+/// from mini-yolov4.weights (header 20 bytes; per conv: biases, scales, rolling mean, rolling variance, weights).
+#[test]
+fn batchnorm_train_matches_darknet_training_forward() {
+    use candle_core::{Device, Tensor};
+    use candle_darknet::train::{batchnorm_train, DARKNET_CPU_ROLLING_MOMENTUM};
+    let root = shared_dir().join("reference");
+    let train = root.join("mini-yolov4-train");
+    let weights_bytes = std::fs::read(root.join("mini-yolov4/mini-yolov4.weights"))
+        .expect("REFERENCE MISSING: mini-yolov4.weights");
+    let weights: Vec<f32> = weights_bytes[20..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let dev = Device::Cpu;
+    // (layer, input file, input shape (c, h, w), filters, size, pad, offset of the layer in the weights)
+    let cases = [
+        (
+            0usize,
+            "input.bin",
+            (3usize, 128usize, 128usize),
+            8usize,
+            3usize,
+            1usize,
+            0usize,
+        ),
+        (
+            2,
+            "layer_001_convolutional.bin",
+            (16, 64, 64),
+            8,
+            1,
+            0,
+            248 + 1216,
+        ),
+    ];
+    for (layer, input_file, (c, h, w), n, size, pad, off) in cases {
+        let x = read_f32(&train.join(input_file));
+        let x = Tensor::from_vec(x, (1, c, h, w), &dev).unwrap();
+        let take =
+            |o: usize, len: usize| Tensor::new(&weights[off + o..off + o + len], &dev).unwrap();
+        let biases = take(0, n);
+        let scales = take(n, n);
+        let rolling_mean = take(2 * n, n);
+        let rolling_var = take(3 * n, n);
+        let kernel = take(4 * n, n * c * size * size)
+            .reshape((n, c, size, size))
+            .unwrap();
+        let conv = x.conv2d(&kernel, pad, 1, 1, 1).unwrap();
+        let bn = batchnorm_train(
+            &conv,
+            &scales,
+            &biases,
+            &rolling_mean,
+            &rolling_var,
+            DARKNET_CPU_ROLLING_MOMENTUM,
+        )
+        .unwrap();
+        let y: Vec<f32> = bn.y.flatten_all().unwrap().to_vec1().unwrap();
+        let expected = read_f32(&train.join(format!("layer_{layer:03}_convolutional.bin")));
+        assert_eq!(y.len(), expected.len());
+        let mut max_abs = 0f32;
+        let mut bad = 0usize;
+        for (&a, &e) in y.iter().zip(&expected) {
+            let a = mish(a);
+            let err = (a - e).abs();
+            max_abs = max_abs.max(err);
+            if err > 1e-4 + 1e-4 * e.abs() {
+                bad += 1;
+            }
+        }
+        println!("layer {layer}: conv + batchnorm_train + mish vs Darknet training forward: max abs err {max_abs:.3e}");
+        assert_eq!(
+            bad, 0,
+            "layer {layer}: {bad} elements outside abs 1e-4 + rel 1e-4"
+        );
     }
 }
