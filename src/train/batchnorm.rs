@@ -152,6 +152,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn backward_matches_darknet_formulas() {
         let dev = Device::Cpu;
         let (n, c, h, w) = (2usize, 3usize, 2usize, 3usize);

@@ -16,6 +16,10 @@ pub fn current_batch(net: &NetConfig, seen: u64) -> usize {
     (seen / per_iteration.max(1)) as usize
 }
 
+/// The π literal of Darknet's sgdr branch (`3.14159265`), kept as written so the cosine matches bit for bit.
+#[allow(clippy::approx_constant)]
+const DARKNET_SGDR_PI: f64 = 3.14159265;
+
 thread_local! {
     static RNG: Cell<u64> = const { Cell::new(0x2545_F491_4F6C_DD1D) };
 }
@@ -93,7 +97,7 @@ pub fn current_rate_with(
                 cycle *= net.sgdr_mult.max(1);
             }
             // (float)(batch_num - start) * 3.14159265 / cycle: a double expression in C.
-            let phase = (batch_num - last_start) as f32 as f64 * 3.14159265 / cycle as f64;
+            let phase = (batch_num - last_start) as f32 as f64 * DARKNET_SGDR_PI / cycle as f64;
             let min = net.learning_rate_min;
             (min as f64 + 0.5 * (lr - min) as f64 * (1.0 + phase.cos())) as f32
         }
@@ -159,7 +163,7 @@ mod tests {
         // cycle 100, mult 2: cycles [0,100], (100,300], (300,700] ... (the loop tests start + cycle < batch_num).
         let n = net("learning_rate=0.1\nlearning_rate_min=0.001\npolicy=sgdr\nsgdr_cycle=100\nsgdr_mult=2\nmax_batches=1000");
         let expect =
-            |t: f64, cycle: f64| 0.001 + 0.5 * 0.099 * (1.0 + (t * 3.14159265 / cycle).cos());
+            |t: f64, cycle: f64| 0.001 + 0.5 * 0.099 * (1.0 + (t * DARKNET_SGDR_PI / cycle).cos());
         assert!(close(current_rate(&n, 0), 0.1));
         assert!(close(current_rate(&n, 50), expect(50.0, 100.0)));
         assert!(close(current_rate(&n, 100), expect(100.0, 100.0))); // still in the first cycle: rate = min

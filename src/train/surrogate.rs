@@ -32,7 +32,7 @@ pub fn yolo_surrogate_loss(raw_input: &Tensor, delta: &Tensor) -> Result<Tensor>
 /// The delta of [`super::loss::yolo_deltas`] as a `(batch, channels, h, w)` f32 tensor on `device`.
 pub fn delta_tensor(res: &YoloLossResult, g: YoloGeometry, device: &Device) -> Result<Tensor> {
     let per_image = g.w * g.h;
-    if per_image == 0 || g.batch == 0 || res.delta.len() % (g.batch * per_image) != 0 {
+    if per_image == 0 || g.batch == 0 || !res.delta.len().is_multiple_of(g.batch * per_image) {
         bail!(
             "delta_tensor: {} floats do not fit batch {} × {}×{}",
             res.delta.len(),
