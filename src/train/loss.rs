@@ -549,6 +549,49 @@ fn process_image(
     }
 }
 
+/// The in-layer activation of `forward_yolo_layer` (CPU path) on the raw layer input: per anchor, logistic on
+/// x, y, objectness and classes (`activate_array(..., LOGISTIC)`, `1/(1 + expf(−t))`), then
+/// `x, y ← x·scale_x_y − 0.5·(scale_x_y − 1)` (`scal_add_cpu`); w, h stay raw. With `new_coords` nothing is
+/// activated, only the x, y scaling is applied. Gives the `output` that [`yolo_deltas`] expects.
+pub fn yolo_activate(cfg: &YoloConfig, raw: &[f32], g: YoloGeometry) -> Result<Vec<f32>> {
+    let stride = g.w * g.h;
+    let n = cfg.mask.len();
+    let per_anchor = (5 + cfg.classes) * stride;
+    if cfg.gaussian || raw.len() != g.batch * n * per_anchor {
+        bail!(
+            "yolo_activate: {} floats, expected batch {} × {} anchors × {} entries × {}×{}{}",
+            raw.len(),
+            g.batch,
+            n,
+            5 + cfg.classes,
+            g.h,
+            g.w,
+            if cfg.gaussian {
+                " ([Gaussian_yolo] unsupported)"
+            } else {
+                ""
+            }
+        );
+    }
+    let logistic = |t: f32| 1.0 / (1.0 + (-t).exp());
+    let beta = (-0.5 * (cfg.scale_x_y as f64 - 1.0)) as f32;
+    let mut out = raw.to_vec();
+    for anchor in out.chunks_exact_mut(per_anchor) {
+        if !cfg.new_coords {
+            for v in anchor[..2 * stride].iter_mut() {
+                *v = logistic(*v);
+            }
+            for v in anchor[4 * stride..].iter_mut() {
+                *v = logistic(*v);
+            }
+        }
+        for v in anchor[..2 * stride].iter_mut() {
+            *v = *v * cfg.scale_x_y + beta;
+        }
+    }
+    Ok(out)
+}
+
 /// Squared L2 norm (`pow(mag_array(a, n), 2)`), accumulated in double.
 fn sum_sq(a: &[f32]) -> f64 {
     a.iter().map(|&v| (v as f64) * (v as f64)).sum()
