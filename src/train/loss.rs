@@ -592,6 +592,29 @@ pub fn yolo_activate(cfg: &YoloConfig, raw: &[f32], g: YoloGeometry) -> Result<V
     Ok(out)
 }
 
+/// Builds Darknet's `state.truth` array: per image `max_boxes` slots of `[x, y, w, h, class, track_id = 0]`,
+/// unused slots zero (`fill_truth_detection` layout). Boxes are relative centre/size; a box with `x == 0` would end
+/// Darknet's list early, so it is refused, as are more boxes than `max_boxes`.
+pub fn pack_truth(images: &[Vec<[f32; 5]>], max_boxes: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0.0f32; images.len() * max_boxes * TRUTH_SIZE];
+    for (b, boxes) in images.iter().enumerate() {
+        if boxes.len() > max_boxes {
+            bail!(
+                "pack_truth: image {b} has {} boxes, max_boxes is {max_boxes}",
+                boxes.len()
+            );
+        }
+        for (t, bx) in boxes.iter().enumerate() {
+            if bx[0] == 0.0 {
+                bail!("pack_truth: image {b} box {t} has x == 0, which ends Darknet's truth list");
+            }
+            let o = (b * max_boxes + t) * TRUTH_SIZE;
+            out[o..o + 5].copy_from_slice(bx);
+        }
+    }
+    Ok(out)
+}
+
 /// Squared L2 norm (`pow(mag_array(a, n), 2)`), accumulated in double.
 fn sum_sq(a: &[f32]) -> f64 {
     a.iter().map(|&v| (v as f64) * (v as f64)).sum()

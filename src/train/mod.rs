@@ -18,7 +18,7 @@ pub use batchnorm::{
     batchnorm_train, BatchNormTrain, DARKNET_BN_EPS, DARKNET_CPU_ROLLING_MOMENTUM,
 };
 pub use box_iou::{box_ciou, box_diou, box_giou, box_iou, box_iou_kind, dx_box_iou, Bbox, BoxGrad};
-pub use loss::{yolo_activate, yolo_deltas, YoloGeometry, YoloLossResult, TRUTH_SIZE};
+pub use loss::{pack_truth, yolo_activate, yolo_deltas, YoloGeometry, YoloLossResult, TRUTH_SIZE};
 pub use optimizer::{DarknetSgd, ParamKind};
 pub use policy::{current_batch, current_rate, current_rate_with};
-pub use surrogate::{delta_tensor, yolo_surrogate_loss};
+pub use surrogate::{delta_tensor, yolo_surrogate_loss, yolo_train_head};
