@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "candle-darknet", version, about = "Darknet YOLO detectors on candle, checked layer by layer against the original")]
+#[command(
+    name = "candle-darknet",
+    version,
+    about = "Darknet YOLO detectors on candle, checked layer by layer against the original"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,11 +18,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Score detections: Darknet mAP and COCO metrics.
+    Eval(cli::eval::EvalArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
+        Command::Eval(args) => cli::eval::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
