@@ -13,7 +13,8 @@ matched by many detections), a json `area` different from w*h (the area ranges u
 all three area ranges and on their borders, images without ground truth, images without detections, an image
 with neither, a category without ground truth, a category without detections, duplicate detections, more than
 100 detections on one image (maxDets), tied scores inside and across images (stable mergesort order), and
-detections of a category id unknown to the ground truth (ignored).
+detections of a category id unknown to the ground truth (ignored), an annotation id 0 and a repeated
+annotation id (seed-dependent).
 """
 import argparse
 import contextlib
@@ -105,6 +106,12 @@ def generate(seed, out_dir):
             dets.append({"image_id": img_id, "category_id": cat, "bbox": rand_box(rng, iw, ih),
                          "score": round(rng.random(), 2)})
     rng.shuffle(dets)
+    # pycocotools quirks on odd ids: a gt id of 0 reads as "unmatched" (dtMatches == 0), and a repeated
+    # annotation id makes both entries the last annotation with that id (COCO.anns is a dict).
+    if seed % 3 == 1 and anns:
+        anns[0]["id"] = 0
+    if seed % 3 == 2 and len(anns) > 3:
+        anns[3]["id"] = anns[1]["id"]
     gt = {"images": images, "annotations": anns,
           "categories": [{"id": c, "name": f"cat{c}"} for c in cat_ids if c != 40]}
     os.makedirs(out_dir, exist_ok=True)

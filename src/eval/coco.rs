@@ -10,7 +10,8 @@
 //! - an empty results list is accepted (pycocotools' `loadRes` raises on `anns[0]`); every AP is then 0;
 //! - a ground-truth annotation without `area` gets `w·h` (pycocotools raises `KeyError`), one without
 //!   `iscrowd` gets 0;
-//! - non-finite scores or boxes are rejected with an error naming the entry.
+//! - non-finite scores or boxes are rejected with an error naming the entry;
+//! - a repeated image id or category id in the ground truth is an error (pycocotools keeps the last one).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -439,9 +440,24 @@ pub fn evaluate(gt: &CocoGt, dets: &[CocoDet], params: &CocoParams) -> Result<Co
     // `_prepare`: per (image, category) lists in file order.
     let mut gts: Vec<Vec<usize>> = vec![Vec::new(); ni * nk];
     let mut dts: Vec<Vec<usize>> = vec![Vec::new(); ni * nk];
+    // `getAnnIds` walks the sorted image ids, each image's annotations in file order, keeps the wanted
+    // categories; `loadAnns` then looks each id up in a dict where a repeated annotation id holds the *last*
+    // annotation with that id. Mirrored, so a json with repeated ids scores as in pycocotools.
+    let last_with_id: HashMap<i64, usize> = gt.annotations.iter().enumerate().map(|(j, a)| (a.id, j)).collect();
+    let mut by_image: Vec<Vec<usize>> = vec![Vec::new(); ni];
     for (j, a) in gt.annotations.iter().enumerate() {
+        if let Some(&i) = img_index.get(&a.image_id) {
+            by_image[i].push(j);
+        }
+    }
+    for j in by_image.into_iter().flatten() {
+        if !cat_index.contains_key(&gt.annotations[j].category_id) {
+            continue;
+        }
+        let jj = last_with_id[&gt.annotations[j].id];
+        let a = &gt.annotations[jj];
         if let (Some(&i), Some(&k)) = (img_index.get(&a.image_id), cat_index.get(&a.category_id)) {
-            gts[k * ni + i].push(j);
+            gts[k * ni + i].push(jj);
         }
     }
     for (j, d) in dets.iter().enumerate() {
