@@ -443,7 +443,12 @@ pub fn evaluate(gt: &CocoGt, dets: &[CocoDet], params: &CocoParams) -> Result<Co
     // `getAnnIds` walks the sorted image ids, each image's annotations in file order, keeps the wanted
     // categories; `loadAnns` then looks each id up in a dict where a repeated annotation id holds the *last*
     // annotation with that id. Mirrored, so a json with repeated ids scores as in pycocotools.
-    let last_with_id: HashMap<i64, usize> = gt.annotations.iter().enumerate().map(|(j, a)| (a.id, j)).collect();
+    let last_with_id: HashMap<i64, usize> = gt
+        .annotations
+        .iter()
+        .enumerate()
+        .map(|(j, a)| (a.id, j))
+        .collect();
     let mut by_image: Vec<Vec<usize>> = vec![Vec::new(); ni];
     for (j, a) in gt.annotations.iter().enumerate() {
         if let Some(&i) = img_index.get(&a.image_id) {

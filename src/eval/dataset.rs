@@ -684,6 +684,64 @@ mod tests {
     }
 
     #[test]
+    fn difficult_list_and_voc_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in [
+            "VOC/JPEGImages",
+            "VOC/labels",
+            "DIF/JPEGImages",
+            "DIF/labels",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        image::RgbImage::new(8, 4)
+            .save(d.join("VOC/JPEGImages/a.jpg"))
+            .unwrap();
+        std::fs::write(d.join("VOC/labels/a.txt"), "0 0.5 0.5 0.5 0.5\n").unwrap();
+        // Darknet reads only the label file of the difficult path; the image need not exist.
+        std::fs::write(d.join("DIF/labels/a.txt"), "0 0.25 0.25 0.5 0.5\n").unwrap();
+        let list = d.join("valid.txt");
+        std::fs::write(
+            &list,
+            format!("{}\n", d.join("VOC/JPEGImages/a.jpg").display()),
+        )
+        .unwrap();
+        let dif = d.join("dif.txt");
+        std::fs::write(
+            &dif,
+            format!("{}\n", d.join("DIF/JPEGImages/a.jpg").display()),
+        )
+        .unwrap();
+        let ds = Dataset::from_darknet_list(&list, Some(&dif), vec!["x".into()]).unwrap();
+        let b = &ds.images[0].boxes;
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0].difficult, b[1].difficult), (false, true));
+        assert_eq!(b[1].bbox, [0.0, 0.0, 4.0, 2.0]);
+        assert_eq!((b[0].id, b[1].id), (1, 2));
+        std::fs::write(&dif, "").unwrap();
+        let e = format!(
+            "{:#}",
+            Dataset::from_darknet_list(&list, Some(&dif), vec!["x".into()]).unwrap_err()
+        );
+        assert!(e.contains("dif.txt has 0 lines"), "{e}");
+    }
+
+    #[test]
+    fn data_cfg_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.data");
+        std::fs::write(&p, "valid = a b.txt\r\n;c\nvalid=second\n\nnames=n\n").unwrap();
+        let c = DataCfg::read(&p).unwrap();
+        // All whitespace removed; the first key wins.
+        assert_eq!(c.get("valid"), Some("ab.txt"));
+        assert_eq!(c.get("names"), Some("n"));
+        std::fs::write(&p, "valid\n").unwrap();
+        let e = format!("{:#}", DataCfg::read(&p).unwrap_err());
+        assert!(e.contains("x.data:1"), "{e}");
+    }
+
+    #[test]
     fn coco_json_maps_categories_by_name() {
         let gt = CocoGt::parse(
             r#"{"images":[{"id":5,"width":100,"height":50,"file_name":"f.jpg"}],

@@ -307,6 +307,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn crowd_is_difficult_for_darknet_and_crowd_for_coco() {
+        // One crowd box and one normal box of class 0; one detection on each.
+        let gt = CocoGt::parse(
+            r#"{"images":[{"id":1,"width":100,"height":100}],"categories":[{"id":1,"name":"a"}],
+                "annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[0,0,20,20],"area":400,"iscrowd":1},
+                               {"id":2,"image_id":1,"category_id":1,"bbox":[50,50,20,20],"area":400}]}"#,
+        )
+        .unwrap();
+        let ds = Dataset::from_coco_gt(&gt, None, None).unwrap();
+        let det = |cx, prob| Det {
+            class: 0,
+            prob,
+            objectness: 1.0,
+            bbox_rel_cxcywh: [cx, cx, 0.2, 0.2],
+        };
+        let dets = vec![ImageDetections {
+            image_index: 0,
+            dets: vec![det(0.1, 0.9), det(0.6, 0.8)],
+        }];
+        let out = evaluate(&ds, &dets, &MapParams::default()).unwrap();
+        let d = &out.report.darknet;
+        // Darknet: the crowd box is difficult → the 0.9 detection is dropped; the 0.8 one is TP; AP 1.
+        assert_eq!(
+            (d.detections_count, d.unique_truth_count, d.map),
+            (1, 1, 1.0)
+        );
+        // COCO: the detection on the crowd is ignored, the other is TP → AP 1 (minus eps).
+        assert!((out.report.coco.stats[1] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn clamps_like_print_cocos() {
         assert_eq!(
             rel_to_coco_bbox([0.5, 0.5, 0.5, 0.5], 100, 200),
