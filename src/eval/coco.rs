@@ -308,10 +308,10 @@ fn argsort_desc_stable(scores: &[f64]) -> Vec<usize> {
 struct EvalImg {
     /// Scores of the kept detections, best first.
     dt_scores: Vec<f64>,
-    /// `[t][d]`: `dtMatches != 0` (a gt id of 0 counts as unmatched, exactly like pycocotools).
-    dt_matched: Vec<Vec<bool>>,
-    /// `[t][d]`: `dtIgnore`.
-    dt_ignore: Vec<Vec<bool>>,
+    /// `[t * D + d]`: `dtMatches != 0` (a gt id of 0 counts as unmatched, exactly like pycocotools).
+    dt_matched: Vec<bool>,
+    /// `[t * D + d]`: `dtIgnore`.
+    dt_ignore: Vec<bool>,
     /// Number of ground truths with `gtIgnore == 0`.
     n_not_ignored: usize,
 }
@@ -602,21 +602,21 @@ fn evaluate_img(
     }
     // Unmatched detections outside the area range are ignored. `dtm == 0` is pycocotools' unmatched test, so a
     // gt whose id is 0 reads as unmatched there too; mirrored.
-    let dt_matched: Vec<Vec<bool>> = dt_match_id
-        .iter()
-        .map(|row| row.iter().map(|&id| id != 0).collect())
-        .collect();
+    let mut matched_flat = Vec::with_capacity(nt * nd);
+    let mut ignore_flat = Vec::with_capacity(nt * nd);
     for t in 0..nt {
         for (d, &dj) in dt_sorted.iter().enumerate() {
             let area = dets[dj].bbox[2] * dets[dj].bbox[3];
             let outside = area < a_rng[0] || area > a_rng[1];
-            dt_ignore[t][d] = dt_ignore[t][d] || (!dt_matched[t][d] && outside);
+            let matched = dt_match_id[t][d] != 0;
+            matched_flat.push(matched);
+            ignore_flat.push(dt_ignore[t][d] || (!matched && outside));
         }
     }
     Some(EvalImg {
         dt_scores: dt_sorted.iter().map(|&j| dets[j].score).collect(),
-        dt_matched,
-        dt_ignore,
+        dt_matched: matched_flat,
+        dt_ignore: ignore_flat,
         n_not_ignored: gt_ig.iter().filter(|&&x| !x).count(),
     })
 }
@@ -661,8 +661,9 @@ fn accumulate(
                     let mut pr = Vec::with_capacity(nd);
                     for &o in &inds {
                         let (e_i, d) = src[o];
-                        let (matched, ignored) =
-                            (es[e_i].dt_matched[t][d], es[e_i].dt_ignore[t][d]);
+                        let e = es[e_i];
+                        let at = t * e.dt_scores.len() + d;
+                        let (matched, ignored) = (e.dt_matched[at], e.dt_ignore[at]);
                         if !ignored {
                             if matched {
                                 tp += 1.0;
