@@ -13,7 +13,8 @@
 //!   detection still counts as FP here, as in the C; average IoU = Σ IoU(TP) / (TP + FP);
 //! - all detections of all images are sorted by probability, descending (`qsort` + `detections_comparator`).
 //!   Ties: glibc's `qsort` is a merge sort (stable) whenever it can allocate its buffer, which is the case
-//!   for these sizes, so ties keep input order (image, then box, then class). We use a stable sort;
+//!   for these sizes, so ties keep input order (image, then box, then class); other C libraries may order
+//!   ties differently, so Darknet's own tie order is platform dependent. We use a stable sort;
 //! - walking the ranks, a detection whose truth is not yet taken is TP (and takes it), otherwise FP; per class
 //!   precision = TP/(TP+FP) (0 when no detection yet), recall = TP/(number of truths of the class) (0 when
 //!   the class has no truth);
@@ -326,9 +327,9 @@ pub fn validate_detector_map(
     };
     let report = DarknetMapReport {
         map,
-        iou_thresh: params.iou_thresh as f64,
+        iou_thresh: f32_as_decimal(params.iou_thresh),
         points: params.points,
-        thresh_calc_avg_iou: params.thresh_calc_avg_iou as f64,
+        thresh_calc_avg_iou: f32_as_decimal(params.thresh_calc_avg_iou),
         per_class,
         precision,
         recall,
@@ -346,6 +347,11 @@ pub fn validate_detector_map(
         class_curves,
         overall_curve,
     })
+}
+
+/// The `f64` nearest to the shortest decimal form of an `f32` (0.45f32 reports as 0.45, not 0.449999988).
+fn f32_as_decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
 }
 
 /// `pr[class][rank]` of the C for one class over *all* ranks: its TP/FP only move at its own ranks.

@@ -395,6 +395,37 @@ pub fn pixel_to_relative(bbox: [f64; 4], width: u32, height: u32) -> [f32; 4] {
 }
 
 impl Dataset {
+    /// Opens a validation set by file type: a `.json` is a COCO instances file (images under `image_dir`,
+    /// categories matched to `class_names` when given), anything else a Darknet `.data` file (its `names=`
+    /// must then agree with `class_names` when given).
+    pub fn open(
+        path: &Path,
+        image_dir: Option<&Path>,
+        class_names: Option<&[String]>,
+    ) -> Result<Dataset> {
+        let is_json = path
+            .extension()
+            .map(|e| e.eq_ignore_ascii_case("json"))
+            .unwrap_or(false);
+        if is_json {
+            return Dataset::from_coco_json(path, image_dir, class_names);
+        }
+        let ds = Dataset::from_darknet_data(path)?;
+        if let Some(names) = class_names {
+            if names != ds.classes.as_slice() {
+                bail!(
+                    "{}: its names file has {} classes {:?}..., the model has {} {:?}...",
+                    path.display(),
+                    ds.classes.len(),
+                    ds.classes.iter().take(3).collect::<Vec<_>>(),
+                    names.len(),
+                    names.iter().take(3).collect::<Vec<_>>()
+                );
+            }
+        }
+        Ok(ds)
+    }
+
     /// Reads the `valid=` split of a Darknet `.data` file (`valid` defaults to `data/train.txt` as in
     /// `validate_detector_map`), with `names=` and the optional `difficult=` list (same line order as
     /// `valid`). With `eval=coco` the classes get the 80 COCO category ids, otherwise none.
@@ -656,6 +687,10 @@ mod tests {
         assert_eq!(a.boxes[0].bbox, [10.0, 5.0, 20.0, 10.0]);
         assert_eq!(a.boxes[1].bbox_rel, [0.25, 0.5, 0.1, 0.2]);
         assert!(ds.images[1].boxes.is_empty());
+        let same: Vec<String> = vec!["x".into(), "y".into()];
+        assert_eq!(Dataset::open(&d.join("v.data"), None, Some(&same)).unwrap(), ds);
+        let other: Vec<String> = vec!["x".into(), "z".into()];
+        assert!(Dataset::open(&d.join("v.data"), None, Some(&other)).is_err());
 
         std::fs::write(d.join("a.txt"), "1 0.5 0.5 0.5 0.5\n2 0.5 0.5 0.5 0.5\n").unwrap();
         let e = format!(
