@@ -112,8 +112,12 @@ def generate(seed, out_dir):
         anns[0]["id"] = 0
     if seed % 3 == 2 and len(anns) > 3:
         anns[3]["id"] = anns[1]["id"]
-    gt = {"images": images, "annotations": anns,
-          "categories": [{"id": c, "name": f"cat{c}"} for c in cat_ids if c != 40]}
+    # File order differs from id order: COCOeval sorts image and category ids, which sets the order in which
+    # tied scores of different images meet in `accumulate`.
+    rng.shuffle(images)
+    cats = [{"id": c, "name": f"cat{c}"} for c in cat_ids if c != 40]
+    rng.shuffle(cats)
+    gt = {"images": images, "annotations": anns, "categories": cats}
     os.makedirs(out_dir, exist_ok=True)
     gt_path = os.path.join(out_dir, "gt.json")
     res_path = os.path.join(out_dir, "results.json")

@@ -688,7 +688,10 @@ mod tests {
         assert_eq!(a.boxes[1].bbox_rel, [0.25, 0.5, 0.1, 0.2]);
         assert!(ds.images[1].boxes.is_empty());
         let same: Vec<String> = vec!["x".into(), "y".into()];
-        assert_eq!(Dataset::open(&d.join("v.data"), None, Some(&same)).unwrap(), ds);
+        assert_eq!(
+            Dataset::open(&d.join("v.data"), None, Some(&same)).unwrap(),
+            ds
+        );
         let other: Vec<String> = vec!["x".into(), "z".into()];
         assert!(Dataset::open(&d.join("v.data"), None, Some(&other)).is_err());
 

@@ -150,13 +150,18 @@ pub fn evaluate(
     params: &MapParams,
 ) -> Result<EvalOutcome> {
     let per_image = group_by_image(dataset, detections)?;
+    // The dataset's own image ids: COCOeval walks images in sorted id order, which decides how tied scores of
+    // different images meet.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(im) = dataset.images.iter().find(|im| !seen.insert(im.id)) {
+        bail!("dataset image id {} appears twice", im.id);
+    }
     let gt = CocoGt {
         images: dataset
             .images
             .iter()
-            .enumerate()
-            .map(|(i, im)| coco::CocoImage {
-                id: i as i64,
+            .map(|im| coco::CocoImage {
+                id: im.id,
                 width: im.width,
                 height: im.height,
                 file_name: String::new(),
@@ -171,14 +176,13 @@ pub fn evaluate(
         annotations: dataset
             .images
             .iter()
-            .enumerate()
-            .flat_map(|(i, im)| {
+            .flat_map(|im| {
                 im.boxes
                     .iter()
                     .filter(|b| !b.difficult)
                     .map(move |b| coco::CocoAnn {
                         id: b.id,
-                        image_id: i as i64,
+                        image_id: im.id,
                         category_id: b.class as i64,
                         bbox: b.bbox,
                         area: b.area,
@@ -188,10 +192,10 @@ pub fn evaluate(
             .collect(),
     };
     let mut coco_dets = Vec::new();
-    for (i, (im, dets)) in dataset.images.iter().zip(&per_image).enumerate() {
+    for (im, dets) in dataset.images.iter().zip(&per_image) {
         for d in dets {
             coco_dets.push(CocoDet {
-                image_id: i as i64,
+                image_id: im.id,
                 category_id: d.class as i64,
                 bbox: rel_to_coco_bbox(d.bbox_rel_cxcywh, im.width, im.height),
                 score: d.prob as f64,
