@@ -88,9 +88,23 @@ fn cocoeval_matches_pycocotools_on_random_cases() {
 #[test]
 fn dataset_path_and_results_writer_match_pycocotools() {
     let dir = tempfile::tempdir().unwrap();
-    for seed in [10u64, 11, 12] {
+    for seed in [10u64, 11, 12, 13] {
         let (_, gt_path, res_path) = generate(seed, dir.path());
-        let ds = Dataset::from_coco_json(&gt_path, None, None).unwrap();
+        let ds = if seed == 13 {
+            // A model whose class order is not the json's, with a class the json lacks: matched by name.
+            let names: Vec<String> = ["cat22", "extra", "cat10", "cat7", "cat3", "cat1"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let ds = Dataset::from_coco_json(&gt_path, None, Some(&names)).unwrap();
+            assert_eq!(
+                ds.category_ids,
+                vec![Some(22), None, Some(10), Some(7), Some(3), Some(1)]
+            );
+            ds
+        } else {
+            Dataset::from_coco_json(&gt_path, None, None).unwrap()
+        };
         let raw = coco::read_results(&res_path).unwrap();
         let mut per_image: Vec<ImageDetections> = (0..ds.images.len())
             .map(|i| ImageDetections {
