@@ -10,6 +10,8 @@
 //!   empty `.txt` for a background image;
 //! - a malformed label line is an error naming file:line (Darknet's `fscanf` loop stops reading there);
 //! - a class id outside `0..classes` is an error (Darknet indexes out of bounds);
+//! - a `.data` line without `=` or with an empty value is an error naming file:line (Darknet warns or keeps
+//!   a key without value);
 //! - relative paths (list file, names, images) are tried as given (Darknet: relative to the working directory)
 //!   and then relative to the directory of the file that names them.
 
