@@ -1,0 +1,808 @@
+//! Validation datasets in memory, read from a COCO instances json or from a Darknet `.data` file.
+//!
+//! Darknet side mirrors `read_data_cfg` (`src/option_list.c`: every line stripped of all whitespace, `#`/`;`
+//! comments, `key=value`, the first occurrence of a key wins in `option_find`), `get_paths` /
+//! `get_labels_custom` (`src/data.c`: one entry per line, CR/LF removed), `replace_image_to_label`
+//! (`src/utils.c`) and `read_boxes` (`src/data.c`: `class xc yc w h`, relative).
+//!
+//! Deliberate differences from Darknet, for clear errors instead of silent data loss:
+//! - a missing label file is an error (Darknet prints "Can't open label file" and uses no boxes): create an
+//!   empty `.txt` for a background image;
+//! - a malformed label line is an error naming file:line (Darknet's `fscanf` loop stops reading there);
+//! - a class id outside `0..classes` is an error (Darknet indexes out of bounds);
+//! - a `.data` line without `=` or with an empty value is an error naming file:line (Darknet warns or keeps
+//!   a key without value);
+//! - relative paths (list file, names, images) are tried as given (Darknet: relative to the working directory)
+//!   and then relative to the directory of the file that names them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::coco::{CocoGt, CocoImage};
+
+/// One ground-truth box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GtBox {
+    /// Annotation id (COCO json `id`; 1-based running number for Darknet labels).
+    pub id: i64,
+    /// Class index in [`Dataset::classes`].
+    pub class: usize,
+    /// `[x, y, w, h]` in pixels, top-left corner (COCO style).
+    pub bbox: [f64; 4],
+    /// Relative `(cx, cy, w, h)`, exactly as read for Darknet labels (computed from `bbox` for COCO).
+    pub bbox_rel: [f32; 4],
+    /// COCO `area` field (segment area for real COCO); `w·h` in pixels for Darknet labels.
+    pub area: f64,
+    pub iscrowd: bool,
+    /// From Darknet's `difficult=` list.
+    pub difficult: bool,
+}
+
+/// One image with its ground truth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageEntry {
+    /// COCO image id; for Darknet lists the 0-based line index.
+    pub id: i64,
+    pub path: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub boxes: Vec<GtBox>,
+}
+
+/// A validation set: class names in the model's order, the COCO category id of each class (`None` when the
+/// class has no COCO id: such detections are left out of saved COCO results), and the images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub classes: Vec<String>,
+    pub category_ids: Vec<Option<i64>>,
+    pub images: Vec<ImageEntry>,
+}
+
+/// COCO category id of each of the 80 Darknet classes (`coco_ids` in `src/detector.c`).
+pub const COCO80_CATEGORY_IDS: [i64; 80] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+];
+
+/// Darknet's `data/coco.names`, in class order.
+pub const COCO80_NAMES: [&str; 80] = [
+    "person",
+    "bicycle",
+    "car",
+    "motorbike",
+    "aeroplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "sofa",
+    "pottedplant",
+    "bed",
+    "diningtable",
+    "toilet",
+    "tvmonitor",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+];
+
+/// The six classes whose Darknet name differs from the COCO json name (Darknet, COCO).
+const COCO_NAME_ALIASES: [(&str, &str); 6] = [
+    ("motorbike", "motorcycle"),
+    ("aeroplane", "airplane"),
+    ("sofa", "couch"),
+    ("pottedplant", "potted plant"),
+    ("diningtable", "dining table"),
+    ("tvmonitor", "tv"),
+];
+
+/// COCO category id of Darknet COCO class `class` (0..80).
+pub fn coco80_category_id(class: usize) -> Option<i64> {
+    COCO80_CATEGORY_IDS.get(class).copied()
+}
+
+/// Darknet COCO class index of COCO category id `id` (1..=90, 80 of them used).
+pub fn coco80_class_index(id: i64) -> Option<usize> {
+    COCO80_CATEGORY_IDS.iter().position(|&c| c == id)
+}
+
+fn names_match(model: &str, coco: &str) -> bool {
+    let norm = |s: &str| s.trim().to_lowercase();
+    let (m, c) = (norm(model), norm(coco));
+    m == c
+        || COCO_NAME_ALIASES
+            .iter()
+            .any(|&(d, j)| (m == d && c == j) || (m == j && c == d))
+}
+
+/// `find_replace`: the first occurrence of `orig` replaced.
+fn find_replace(s: &str, orig: &str, rep: &str) -> String {
+    s.replacen(orig, rep, 1)
+}
+
+/// `find_replace_extension`: `orig` replaced only when its last occurrence ends the string.
+fn find_replace_extension(s: &str, orig: &str, rep: &str) -> String {
+    match s.strip_suffix(orig) {
+        Some(stem) => format!("{stem}{rep}"),
+        None => s.to_string(),
+    }
+}
+
+/// `replace_image_to_label` of `src/utils.c` (59596d7): the COCO `images/{train,val}{2014,2017}/` and VOC
+/// `JPEGImages/` directories become `labels/` (first occurrence each, both separators), spaces/tabs trimmed,
+/// and the image extension (jpg, jpeg, png, bmp, ppm, tiff; lower or upper case) becomes `.txt`. The generic
+/// `/images/` → `/labels/` is commented out in that commit, so other layouts keep labels beside the images.
+pub fn replace_image_to_label(path: &str) -> String {
+    let mut s = find_replace(path, "/images/train2017/", "/labels/train2017/");
+    for (o, r) in [
+        ("/images/val2017/", "/labels/val2017/"),
+        ("/JPEGImages/", "/labels/"),
+        ("\\images\\train2017\\", "\\labels\\train2017\\"),
+        ("\\images\\val2017\\", "\\labels\\val2017\\"),
+        ("\\images\\train2014\\", "\\labels\\train2014\\"),
+        ("\\images\\val2014\\", "\\labels\\val2014\\"),
+        ("/images/train2014/", "/labels/train2014/"),
+        ("/images/val2014/", "/labels/val2014/"),
+        ("\\JPEGImages\\", "\\labels\\"),
+    ] {
+        s = find_replace(&s, o, r);
+    }
+    let s = s.trim_matches(|c| c == ' ' || c == '\t').to_string();
+    let mut s = s;
+    for ext in [
+        ".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".bmp", ".BMP", ".ppm", ".PPM", ".tiff",
+        ".TIFF",
+    ] {
+        s = find_replace_extension(&s, ext, ".txt");
+    }
+    s
+}
+
+/// `fgetl`-style lines: split on `\n`, a trailing `\r` removed; no entry after a final newline.
+fn darknet_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
+    if text.ends_with('\n') || text.is_empty() {
+        lines.pop();
+    }
+    lines
+}
+
+/// The options of a Darknet `.data` file (`read_data_cfg`): key/value pairs in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataCfg {
+    pub path: PathBuf,
+    pub options: Vec<(String, String)>,
+}
+
+impl DataCfg {
+    /// Reads `path`: whitespace stripped from each line, blank/`#`/`;` lines skipped, `key=value` required.
+    pub fn read(path: &Path) -> Result<DataCfg> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading data file {}", path.display()))?;
+        let mut options = Vec::new();
+        for (n, line) in darknet_lines(&text).into_iter().enumerate() {
+            let line: String = line
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
+                .collect();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            match line.split_once('=') {
+                Some((k, v)) if !v.is_empty() => options.push((k.to_string(), v.to_string())),
+                _ => bail!(
+                    "{}:{}: expected key=value, got {line:?}",
+                    path.display(),
+                    n + 1
+                ),
+            }
+        }
+        Ok(DataCfg {
+            path: path.to_path_buf(),
+            options,
+        })
+    }
+
+    /// `option_find`: the first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Resolves a path named in this file (as given, else beside the `.data` file).
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        resolve_near(p, &self.path)
+    }
+}
+
+fn resolve_near(p: &str, named_in: &Path) -> PathBuf {
+    let given = PathBuf::from(p);
+    if given.is_absolute() || given.exists() {
+        return given;
+    }
+    match named_in.parent() {
+        Some(dir) if dir.join(&given).exists() => dir.join(given),
+        _ => given,
+    }
+}
+
+/// `get_paths` / `get_labels_custom`: one entry per line (blank lines included, as in Darknet).
+pub fn read_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading list file {}", path.display()))?;
+    Ok(darknet_lines(&text)
+        .into_iter()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Class names, one per line (`names=` file).
+pub fn read_names(path: &Path) -> Result<Vec<String>> {
+    read_list(path)
+}
+
+/// One label line: `class xc yc w h`, relative.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelBox {
+    pub class: usize,
+    pub bbox: [f32; 4],
+}
+
+/// `read_boxes`: every non-blank line must be `class xc yc w h` with `0 <= class < classes`.
+pub fn read_label_file(path: &Path, classes: usize) -> Result<Vec<LabelBox>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading label file {} (create an empty file for an image without objects)",
+            path.display()
+        )
+    })?;
+    let mut boxes = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        if fields.len() != 5 {
+            bail!("{}: expected `class xc yc w h`, got {line:?}", at());
+        }
+        let class: i64 = fields[0]
+            .parse()
+            .with_context(|| format!("{}: bad class id {:?}", at(), fields[0]))?;
+        if class < 0 || class as usize >= classes {
+            bail!("{}: class id {class} out of range 0..{classes}", at());
+        }
+        let mut bbox = [0f32; 4];
+        for (v, f) in bbox.iter_mut().zip(&fields[1..]) {
+            *v = f
+                .parse()
+                .with_context(|| format!("{}: bad number {f:?}", at()))?;
+            if !v.is_finite() {
+                bail!("{}: non-finite number {f:?}", at());
+            }
+        }
+        boxes.push(LabelBox {
+            class: class as usize,
+            bbox,
+        });
+    }
+    Ok(boxes)
+}
+
+impl GtBox {
+    /// A box from a Darknet label (relative cx, cy, w, h) on a `width`×`height` image.
+    pub fn from_relative(
+        id: i64,
+        class: usize,
+        rel: [f32; 4],
+        width: u32,
+        height: u32,
+        difficult: bool,
+    ) -> GtBox {
+        let (w, h) = (width as f64, height as f64);
+        let [cx, cy, bw, bh] = rel.map(|v| v as f64);
+        let bbox = [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, bw * w, bh * h];
+        GtBox {
+            id,
+            class,
+            bbox,
+            bbox_rel: rel,
+            area: bbox[2] * bbox[3],
+            iscrowd: false,
+            difficult,
+        }
+    }
+}
+
+/// Relative `(cx, cy, w, h)` of a pixel `[x, y, w, h]` box on a `width`×`height` image.
+pub fn pixel_to_relative(bbox: [f64; 4], width: u32, height: u32) -> [f32; 4] {
+    let (w, h) = (width.max(1) as f64, height.max(1) as f64);
+    [
+        ((bbox[0] + bbox[2] / 2.0) / w) as f32,
+        ((bbox[1] + bbox[3] / 2.0) / h) as f32,
+        (bbox[2] / w) as f32,
+        (bbox[3] / h) as f32,
+    ]
+}
+
+impl Dataset {
+    /// Opens a validation set by file type: a `.json` is a COCO instances file (images under `image_dir`,
+    /// categories matched to `class_names` when given), anything else a Darknet `.data` file (its `names=`
+    /// must then agree with `class_names` when given).
+    pub fn open(
+        path: &Path,
+        image_dir: Option<&Path>,
+        class_names: Option<&[String]>,
+    ) -> Result<Dataset> {
+        let is_json = path
+            .extension()
+            .map(|e| e.eq_ignore_ascii_case("json"))
+            .unwrap_or(false);
+        if is_json {
+            return Dataset::from_coco_json(path, image_dir, class_names);
+        }
+        let ds = Dataset::from_darknet_data(path)?;
+        if let Some(names) = class_names {
+            if names != ds.classes.as_slice() {
+                bail!(
+                    "{}: its names file has {} classes {:?}..., the model has {} {:?}...",
+                    path.display(),
+                    ds.classes.len(),
+                    ds.classes.iter().take(3).collect::<Vec<_>>(),
+                    names.len(),
+                    names.iter().take(3).collect::<Vec<_>>()
+                );
+            }
+        }
+        Ok(ds)
+    }
+
+    /// Reads the `valid=` split of a Darknet `.data` file (`valid` defaults to `data/train.txt` as in
+    /// `validate_detector_map`), with `names=` and the optional `difficult=` list (same line order as
+    /// `valid`). With `eval=coco` the classes get the 80 COCO category ids, otherwise none.
+    pub fn from_darknet_data(data_path: &Path) -> Result<Dataset> {
+        let cfg = DataCfg::read(data_path)?;
+        let valid = cfg.resolve(cfg.get("valid").unwrap_or("data/train.txt"));
+        let names_path = cfg.resolve(cfg.get("names").unwrap_or("data/names.list"));
+        let classes = read_names(&names_path)?;
+        let difficult = cfg.get("difficult").map(|d| cfg.resolve(d));
+        let mut ds = Dataset::from_darknet_list(&valid, difficult.as_deref(), classes)?;
+        if cfg.get("eval") == Some("coco") {
+            if ds.classes.len() != 80 {
+                bail!(
+                    "{}: eval=coco needs 80 classes, {} has {}",
+                    data_path.display(),
+                    names_path.display(),
+                    ds.classes.len()
+                );
+            }
+            ds.category_ids = COCO80_CATEGORY_IDS.iter().map(|&c| Some(c)).collect();
+        }
+        Ok(ds)
+    }
+
+    /// Reads a list of image paths, their labels (via [`replace_image_to_label`]) and image sizes; the
+    /// optional difficult list gives, line by line, an image path whose label file holds the difficult boxes.
+    pub fn from_darknet_list(
+        list: &Path,
+        difficult_list: Option<&Path>,
+        classes: Vec<String>,
+    ) -> Result<Dataset> {
+        let paths = read_list(list)?;
+        let dif_paths = match difficult_list {
+            Some(d) => {
+                let v = read_list(d)?;
+                if v.len() < paths.len() {
+                    bail!(
+                        "{} has {} lines but {} has {}",
+                        d.display(),
+                        v.len(),
+                        list.display(),
+                        paths.len()
+                    );
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let mut images = Vec::with_capacity(paths.len());
+        let mut next_id = 1i64;
+        for (i, p) in paths.iter().enumerate() {
+            let img_path = resolve_near(p, list);
+            let (width, height) = image::image_dimensions(&img_path).with_context(|| {
+                format!(
+                    "{}:{}: reading image size of {}",
+                    list.display(),
+                    i + 1,
+                    img_path.display()
+                )
+            })?;
+            let mut boxes = Vec::new();
+            let mut add = |label: &Path, difficult: bool| -> Result<()> {
+                for b in read_label_file(label, classes.len())? {
+                    boxes.push(GtBox::from_relative(
+                        next_id, b.class, b.bbox, width, height, difficult,
+                    ));
+                    next_id += 1;
+                }
+                Ok(())
+            };
+            add(&resolve_near(&replace_image_to_label(p), list), false)?;
+            if let Some(d) = &dif_paths {
+                add(
+                    &resolve_near(
+                        &replace_image_to_label(&d[i]),
+                        difficult_list.unwrap_or(list),
+                    ),
+                    true,
+                )?;
+            }
+            images.push(ImageEntry {
+                id: i as i64,
+                path: img_path,
+                width,
+                height,
+                boxes,
+            });
+        }
+        let category_ids = vec![None; classes.len()];
+        Ok(Dataset {
+            classes,
+            category_ids,
+            images,
+        })
+    }
+
+    /// Reads a COCO instances json; `image_dir` is prepended to `file_name`. With `class_names` (the model's
+    /// classes) categories are matched by name (Darknet spellings such as `motorbike` match COCO's
+    /// `motorcycle`); annotations of categories the model lacks are dropped. Without it the classes are the
+    /// json's categories sorted by id.
+    pub fn from_coco_json(
+        json: &Path,
+        image_dir: Option<&Path>,
+        class_names: Option<&[String]>,
+    ) -> Result<Dataset> {
+        let gt = CocoGt::read(json)?;
+        Self::from_coco_gt(&gt, image_dir, class_names)
+            .with_context(|| format!("in {}", json.display()))
+    }
+
+    /// [`Dataset::from_coco_json`] on an already parsed ground truth.
+    pub fn from_coco_gt(
+        gt: &CocoGt,
+        image_dir: Option<&Path>,
+        class_names: Option<&[String]>,
+    ) -> Result<Dataset> {
+        let mut cats = gt.categories.clone();
+        cats.sort_by_key(|c| c.id);
+        let (classes, category_ids, cat_to_class): (
+            Vec<String>,
+            Vec<Option<i64>>,
+            HashMap<i64, usize>,
+        ) = match class_names {
+            None => (
+                cats.iter().map(|c| c.name.clone()).collect(),
+                cats.iter().map(|c| Some(c.id)).collect(),
+                cats.iter().enumerate().map(|(i, c)| (c.id, i)).collect(),
+            ),
+            Some(names) => {
+                let mut ids = vec![None; names.len()];
+                let mut map = HashMap::new();
+                for c in &cats {
+                    if let Some(k) = names.iter().position(|n| names_match(n, &c.name)) {
+                        if ids[k].is_some() {
+                            bail!("two categories match model class {:?}", names[k]);
+                        }
+                        ids[k] = Some(c.id);
+                        map.insert(c.id, k);
+                    }
+                }
+                (names.to_vec(), ids, map)
+            }
+        };
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        let mut images: Vec<ImageEntry> = gt
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, im): (usize, &CocoImage)| {
+                index.insert(im.id, i);
+                let path = match image_dir {
+                    Some(d) => d.join(&im.file_name),
+                    None => PathBuf::from(&im.file_name),
+                };
+                ImageEntry {
+                    id: im.id,
+                    path,
+                    width: im.width,
+                    height: im.height,
+                    boxes: Vec::new(),
+                }
+            })
+            .collect();
+        for (j, a) in gt.annotations.iter().enumerate() {
+            let Some(&i) = index.get(&a.image_id) else {
+                bail!(
+                    "annotations[{j}] (id {}): image_id {} is not in images",
+                    a.id,
+                    a.image_id
+                );
+            };
+            let Some(&class) = cat_to_class.get(&a.category_id) else {
+                continue;
+            };
+            let im = &mut images[i];
+            if im.width == 0 || im.height == 0 {
+                bail!(
+                    "image id {}: width/height missing (needed for relative boxes)",
+                    im.id
+                );
+            }
+            let bbox_rel = pixel_to_relative(a.bbox, im.width, im.height);
+            im.boxes.push(GtBox {
+                id: a.id,
+                class,
+                bbox: a.bbox,
+                bbox_rel,
+                area: a.area,
+                iscrowd: a.iscrowd,
+                difficult: false,
+            });
+        }
+        Ok(Dataset {
+            classes,
+            category_ids,
+            images,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_paths_like_darknet() {
+        assert_eq!(
+            replace_image_to_label("/d/coco/images/val2017/0001.jpg"),
+            "/d/coco/labels/val2017/0001.txt"
+        );
+        assert_eq!(
+            replace_image_to_label("/d/VOC2007/JPEGImages/0001.JPEG"),
+            "/d/VOC2007/labels/0001.txt"
+        );
+        // Generic images/ is not replaced in 59596d7.
+        assert_eq!(
+            replace_image_to_label("data/obj/images/a.png"),
+            "data/obj/images/a.txt"
+        );
+        // Only a trailing extension is replaced.
+        assert_eq!(replace_image_to_label("x.jpg.d/a.bmp"), "x.jpg.d/a.txt");
+        assert_eq!(replace_image_to_label("  a.tiff\t"), "a.txt");
+        assert_eq!(replace_image_to_label("a.gif"), "a.gif");
+    }
+
+    #[test]
+    fn coco80_mapping() {
+        assert_eq!(coco80_category_id(0), Some(1));
+        assert_eq!(coco80_category_id(11), Some(13));
+        assert_eq!(coco80_category_id(79), Some(90));
+        assert_eq!(coco80_class_index(90), Some(79));
+        assert_eq!(coco80_class_index(12), None);
+        assert!(names_match("motorbike", "motorcycle"));
+        assert!(names_match("tv", "tvmonitor"));
+    }
+
+    #[test]
+    fn darknet_dataset_reads_and_reports_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        image::RgbImage::new(40, 20).save(d.join("a.png")).unwrap();
+        image::RgbImage::new(10, 10).save(d.join("b.jpg")).unwrap();
+        std::fs::write(d.join("a.txt"), "1 0.5 0.5 0.5 0.5\n\n0 0.25 0.5 0.1 0.2\n").unwrap();
+        std::fs::write(d.join("b.txt"), "").unwrap();
+        std::fs::write(d.join("names"), "x\ny\n").unwrap();
+        std::fs::write(d.join("list.txt"), "a.png\nb.jpg\n").unwrap();
+        std::fs::write(
+            d.join("v.data"),
+            "classes= 2\n# c\nvalid = list.txt\nnames=names\n",
+        )
+        .unwrap();
+        let ds = Dataset::from_darknet_data(&d.join("v.data")).unwrap();
+        assert_eq!(ds.classes, vec!["x", "y"]);
+        assert_eq!(ds.images.len(), 2);
+        let a = &ds.images[0];
+        assert_eq!((a.width, a.height), (40, 20));
+        assert_eq!(a.boxes.len(), 2);
+        assert_eq!(a.boxes[0].class, 1);
+        assert_eq!(a.boxes[0].bbox, [10.0, 5.0, 20.0, 10.0]);
+        assert_eq!(a.boxes[1].bbox_rel, [0.25, 0.5, 0.1, 0.2]);
+        assert!(ds.images[1].boxes.is_empty());
+        let same: Vec<String> = vec!["x".into(), "y".into()];
+        assert_eq!(
+            Dataset::open(&d.join("v.data"), None, Some(&same)).unwrap(),
+            ds
+        );
+        let other: Vec<String> = vec!["x".into(), "z".into()];
+        assert!(Dataset::open(&d.join("v.data"), None, Some(&other)).is_err());
+
+        std::fs::write(d.join("a.txt"), "1 0.5 0.5 0.5 0.5\n2 0.5 0.5 0.5 0.5\n").unwrap();
+        let e = format!(
+            "{:#}",
+            Dataset::from_darknet_data(&d.join("v.data")).unwrap_err()
+        );
+        assert!(e.contains("a.txt:2") && e.contains("out of range"), "{e}");
+        std::fs::write(d.join("a.txt"), "1 0.5 0.5 0.5\n").unwrap();
+        let e = format!(
+            "{:#}",
+            Dataset::from_darknet_data(&d.join("v.data")).unwrap_err()
+        );
+        assert!(e.contains("a.txt:1"), "{e}");
+        std::fs::remove_file(d.join("b.txt")).unwrap();
+        std::fs::write(d.join("a.txt"), "").unwrap();
+        let e = format!(
+            "{:#}",
+            Dataset::from_darknet_data(&d.join("v.data")).unwrap_err()
+        );
+        assert!(e.contains("b.txt"), "{e}");
+        let e = format!(
+            "{:#}",
+            Dataset::from_darknet_data(&d.join("missing.data")).unwrap_err()
+        );
+        assert!(e.contains("missing.data"), "{e}");
+    }
+
+    #[test]
+    fn difficult_list_and_voc_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in [
+            "VOC/JPEGImages",
+            "VOC/labels",
+            "DIF/JPEGImages",
+            "DIF/labels",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        image::RgbImage::new(8, 4)
+            .save(d.join("VOC/JPEGImages/a.jpg"))
+            .unwrap();
+        std::fs::write(d.join("VOC/labels/a.txt"), "0 0.5 0.5 0.5 0.5\n").unwrap();
+        // Darknet reads only the label file of the difficult path; the image need not exist.
+        std::fs::write(d.join("DIF/labels/a.txt"), "0 0.25 0.25 0.5 0.5\n").unwrap();
+        let list = d.join("valid.txt");
+        std::fs::write(
+            &list,
+            format!("{}\n", d.join("VOC/JPEGImages/a.jpg").display()),
+        )
+        .unwrap();
+        let dif = d.join("dif.txt");
+        std::fs::write(
+            &dif,
+            format!("{}\n", d.join("DIF/JPEGImages/a.jpg").display()),
+        )
+        .unwrap();
+        let ds = Dataset::from_darknet_list(&list, Some(&dif), vec!["x".into()]).unwrap();
+        let b = &ds.images[0].boxes;
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0].difficult, b[1].difficult), (false, true));
+        assert_eq!(b[1].bbox, [0.0, 0.0, 4.0, 2.0]);
+        assert_eq!((b[0].id, b[1].id), (1, 2));
+        std::fs::write(&dif, "").unwrap();
+        let e = format!(
+            "{:#}",
+            Dataset::from_darknet_list(&list, Some(&dif), vec!["x".into()]).unwrap_err()
+        );
+        assert!(e.contains("dif.txt has 0 lines"), "{e}");
+    }
+
+    #[test]
+    fn data_cfg_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.data");
+        std::fs::write(&p, "valid = a b.txt\r\n;c\nvalid=second\n\nnames=n\n").unwrap();
+        let c = DataCfg::read(&p).unwrap();
+        // All whitespace removed; the first key wins.
+        assert_eq!(c.get("valid"), Some("ab.txt"));
+        assert_eq!(c.get("names"), Some("n"));
+        std::fs::write(&p, "valid\n").unwrap();
+        let e = format!("{:#}", DataCfg::read(&p).unwrap_err());
+        assert!(e.contains("x.data:1"), "{e}");
+    }
+
+    #[test]
+    fn coco_json_maps_categories_by_name() {
+        let gt = CocoGt::parse(
+            r#"{"images":[{"id":5,"width":100,"height":50,"file_name":"f.jpg"}],
+                "categories":[{"id":4,"name":"motorcycle"},{"id":1,"name":"person"},{"id":9,"name":"zebra"}],
+                "annotations":[{"id":1,"image_id":5,"category_id":4,"bbox":[0,0,10,10],"area":70,"iscrowd":1},
+                               {"id":2,"image_id":5,"category_id":9,"bbox":[0,0,10,10],"area":100}]}"#,
+        )
+        .unwrap();
+        let names: Vec<String> = ["person", "motorbike", "car"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let ds = Dataset::from_coco_gt(&gt, Some(Path::new("imgs")), Some(&names)).unwrap();
+        assert_eq!(ds.category_ids, vec![Some(1), Some(4), None]);
+        assert_eq!(ds.images[0].path, PathBuf::from("imgs/f.jpg"));
+        // zebra is not a model class: dropped.
+        assert_eq!(ds.images[0].boxes.len(), 1);
+        let b = &ds.images[0].boxes[0];
+        assert_eq!((b.class, b.area, b.iscrowd), (1, 70.0, true));
+        assert_eq!(b.bbox_rel, [0.05, 0.1, 0.1, 0.2]);
+        let ds = Dataset::from_coco_gt(&gt, None, None).unwrap();
+        assert_eq!(ds.classes, vec!["person", "motorcycle", "zebra"]);
+    }
+}
