@@ -14,11 +14,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Darknet training-data augmentation: regenerate a reference case or write augmented samples.
+    Augment(cli::augment::AugmentArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
+        Command::Augment(a) => cli::augment::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,1 +1,2 @@
 //! One file per subcommand.
+pub mod augment;

@@ -283,7 +283,9 @@ mod tests {
         let rows =
             fill_truth_detection(&mut rng, boxes, 10, 80, false, 0.0, 0.0, 1.0, 1.0, 416, 416);
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0][..5], [0.5, 0.5, 0.2, 0.2, 1.0]);
+        // w = right - left in float32: (0.5+0.1) - (0.5-0.1).
+        let w = (0.5f32 + 0.1) - (0.5f32 - 0.1);
+        assert_eq!(rows[0][..5], [0.5, 0.5, w, w, 1.0]);
     }
 
     #[test]
