@@ -4,8 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use candle_darknet::data::decode::RgbImage;
+use candle_darknet::data::loader::{BatchLoader, LoaderConfig, RngMode};
 use candle_darknet::data::reference::compare_case;
-use candle_darknet::data::{load_data_detection, AugmentConfig, GlibcRand, Sources};
+use candle_darknet::data::AugmentConfig;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -41,6 +42,13 @@ pub struct AugmentArgs {
     /// Network width and height.
     #[arg(long, default_value_t = 416)]
     size: usize,
+    /// Use Darknet's single glibc rand() stream on one thread (reproduces `load_data_detection` called
+    /// batch after batch from one thread); otherwise each batch has its own seeded stream.
+    #[arg(long)]
+    darknet_rng: bool,
+    /// Loader worker threads (without --darknet-rng).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
     /// Output directory for the PNG files.
     #[arg(long, default_value = "aug_out")]
     out: PathBuf,
@@ -159,12 +167,23 @@ fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
         classes: classes.unwrap_or(80),
         ..Default::default()
     };
-    let mut rng = GlibcRand::new(args.seed);
-    let mut sources = Sources::new(".", true);
+    let lc = LoaderConfig {
+        batch: args.batch,
+        workers: args.workers,
+        prefetch: 2,
+        seed: args.seed as u64,
+        mode: if args.darknet_rng {
+            RngMode::Darknet
+        } else {
+            RngMode::PerBatch
+        },
+        cache_images: false,
+    };
+    let mut loader = BatchLoader::spawn(paths, PathBuf::from("."), cfg, lc)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     for b in 0..args.batches {
-        let batch = load_data_detection(&mut rng, &mut sources, &paths, args.batch, &cfg)?;
+        let batch = loader.next_batch()?;
         let plane = batch.w * batch.h;
         for i in 0..batch.n {
             let x = &batch.x[i * 3 * plane..(i + 1) * 3 * plane];

@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod decode;
 pub mod detection;
+pub mod loader;
 pub mod rand;
 pub mod truth;
 
