@@ -3,7 +3,7 @@
 //! Darknet's `load_image_mat_cv` (src/image_opencv.cpp 119) reads a training image with `cv::imread` and
 //! converts it to RGB. OpenCV decodes JPEG with libjpeg-turbo: the accurate integer IDCT (`JDCT_ISLOW`),
 //! "fancy" (triangular) chroma upsampling and libjpeg's fixed-point YCbCr->RGB tables. Pure-Rust decoders
-//! (zune-jpeg, jpeg-decoder) use other IDCTs / upsamplers and differ in 1-7 % of the bytes (by up to 4 levels),
+//! (zune-jpeg, jpeg-decoder) use other IDCTs / upsamplers and differ in 2-17 % of the bytes (by up to 4 levels),
 //! so we call libjpeg-turbo's own decoder, as vendored by `mozjpeg-sys` (built from C source with `cc`, no
 //! system package, SIMD off: libjpeg-turbo's SIMD paths are bit-exact with its C paths).
 //!
