@@ -122,3 +122,27 @@ fn glibc_rand_matches_every_logged_value() {
         }
     }
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod real_glibc {
+    use super::*;
+
+    extern "C" {
+        fn srand(seed: u32);
+        fn rand() -> i32;
+    }
+
+    /// Our generator against this machine's own glibc `rand()`, for the seeds the reference README lists,
+    /// 10,000 values each (the only test in this binary that touches the global libc stream).
+    #[test]
+    fn glibc_rand_equals_libc_rand_for_readme_seeds() {
+        for seed in [0u32, 1, 7, 99, 2024, 4242, 12345, 31337, 4294967295] {
+            let mut g = GlibcRand::new(seed);
+            unsafe { srand(seed) };
+            for i in 0..10_000 {
+                let want = unsafe { rand() } as u32;
+                assert_eq!(g.rand(), want, "seed {seed}, value {i}");
+            }
+        }
+    }
+}
