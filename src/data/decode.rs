@@ -7,9 +7,9 @@
 //! so we call libjpeg-turbo's own decoder, as vendored by `mozjpeg-sys` (built from C source with `cc`, no
 //! system package, SIMD off: libjpeg-turbo's SIMD paths are bit-exact with its C paths).
 //!
-//! Deliberate differences from `imread`: no EXIF orientation handling and no CMYK/YCCK input (both are
-//! rejected or ignored with the behaviour stated at [`decode_jpeg_rgb`]); other formats go through the
-//! `image` crate (PNG/BMP are lossless, so any decoder gives the same pixels).
+//! Like `imread` (without `IMREAD_IGNORE_ORIENTATION`), the EXIF Orientation tag of a JPEG is applied
+//! ([`apply_exif_orientation`]). Deliberate difference: CMYK/YCCK JPEGs are rejected. Other formats go
+//! through the `image` crate (PNG/BMP are lossless, so any decoder gives the same pixels).
 
 use anyhow::{bail, Context, Result};
 use mozjpeg_sys as jpeg;
@@ -121,7 +121,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read image {}", path.display()))?;
     if bytes.starts_with(&[0xFF, 0xD8]) {
-        return decode_jpeg_rgb(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        let img =
+            decode_jpeg_rgb(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(apply_exif_orientation(img, exif_orientation(&bytes)));
     }
     let img = image::load_from_memory(&bytes)
         .with_context(|| format!("cannot decode image {}", path.display()))?
@@ -137,6 +139,107 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     })
 }
 
+/// The EXIF Orientation (tag 0x0112 of IFD0 in the APP1 `Exif` segment) of a JPEG, 1 if absent or
+/// unreadable (as OpenCV's `ExifReader`, which ignores malformed EXIF).
+pub fn exif_orientation(jpeg: &[u8]) -> u16 {
+    let mut i = 2;
+    while i + 4 <= jpeg.len() && jpeg[i] == 0xFF {
+        let marker = jpeg[i + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            break;
+        }
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        let seg = jpeg.get(i + 4..i + 2 + len).unwrap_or(&[]);
+        if marker == 0xE1 && seg.starts_with(b"Exif\0\0") {
+            if let Some(o) = tiff_orientation(&seg[6..]) {
+                return o;
+            }
+        }
+        i += 2 + len;
+    }
+    1
+}
+
+fn tiff_orientation(t: &[u8]) -> Option<u16> {
+    let le = match t.get(0..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let u16_at = |o: usize| -> Option<u16> {
+        let b = t.get(o..o + 2)?;
+        Some(if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |o: usize| -> Option<u32> {
+        let b = t.get(o..o + 4)?;
+        let a = [b[0], b[1], b[2], b[3]];
+        Some(if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        })
+    };
+    let ifd = u32_at(4)? as usize;
+    let n = u16_at(ifd)? as usize;
+    for k in 0..n {
+        let e = ifd + 2 + 12 * k;
+        if u16_at(e)? == 0x0112 {
+            let v = u16_at(e + 8)?;
+            return (1..=8).contains(&v).then_some(v);
+        }
+    }
+    None
+}
+
+fn transpose(img: &RgbImage) -> RgbImage {
+    let mut out = RgbImage {
+        w: img.h,
+        h: img.w,
+        data: vec![0; img.data.len()],
+    };
+    for y in 0..img.h {
+        for x in 0..img.w {
+            let s = (y * img.w + x) * 3;
+            let d = (x * out.w + y) * 3;
+            out.data[d..d + 3].copy_from_slice(&img.data[s..s + 3]);
+        }
+    }
+    out
+}
+
+fn flip(img: &RgbImage, horizontal: bool, vertical: bool) -> RgbImage {
+    let mut out = img.clone();
+    for y in 0..img.h {
+        for x in 0..img.w {
+            let sx = if horizontal { img.w - 1 - x } else { x };
+            let sy = if vertical { img.h - 1 - y } else { y };
+            let s = (sy * img.w + sx) * 3;
+            let d = (y * img.w + x) * 3;
+            out.data[d..d + 3].copy_from_slice(&img.data[s..s + 3]);
+        }
+    }
+    out
+}
+
+/// OpenCV's `ExifTransform` (imgcodecs/src/loadsave.cpp): 2 flip x, 3 flip both, 4 flip y,
+/// 5 transpose, 6 transpose + flip x, 7 transpose + flip both, 8 transpose + flip y.
+pub fn apply_exif_orientation(img: RgbImage, orientation: u16) -> RgbImage {
+    match orientation {
+        2 => flip(&img, true, false),
+        3 => flip(&img, true, true),
+        4 => flip(&img, false, true),
+        5 => transpose(&img),
+        6 => flip(&transpose(&img), true, false),
+        7 => flip(&transpose(&img), true, true),
+        8 => flip(&transpose(&img), false, true),
+        _ => img,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +248,41 @@ mod tests {
     fn corrupt_jpeg_is_an_error_not_a_panic() {
         let e = decode_jpeg_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 2]).unwrap_err();
         assert!(e.contains("libjpeg"), "{e}");
+    }
+
+    /// A minimal APP1 Exif segment (little-endian TIFF, one IFD0 entry: Orientation = `o`).
+    fn app1(o: u16) -> Vec<u8> {
+        let mut tiff = b"II*\0".to_vec();
+        tiff.extend_from_slice(&8u32.to_le_bytes());
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&o.to_le_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut seg = vec![0xFF, 0xE1];
+        seg.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        seg.extend_from_slice(b"Exif\0\0");
+        seg.extend_from_slice(&tiff);
+        seg
+    }
+
+    #[test]
+    fn exif_orientation_is_read_and_applied() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        jpeg.extend(app1(6));
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
+        assert_eq!(exif_orientation(&jpeg), 6);
+        assert_eq!(exif_orientation(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), 1);
+        // 2x1 image [a, b] rotated 90 degrees clockwise (orientation 6) is the 1x2 column [a; b].
+        let img = RgbImage {
+            w: 2,
+            h: 1,
+            data: vec![1, 1, 1, 2, 2, 2],
+        };
+        let r = apply_exif_orientation(img.clone(), 6);
+        assert_eq!((r.w, r.h, r.data.clone()), (1, 2, vec![1, 1, 1, 2, 2, 2]));
+        let r8 = apply_exif_orientation(img, 8);
+        assert_eq!(r8.data, vec![2, 2, 2, 1, 1, 1]);
     }
 }
