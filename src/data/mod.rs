@@ -3,6 +3,9 @@
 //! OpenCV 8-bit pixel ops ([`augment`]) and `load_data_detection` ([`detection`]).
 //! Each op is documented in docs/augmentation/.
 
+// The parity tests are written as in Darknet (`random_gen() % 2 == 0`) so they read like the C code.
+#![allow(clippy::manual_is_multiple_of)]
+
 pub mod augment;
 pub mod decode;
 pub mod detection;

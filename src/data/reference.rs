@@ -142,16 +142,16 @@ pub fn read_f32_file(file: &Path) -> Result<Vec<f32>> {
 
 /// Runs the case with glibc `rand()` seeded as in the manifest, images and labels under `root`
 /// (where `pub/<name>.jpg` and `pub/<name>.txt` resolve). Returns the batch and the draw log.
-pub fn regenerate_case(
-    case_dir: &Path,
-    root: &Path,
-) -> Result<(CaseSpec, DetectionBatch, Vec<(u32, String)>)> {
+pub fn regenerate_case(case_dir: &Path, root: &Path) -> Result<Regenerated> {
     let spec = read_case_spec(case_dir)?;
     let mut rng = Recorder::new(GlibcRand::new(spec.seed));
     let mut sources = Sources::new(root, true);
     let batch = load_data_detection(&mut rng, &mut sources, &spec.paths, spec.n, &spec.cfg)?;
     Ok((spec, batch, rng.log))
 }
+
+/// A regenerated case: its manifest, the batch and the draw log (value, meaning).
+pub type Regenerated = (CaseSpec, DetectionBatch, Vec<(u32, String)>);
 
 /// Regenerates the case and compares it with the reference files.
 pub fn compare_case(case_dir: &Path, root: &Path) -> Result<CaseReport> {
