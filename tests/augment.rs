@@ -146,3 +146,65 @@ mod real_glibc {
         }
     }
 }
+
+/// Without bus.jpg / zidane.jpg (from `make weights`) the image root cannot be built and says why.
+#[test]
+fn missing_weights_images_say_run_make_weights() {
+    let empty = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let e = make_pub_root(
+        &shared_dir().join("darknet/data"),
+        empty.path(),
+        &augment_dir().join("labels_public_synthetic"),
+        dest.path(),
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("run make weights"), "{e:#}");
+}
+
+/// The comparison can fail: one flipped bit in a copy of y.bin and one changed X value are reported.
+#[test]
+fn tampered_reference_is_detected() {
+    let root = pub_root("tamper");
+    let src = augment_dir().join("D_nomosaic_lb1_n1");
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "manifest.json",
+        "rand_log.tsv",
+        "events.jsonl",
+        "X.bin",
+        "y.bin",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut y = std::fs::read(dir.path().join("y.bin")).unwrap();
+    y[0] ^= 1;
+    std::fs::write(dir.path().join("y.bin"), y).unwrap();
+    let mut x = std::fs::read(dir.path().join("X.bin")).unwrap();
+    x[4..8].copy_from_slice(&0.5f32.to_le_bytes());
+    std::fs::write(dir.path().join("X.bin"), x).unwrap();
+    let r = compare_case(dir.path(), &root).unwrap();
+    assert_eq!((r.y_differing, r.x_differing, r.pass), (1, 1, false));
+}
+
+/// `candle-darknet augment --reference` exits 0 with `"pass": true` on a real case.
+#[test]
+fn cli_reference_mode_passes_case_f() {
+    let root = pub_root("cli");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_candle-darknet"))
+        .args(["augment", "--json", "--reference"])
+        .arg(augment_dir().join("F_mosaic_n1"))
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["pass"], true);
+    assert_eq!(v["draws_ours"], 98);
+}
