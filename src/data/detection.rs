@@ -108,6 +108,18 @@ pub struct DetectionBatch {
     pub pieces: Vec<PieceRecord>,
 }
 
+impl DetectionBatch {
+    /// X as a candle tensor `[n, 3, h, w]` and y as `[n, max_boxes, 6]` on `device`.
+    pub fn to_tensors(
+        &self,
+        device: &candle_core::Device,
+    ) -> candle_core::Result<(candle_core::Tensor, candle_core::Tensor)> {
+        let x = candle_core::Tensor::from_slice(&self.x, (self.n, 3, self.h, self.w), device)?;
+        let y = candle_core::Tensor::from_slice(&self.y, (self.n, self.max_boxes, 6), device)?;
+        Ok((x, y))
+    }
+}
+
 /// Resolves Darknet's path strings (as written in the training list) under `root` and caches decoded
 /// images and label files (both are read-only during training).
 pub struct Sources {
@@ -516,5 +528,68 @@ mod tests {
                 pbot: -30
             }
         );
+    }
+
+    #[test]
+    fn crop_rect_resize_and_letter_box_offsets() {
+        let half = ImageDraws {
+            resize_r1: 0.0,
+            resize_r2: 1.0,
+            r: [0.5; 4],
+            flip: false,
+            dhue: 0.0,
+            dsat: 1.0,
+            dexp: 1.0,
+        };
+        // resize=2: min_rd = int(100*(1-2)/2) = -50 (resize_r1 = 0), max_rd = int(100*(1-1/2)/2) = 25 (resize_r2 = 1).
+        let cfg = AugmentConfig {
+            resize: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            crop_rect(&cfg, 100, 100, &half),
+            CropRect {
+                pleft: -50,
+                pright: 25,
+                ptop: -50,
+                pbot: 25
+            }
+        );
+        // letter_box, 200x100 image into 416x416: delta_h = (200/1 - 100)/2 = 50 taken from top and bottom.
+        let mid = ImageDraws {
+            resize_r1: 0.5,
+            resize_r2: 0.5,
+            ..half
+        };
+        let lb = AugmentConfig {
+            letter_box: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            crop_rect(&lb, 200, 100, &mid),
+            CropRect {
+                pleft: 0,
+                pright: 0,
+                ptop: -50,
+                pbot: -50
+            }
+        );
+    }
+
+    #[test]
+    fn batch_converts_to_tensors() {
+        let b = DetectionBatch {
+            n: 1,
+            w: 2,
+            h: 2,
+            max_boxes: 1,
+            x: (0..12).map(|v| v as f32).collect(),
+            y: vec![0.5, 0.5, 0.1, 0.1, 3.0, 0.0],
+            mosaic: false,
+            pieces: Vec::new(),
+        };
+        let (x, y) = b.to_tensors(&candle_core::Device::Cpu).unwrap();
+        assert_eq!(x.dims(), &[1, 3, 2, 2]);
+        assert_eq!(y.dims(), &[1, 1, 6]);
     }
 }
