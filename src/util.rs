@@ -45,3 +45,42 @@ pub fn write_atomic_with(
     }
     result
 }
+
+/// `cpu`, `cuda` or `cuda:N` → a candle device; CUDA needs the `cuda` cargo feature.
+pub fn device(name: &str) -> Result<candle_core::Device> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" | "gpu" => cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => cuda(n),
+            None => anyhow::bail!("unknown device '{other}' (use cpu, cuda or cuda:N)"),
+        },
+    }
+}
+
+fn cuda(ordinal: usize) -> Result<candle_core::Device> {
+    if !candle_core::utils::cuda_is_available() {
+        anyhow::bail!("--device cuda: this binary was built without CUDA; rebuild with `cargo build --release --features cuda`");
+    }
+    candle_core::Device::new_cuda(ordinal).with_context(|| format!("opening CUDA device {ordinal}"))
+}
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Parses `WxH` (or a single number for a square).
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parse = |v: &str| v.trim().parse::<usize>().with_context(|| format!("bad size '{s}' (expected WxH, e.g. 416x416)"));
+    match s.split_once(['x', 'X']) {
+        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
+        None => {
+            let v = parse(s)?;
+            Ok((v, v))
+        }
+    }
+}

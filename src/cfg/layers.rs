@@ -165,13 +165,26 @@ pub enum IouLoss {
 
 /// NMS variant (`nms_kind`). Darknet's parser only knows `greedynms` and `diounms`; anything else is the default
 /// (`do_nms_sort`). `cornersnms` exists in box.c but is not reachable from a cfg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NmsKind {
+    #[default]
     Default,
     Greedy,
     Diou,
     Corners,
+}
+
+impl NmsKind {
+    /// The cfg spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NmsKind::Default => "default",
+            NmsKind::Greedy => "greedynms",
+            NmsKind::Diou => "diounms",
+            NmsKind::Corners => "cornersnms",
+        }
+    }
 }
 
 /// `[yolo]` and `[Gaussian_yolo]` (`parse_yolo`, `parse_gaussian_yolo`).

@@ -14,41 +14,8 @@
 
 use super::{BoxF, Detection};
 
-/// Darknet's `NMS_KIND` as parsed from a `[yolo]` section's `nms_kind=`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum NmsKind {
-    /// `default` (and any unknown name): `do_nms_sort` with IoU.
-    #[default]
-    Default,
-    /// `greedynms`: DIoU with exponent 0.6.
-    Greedy,
-    /// `diounms`: DIoU with exponent `beta_nms`.
-    Diou,
-    /// `cornersnms`: IoU.
-    Corners,
-}
-
-impl NmsKind {
-    /// `parse_yolo`'s mapping of the `nms_kind=` string; unknown names fall back to `Default` as in the C.
-    pub fn from_cfg(name: &str) -> NmsKind {
-        match name {
-            "greedynms" => NmsKind::Greedy,
-            "diounms" => NmsKind::Diou,
-            "cornersnms" => NmsKind::Corners,
-            _ => NmsKind::Default,
-        }
-    }
-
-    /// The cfg spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NmsKind::Default => "default",
-            NmsKind::Greedy => "greedynms",
-            NmsKind::Diou => "diounms",
-            NmsKind::Corners => "cornersnms",
-        }
-    }
-}
+/// Darknet's `NMS_KIND`; the cfg parser (`crate::cfg::parse_yolo`) decides which names select which kind.
+pub use crate::cfg::NmsKind;
 
 /// `overlap`: the 1-D overlap of two centred segments (negative when disjoint).
 fn overlap(x1: f32, w1: f32, x2: f32, w2: f32) -> f32 {
@@ -371,9 +338,6 @@ mod tests {
         do_nms_obj(&mut dets, 1, 0.45);
         assert_eq!(dets[0].objectness, 0.8);
         assert_eq!((dets[1].objectness, dets[1].prob[0]), (0.0, 0.0));
-        assert_eq!(NmsKind::from_cfg("greedynms"), NmsKind::Greedy);
-        assert_eq!(NmsKind::from_cfg("cornersnms"), NmsKind::Corners);
-        assert_eq!(NmsKind::from_cfg("whatever"), NmsKind::Default);
         // Overlapping by IoU 0.5 but with distant centres relative to the enclosing box: greedynms and
         // cornersnms both suppress here; default kind in diounms_sort suppresses nothing.
         let make = || {

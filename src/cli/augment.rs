@@ -1,0 +1,232 @@
+//! `candle-darknet augment`: regenerate a Darknet augmentation reference case and compare draw by draw
+//! (`--reference`), or write augmented training samples with their boxes as PNG (`--data`), like
+//! Darknet's `-show_imgs`.
+
+use anyhow::{bail, Context, Result};
+use candle_darknet::data::decode::RgbImage;
+use candle_darknet::data::loader::{BatchLoader, LoaderConfig, RngMode};
+use candle_darknet::data::reference::compare_case;
+use candle_darknet::data::AugmentConfig;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct AugmentArgs {
+    /// A reference case directory (shared/reference/augment/<case>) to regenerate and compare.
+    #[arg(long, conflicts_with = "data")]
+    reference: Option<PathBuf>,
+    /// Directory under which the case's `pub/...` paths resolve (`make augment-root` builds one in
+    /// target/augment_root).
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    json: bool,
+    /// A Darknet .data file (its `train` list and `classes`) or an image list file, one path per line.
+    #[arg(long, required_unless_present = "reference")]
+    data: Option<PathBuf>,
+    /// srand() seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u32,
+    /// Samples per batch (Darknet's n).
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Number of batches to draw (the mosaic coin is drawn per batch, so about half use mosaic).
+    #[arg(long, default_value_t = 1)]
+    batches: usize,
+    /// Enable mosaic (Darknet `mosaic=1`).
+    #[arg(long)]
+    mosaic: bool,
+    /// letter_box=1 (not with --mosaic).
+    #[arg(long)]
+    letter_box: bool,
+    /// Network width and height.
+    #[arg(long, default_value_t = 416)]
+    size: usize,
+    /// Use Darknet's single glibc rand() stream on one thread (reproduces `load_data_detection` called
+    /// batch after batch from one thread); otherwise each batch has its own seeded stream.
+    #[arg(long)]
+    darknet_rng: bool,
+    /// Loader worker threads (without --darknet-rng).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Output directory for the PNG files.
+    #[arg(long, default_value = "aug_out")]
+    out: PathBuf,
+}
+
+pub fn run(args: AugmentArgs) -> Result<()> {
+    if let Some(case) = &args.reference {
+        return run_reference(case, &args.root, args.json);
+    }
+    let data = args
+        .data
+        .as_ref()
+        .context("--data or --reference is required")?;
+    run_show(data, &args)
+}
+
+fn run_reference(case: &Path, root: &Path, json: bool) -> Result<()> {
+    let r = compare_case(case, root)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("case {}", r.case);
+        match &r.first_divergence {
+            None => println!("  rand() draws: {} of {} aligned", r.draws_ours, r.draws_reference),
+            Some(d) => println!(
+                "  rand() draws: ours {}, reference {}; first divergence at draw {}: ours {:?} ({}), reference {:?} ({})",
+                r.draws_ours, r.draws_reference, d.index, d.ours, d.our_tag, d.reference, d.reference_tag
+            ),
+        }
+        println!(
+            "  draw meanings differing from the reference tags: {}",
+            r.tag_mismatches
+        );
+        println!(
+            "  y: {} of {} floats differ (bitwise)",
+            r.y_differing, r.y_floats
+        );
+        println!(
+            "  X: {} of {} floats differ, max |dX| = {}",
+            r.x_differing, r.x_floats, r.x_max_abs_diff
+        );
+        println!("  {}", if r.pass { "PASS" } else { "FAIL" });
+    }
+    if !r.pass {
+        bail!("case {} does not match the reference", r.case);
+    }
+    Ok(())
+}
+
+/// Reads a .data file (`train = list`, `classes = N`) or a plain list of image paths.
+fn read_image_list(file: &Path) -> Result<(Vec<String>, Option<usize>)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut train = None;
+    let mut classes = None;
+    let is_data = text
+        .lines()
+        .any(|l| l.trim_start().starts_with("train") && l.contains('='));
+    if is_data {
+        for (ln, line) in text.lines().enumerate() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            match k.trim() {
+                "train" => train = Some(PathBuf::from(v.trim())),
+                "classes" => {
+                    classes = Some(v.trim().parse().with_context(|| {
+                        format!("{}:{}: bad classes value", file.display(), ln + 1)
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        let list = train.with_context(|| format!("{}: no `train =` line", file.display()))?;
+        let (paths, _) = read_image_list(&list)?;
+        return Ok((paths, classes));
+    }
+    let paths: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if paths.is_empty() {
+        bail!("{}: no image paths", file.display());
+    }
+    Ok((paths, None))
+}
+
+/// Draws a 1-pixel rectangle (Darknet's `draw_box_width(..., 1, ...)`), clipped to the image.
+fn draw_box(img: &mut RgbImage, l: i32, t: i32, r: i32, b: i32, color: [u8; 3]) {
+    let (w, h) = (img.w as i32, img.h as i32);
+    let mut put = |x: i32, y: i32| {
+        if x >= 0 && y >= 0 && x < w && y < h {
+            let i = ((y * w + x) * 3) as usize;
+            img.data[i..i + 3].copy_from_slice(&color);
+        }
+    };
+    for x in l..=r {
+        put(x, t);
+        put(x, b);
+    }
+    for y in t..=b {
+        put(l, y);
+        put(r, y);
+    }
+}
+
+fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
+    let (paths, classes) = read_image_list(data)?;
+    let cfg = AugmentConfig {
+        w: args.size,
+        h: args.size,
+        mosaic: args.mosaic,
+        letter_box: args.letter_box,
+        classes: classes.unwrap_or(80),
+        ..Default::default()
+    };
+    let lc = LoaderConfig {
+        batch: args.batch,
+        workers: args.workers,
+        prefetch: 2,
+        seed: args.seed as u64,
+        mode: if args.darknet_rng {
+            RngMode::Darknet
+        } else {
+            RngMode::PerBatch
+        },
+        cache_images: false,
+    };
+    let mut loader = BatchLoader::spawn(paths, PathBuf::from("."), cfg, lc)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for b in 0..args.batches {
+        let batch = loader.next_batch()?;
+        let plane = batch.w * batch.h;
+        for i in 0..batch.n {
+            let x = &batch.x[i * 3 * plane..(i + 1) * 3 * plane];
+            let mut img = RgbImage {
+                w: batch.w,
+                h: batch.h,
+                data: vec![0; plane * 3],
+            };
+            for p in 0..plane {
+                for c in 0..3 {
+                    img.data[p * 3 + c] = (x[c * plane + p] * 255.0).round() as u8;
+                }
+            }
+            let mut nboxes = 0;
+            for t in 0..batch.max_boxes {
+                let row = &batch.y[(i * batch.max_boxes + t) * 6..][..6];
+                if row[0] == 0.0 {
+                    break;
+                }
+                let (bw, bh) = (batch.w as f32, batch.h as f32);
+                let l = ((row[0] - row[2] / 2.0) * bw) as i32;
+                let r = ((row[0] + row[2] / 2.0) * bw) as i32;
+                let t_ = ((row[1] - row[3] / 2.0) * bh) as i32;
+                let bo = ((row[1] + row[3] / 2.0) * bh) as i32;
+                draw_box(&mut img, l, t_, r, bo, [255, 40, 40]);
+                nboxes += 1;
+            }
+            let name = args.out.join(format!(
+                "aug_b{b}_{i}{}.png",
+                if batch.mosaic { "_mosaic" } else { "" }
+            ));
+            let buf = image::RgbImage::from_raw(img.w as u32, img.h as u32, img.data)
+                .context("internal: image buffer size")?;
+            candle_darknet::util::write_atomic_with(&name, |f| {
+                buf.write_to(f, image::ImageFormat::Png).map_err(Into::into)
+            })?;
+            println!(
+                "{} ({} boxes{})",
+                name.display(),
+                nboxes,
+                if batch.mosaic { ", mosaic" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}

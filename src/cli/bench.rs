@@ -1,0 +1,148 @@
+//! `candle-darknet bench <cfg> <weights>`: latency of the network forward and of the whole pipeline.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use candle_darknet::image::{load_image, Image};
+use candle_darknet::inference::{DetectOptions, Detector};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    pub cfg: PathBuf,
+    pub weights: PathBuf,
+    /// Image for the pipeline timing (default: a mid-grey 640x480 image).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Network size WxH (default: the cfg's).
+    #[arg(long)]
+    pub size: Option<String>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    median_ms: f64,
+    p10_ms: f64,
+    p90_ms: f64,
+    mean_ms: f64,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    cfg: String,
+    device: String,
+    net_w: usize,
+    net_h: usize,
+    batch: usize,
+    runs: usize,
+    bflops_per_image: f64,
+    forward: Stats,
+    pipeline: Stats,
+    images_per_s: f64,
+    gflops_per_s: f64,
+    peak_rss_mib: Option<f64>,
+    threads: usize,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    Stats { median_ms: q(0.5), p10_ms: q(0.1), p90_ms: q(0.9), mean_ms: v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let device = candle_darknet::util::device(&a.device)?;
+    let mut cfg = candle_darknet::cfg::NetworkConfig::from_file(&a.cfg)?;
+    if let Some(s) = &a.size {
+        let (w, h) = candle_darknet::util::parse_size(s)?;
+        cfg = cfg.with_size(w, h)?;
+    }
+    let weights = candle_darknet::weights::load_any(&cfg, &a.weights)?;
+    let det = Detector::from_parts(cfg, &weights, None, &device)?;
+    let opts = DetectOptions::default();
+    let image = match &a.image {
+        Some(p) => load_image(p, 3)?,
+        None => Image::filled(640, 480, 3, 0.5),
+    };
+    let batch = a.batch.max(1);
+    let input = det.preprocess(&image, &opts);
+    let inputs = vec![input; batch];
+    let sync = || -> Result<()> {
+        det.net.device.synchronize()?;
+        Ok(())
+    };
+    for _ in 0..a.warmup {
+        det.forward(&inputs)?;
+    }
+    sync()?;
+    let mut fwd = Vec::with_capacity(a.runs);
+    for _ in 0..a.runs.max(1) {
+        let t = Instant::now();
+        det.forward(&inputs)?;
+        sync()?;
+        fwd.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // Whole pipeline per image: decode, preprocess, forward, post-process.
+    let mut pipe = Vec::with_capacity(a.runs);
+    for _ in 0..a.runs.max(1) {
+        let t = Instant::now();
+        let im = match &a.image {
+            Some(p) => load_image(p, 3)?,
+            None => image.clone(),
+        };
+        det.detect(std::slice::from_ref(&im), &opts)?;
+        pipe.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let forward = stats(fwd);
+    let pipeline = stats(pipe);
+    let cfg = det.cfg();
+    let bflops = cfg.total_bflops();
+    let report = BenchReport {
+        cfg: a.cfg.display().to_string(),
+        device: a.device.clone(),
+        net_w: cfg.net.width,
+        net_h: cfg.net.height,
+        batch,
+        runs: a.runs,
+        bflops_per_image: bflops,
+        images_per_s: batch as f64 / (forward.median_ms / 1000.0),
+        gflops_per_s: bflops * batch as f64 / (forward.median_ms / 1000.0),
+        forward,
+        pipeline,
+        peak_rss_mib: candle_darknet::util::peak_rss_mib(),
+        threads: candle_core::utils::get_num_threads(),
+    };
+    println!(
+        "{} {}x{} batch {} on {}: forward median {:.1} ms (p10 {:.1}, p90 {:.1}), {:.1} images/s, {:.1} GFLOP/s ({:.3} BFLOPs/image); \
+         pipeline (decode+preprocess+forward+postprocess, batch 1) median {:.1} ms; peak RSS {:.0} MiB",
+        report.cfg,
+        report.net_w,
+        report.net_h,
+        batch,
+        report.device,
+        report.forward.median_ms,
+        report.forward.p10_ms,
+        report.forward.p90_ms,
+        report.images_per_s,
+        report.gflops_per_s,
+        bflops,
+        report.pipeline.median_ms,
+        report.peak_rss_mib.unwrap_or(f64::NAN)
+    );
+    if let Some(j) = &a.json {
+        candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `candle-darknet compare <cfg> <weights> --reference <dir>`: per-layer comparison with a reference dump; exit
+//! status 0 only if every compared layer passes.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use candle_darknet::cfg::NetworkConfig;
+use candle_darknet::compare::{compare, Manifest, Tolerance};
+use candle_darknet::weights;
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    pub cfg: PathBuf,
+    /// .weights or .safetensors
+    pub weights: PathBuf,
+    /// Reference directory (manifest.json, input.bin, layer_XXX_*.bin).
+    #[arg(long)]
+    pub reference: PathBuf,
+    #[arg(long, default_value_t = 1e-4)]
+    pub atol: f32,
+    #[arg(long, default_value_t = 1e-4)]
+    pub rtol: f32,
+    /// Also preprocess this image ourselves and compare it with the reference input.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Write the table as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn run(a: CompareArgs) -> Result<()> {
+    let cfg = NetworkConfig::from_file(&a.cfg)?;
+    let w = weights::load_any(&cfg, &a.weights)?;
+    let device = candle_darknet::util::device(&a.device)?;
+    let our_input = match &a.image {
+        None => None,
+        Some(p) => {
+            let m = Manifest::read(&a.reference)?;
+            let im = candle_darknet::image::load_image(p, 3)?;
+            Some(candle_darknet::image::network_input(&im, m.net_w, m.net_h, cfg.net.letter_box).data)
+        }
+    };
+    let tol = Tolerance { atol: a.atol, rtol: a.rtol };
+    let report = compare(&cfg, &w, &a.reference, &device, tol, our_input.as_deref())?;
+    print!("{}", report.table());
+    if let Some(j) = &a.json {
+        candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    if !report.passed {
+        bail!("comparison failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Inference as `darknet detector test` runs it: load an image (stb_image), resize or letterbox it to the
+//! network size, forward the network with fused conv+BN, decode the yolo heads and apply the last head's NMS.
+//! [`Detector`] ties [`crate::image`], [`crate::network`] and [`crate::detect`] together for the CLI and for
+//! library users.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+
+use crate::cfg::{LayerConfig, NetworkConfig, NmsKind};
+use crate::detect::{self, Detection, YoloOutput};
+use crate::image::{network_input, Image};
+use crate::network::{LoadOptions, Network};
+use crate::weights::{self, NetWeights};
+
+/// Post-processing settings (Darknet's `detector test` defaults: thresh .25, hier .5, nms .45).
+#[derive(Debug, Clone, Copy)]
+pub struct DetectOptions {
+    pub thresh: f32,
+    pub nms: f32,
+    /// Use `letterbox_image` instead of the plain stretch (also on when the cfg says `letter_box=1`).
+    pub letterbox: bool,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions { thresh: 0.25, nms: 0.45, letterbox: false }
+    }
+}
+
+/// A loaded detector.
+pub struct Detector {
+    pub net: Network,
+    pub names: Vec<String>,
+    heads: Vec<Head>,
+}
+
+/// What the decoder needs to know about one `[yolo]` layer.
+struct Head {
+    index: usize,
+    classes: usize,
+    anchors: Vec<f32>,
+    mask: Vec<usize>,
+    new_coords: bool,
+    nms_kind: NmsKind,
+    beta_nms: f32,
+}
+
+/// The 80 class names of Darknet's `data/coco.names` (the default when a cfg has 80 classes).
+pub const COCO_NAMES: &str = include_str!("coco.names");
+
+fn heads_of(cfg: &NetworkConfig) -> Result<Vec<Head>> {
+    let mut heads = Vec::new();
+    for l in &cfg.layers {
+        match &l.config {
+            LayerConfig::Yolo(y) if !y.gaussian => heads.push(Head {
+                index: l.index,
+                classes: y.classes,
+                anchors: y.anchors.iter().flat_map(|&(w, h)| [w, h]).collect(),
+                mask: y.mask.clone(),
+                new_coords: y.new_coords,
+                nms_kind: y.nms_kind,
+                beta_nms: y.beta_nms,
+            }),
+            LayerConfig::Yolo(_) | LayerConfig::Region(_) => bail!(
+                "{}:{}: decoding detections from [{}] heads is not supported yet (the network itself runs: use `info --forward` or `compare`)",
+                cfg.file.display(),
+                l.line,
+                l.config.type_name()
+            ),
+            _ => {}
+        }
+    }
+    if heads.is_empty() {
+        bail!("{}: the cfg has no [yolo] layer, so it is not a detector", cfg.file.display());
+    }
+    Ok(heads)
+}
+
+/// Class names: from a names file, else Darknet's coco.names for 80 classes, else `class_<i>`.
+pub fn default_names(classes: usize, names_file: Option<&Path>) -> Result<Vec<String>> {
+    if let Some(p) = names_file {
+        let names = detect::read_names(p)?;
+        if names.len() < classes {
+            bail!("{}: {} names for {classes} classes", p.display(), names.len());
+        }
+        return Ok(names);
+    }
+    if classes == 80 {
+        return Ok(COCO_NAMES.lines().map(str::to_string).collect());
+    }
+    Ok((0..classes).map(|i| format!("class_{i}")).collect())
+}
+
+impl Detector {
+    /// Loads a cfg and weights (`.weights` or `.safetensors`) with fused conv+BN, as `detector test` does.
+    pub fn load(cfg_path: &Path, weights_path: &Path, names: Option<&Path>, device: &Device) -> Result<Self> {
+        let cfg = NetworkConfig::from_file(cfg_path)?;
+        let w = weights::load_any(&cfg, weights_path)?;
+        Self::from_parts(cfg, &w, names, device)
+    }
+
+    pub fn from_parts(cfg: NetworkConfig, w: &NetWeights, names: Option<&Path>, device: &Device) -> Result<Self> {
+        let heads = heads_of(&cfg)?;
+        let names = default_names(heads.last().map_or(0, |h| h.classes), names)?;
+        let net = Network::from_weights(&cfg, w, device, &LoadOptions { fuse_bn: true })?;
+        Ok(Detector { net, names, heads })
+    }
+
+    pub fn cfg(&self) -> &NetworkConfig {
+        &self.net.cfg
+    }
+
+    /// Letterbox if asked or if the cfg's `[net]` says `letter_box=1` (as `test_detector` decides).
+    pub fn uses_letterbox(&self, opts: &DetectOptions) -> bool {
+        opts.letterbox || self.net.cfg.net.letter_box
+    }
+
+    /// The network input for one image (`resize_image` or `letterbox_image`).
+    pub fn preprocess(&self, im: &Image, opts: &DetectOptions) -> Image {
+        let n = &self.net.cfg.net;
+        network_input(im, n.width, n.height, self.uses_letterbox(opts))
+    }
+
+    /// Runs the network on preprocessed inputs and returns the raw head outputs per image, per head.
+    pub fn forward(&self, inputs: &[Image]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let n = &self.net.cfg.net;
+        let mut data = Vec::with_capacity(inputs.len() * n.channels * n.height * n.width);
+        for im in inputs {
+            if (im.c, im.h, im.w) != (n.channels, n.height, n.width) {
+                bail!("input is {}x{}x{}, the network wants {}x{}x{}", im.c, im.h, im.w, n.channels, n.height, n.width);
+            }
+            data.extend_from_slice(&im.data);
+        }
+        let x = Tensor::from_vec(data, (inputs.len(), n.channels, n.height, n.width), &self.net.device)?;
+        let outs = self.net.forward_heads(&x)?;
+        let mut per_image = vec![Vec::with_capacity(outs.len()); inputs.len()];
+        for (_, t) in outs {
+            let t = t.to_device(&Device::Cpu)?;
+            for (b, slot) in per_image.iter_mut().enumerate() {
+                slot.push(t.get(b)?.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        Ok(per_image)
+    }
+
+    /// Decodes one image's head outputs into detections after NMS (`get_network_boxes` + the last head's NMS).
+    pub fn postprocess(&self, outputs: &[Vec<f32>], im_w: usize, im_h: usize, opts: &DetectOptions) -> Result<Vec<Detection>> {
+        let cfg = &self.net.cfg;
+        let heads: Vec<YoloOutput> = self
+            .heads
+            .iter()
+            .zip(outputs)
+            .map(|(h, out)| {
+                let s = cfg.layers[h.index].output;
+                YoloOutput { output: out, w: s.w, h: s.h, classes: h.classes, anchors: &h.anchors, mask: &h.mask, new_coords: h.new_coords }
+            })
+            .collect();
+        let last = self.heads.last().context("no heads")?;
+        detect::postprocess(
+            &heads,
+            im_w,
+            im_h,
+            cfg.net.width,
+            cfg.net.height,
+            opts.thresh,
+            self.uses_letterbox(opts),
+            opts.nms,
+            last.nms_kind,
+            last.beta_nms,
+        )
+    }
+
+    /// The whole pipeline for a batch of decoded images.
+    pub fn detect(&self, images: &[Image], opts: &DetectOptions) -> Result<Vec<Vec<Detection>>> {
+        let inputs: Vec<Image> = images.iter().map(|im| self.preprocess(im, opts)).collect();
+        let outs = self.forward(&inputs)?;
+        images.iter().zip(outs).map(|(im, o)| self.postprocess(&o, im.w, im.h, opts)).collect()
+    }
+}
