@@ -6,12 +6,19 @@
 //! `b' = b - scale·mean/sqrt(var + .00001)`, `w' = w · scale/sqrt(var + .00001)`, each rounded to f32 once.
 //! Output size as `convolutional_out_height`: `(h + 2·pad - size)/stride + 1`, which ignores dilation; with
 //! dilation > 1 the input is zero-padded on the bottom/right as far as Darknet's im2col reads past the edge.
+//!
+//! [`Convolutional::forward`] dispatches: on the CPU, with no gradient tracked, it runs [`crate::cpu::conv`]
+//! (weights packed at load, bias/BN/activation fused into the GEMM epilogue); elsewhere (CUDA, autograd) the
+//! candle ops of [`Convolutional::forward_candle`].
+
+use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::activation::activate;
 use crate::cfg::{ConvConfig, Shape};
+use crate::cpu::conv::{BnTensors, PackedConv};
 
 /// Batch-norm tensors of an unfused layer, shaped `[1, C, 1, 1]` for broadcasting.
 #[derive(Debug, Clone)]
@@ -32,6 +39,9 @@ pub struct Convolutional {
     /// Added after the (optional) normalisation: the conv bias, or the fused bias.
     pub bias: Option<Tensor>,
     pub bn: Option<BatchNorm>,
+    /// The CPU inference form of this layer, packed at load (None on other devices, for trainable weights, or
+    /// when disabled with `CANDLE_DARKNET_CPU_CONV=0`).
+    pub cpu: Option<Arc<PackedConv>>,
 }
 
 /// Darknet's `normalize_cpu` epsilon (and `fuse_conv_batchnorm`'s).
@@ -51,14 +61,16 @@ impl Convolutional {
         let weight = vb.pp("conv").get(w_shape, "weight")?;
         if !cfg.batch_normalize {
             let bias = vb.pp("conv").get(cfg.filters, "bias")?;
-            return Ok(Self {
+            return Self {
                 cfg: cfg.clone(),
                 input,
                 output,
                 weight,
                 bias: Some(bias),
                 bn: None,
-            });
+                cpu: None,
+            }
+            .packed();
         }
         let bnvb = vb.pp("bn");
         let scale = bnvb.get(cfg.filters, "weight")?;
@@ -67,14 +79,16 @@ impl Convolutional {
         let var = bnvb.get(cfg.filters, "running_var")?;
         if fuse_bn {
             let (weight, bias) = fuse(&weight, &bias, &scale, &mean, &var)?;
-            return Ok(Self {
+            return Self {
                 cfg: cfg.clone(),
                 input,
                 output,
                 weight,
                 bias: Some(bias),
                 bn: None,
-            });
+                cpu: None,
+            }
+            .packed();
         }
         let r = |t: Tensor| t.reshape((1, cfg.filters, 1, 1));
         let bn = BatchNorm {
@@ -83,14 +97,40 @@ impl Convolutional {
             running_mean: r(mean)?,
             running_var: r(var)?,
         };
-        Ok(Self {
+        Self {
             cfg: cfg.clone(),
             input,
             output,
             weight,
             bias: None,
             bn: Some(bn),
-        })
+            cpu: None,
+        }
+        .packed()
+    }
+
+    /// Adds the CPU inference form when the weights live on the CPU and are not trainable variables.
+    fn packed(mut self) -> Result<Self> {
+        if !self.weight.device().is_cpu() || self.weight.is_variable() || !crate::cpu::enabled() {
+            return Ok(self);
+        }
+        let bn = self.bn.as_ref().map(|bn| BnTensors {
+            scale: &bn.scale,
+            bias: &bn.bias,
+            mean: &bn.running_mean,
+            var: &bn.running_var,
+        });
+        let p = PackedConv::new(
+            &self.cfg,
+            self.input,
+            self.output,
+            &self.weight,
+            self.bias.as_ref(),
+            bn,
+            BN_EPS,
+        )?;
+        self.cpu = p.map(Arc::new);
+        Ok(self)
     }
 
     /// The convolution alone (`gemm` over `im2col_cpu_ext`), without bias or normalisation.
@@ -116,8 +156,24 @@ impl Convolutional {
         y.narrow(2, 0, self.output.h)?.narrow(3, 0, self.output.w)
     }
 
-    /// Inference forward with the rolling statistics (or fused weights).
+    /// Inference forward with the rolling statistics (or fused weights): the CPU kernel when the input is a
+    /// CPU f32 tensor that tracks no gradient, else [`Self::forward_candle`]. Both give Darknet's result (the
+    /// CPU kernel sums in a different order: differences of a few ulp).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(p) = &self.cpu {
+            if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() {
+                let y = p.forward(&x.contiguous()?)?;
+                return match p.post_activation {
+                    Some(a) => activate(&y, a),
+                    None => Ok(y),
+                };
+            }
+        }
+        self.forward_candle(x)
+    }
+
+    /// The forward with candle ops (every device, differentiable).
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.convolve(x)?;
         let y = match (&self.bn, &self.bias) {
             (Some(bn), _) => {

@@ -1,0 +1,289 @@
+//! Vectorisable activation kernels for the CPU convolution epilogue: `activate_array` (src/activations.c) and its
+//! mish/swish variants (`activate_array_mish`, `activate_array_swish`), applied in place to a row of outputs
+//! right after the GEMM wrote it (so the tile is still in cache), after `add_bias` / `normalize_cpu` +
+//! `scale_bias`.
+//!
+//! Formulas are Darknet's, operation for operation (src/activations.h):
+//! - leaky `x > 0 ? x : .1f*x`
+//! - logistic `1/(1 + expf(-x))`
+//! - swish `x * logistic(x)`
+//! - mish `x * tanh_activate(softplus_activate(x, 20))`, softplus `x > 20 → x`, `x < -20 → expf(x)`, else
+//!   `logf(expf(x) + 1)`, and Darknet's tanh `2/(1 + expf(-2x)) - 1`.
+//!
+//! Deliberate difference: `expf`/`logf` are branch-free Cephes-style polynomials ([`exp`], [`ln`]; relative error
+//! about 1e-7, i.e. 1-2 ulp, instead of glibc's correctly rounded results) so that LLVM vectorises the loops;
+//! the kernels are compiled twice, once for AVX2+FMA (selected at run time) and once for the baseline target.
+
+use crate::cfg::Activation;
+
+/// Activations that the epilogue applies itself; the others are applied afterwards with the candle ops of
+/// [`crate::layers::activation::activate`].
+pub fn supported(act: Activation) -> bool {
+    matches!(
+        act,
+        Activation::Linear
+            | Activation::Leaky
+            | Activation::Relu
+            | Activation::Logistic
+            | Activation::Swish
+            | Activation::Mish
+    )
+}
+
+/// Per-output-channel affine step applied before the activation.
+#[derive(Debug, Clone, Copy)]
+pub enum Affine {
+    /// `add_bias`: `y + b`.
+    Bias(f32),
+    /// `normalize_cpu` then `scale_bias` then `add_bias`: `(y - mean) / std * scale + b`, where
+    /// `std = sqrtf(var + .00001f)`.
+    BatchNorm {
+        mean: f32,
+        std: f32,
+        scale: f32,
+        bias: f32,
+    },
+}
+
+/// Applies `affine` then `act` to `row` in place (one output channel's pixels).
+pub fn epilogue(row: &mut [f32], affine: Affine, act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { epilogue_avx2(row, affine, act) };
+            return;
+        }
+    }
+    epilogue_generic(row, affine, act)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn epilogue_avx2(row: &mut [f32], affine: Affine, act: Activation) {
+    epilogue_generic(row, affine, act)
+}
+
+#[inline(always)]
+fn epilogue_generic(row: &mut [f32], affine: Affine, act: Activation) {
+    match affine {
+        Affine::Bias(b) => map(row, |y| y + b, act),
+        Affine::BatchNorm {
+            mean,
+            std,
+            scale,
+            bias,
+        } => map(row, |y| (y - mean) / std * scale + bias, act),
+    }
+}
+
+#[inline(always)]
+fn map(row: &mut [f32], pre: impl Fn(f32) -> f32, act: Activation) {
+    match act {
+        Activation::Leaky => each(row, |x| leaky(pre(x))),
+        Activation::Relu => each(row, |x| relu(pre(x))),
+        Activation::Logistic => each(row, |x| logistic(pre(x))),
+        Activation::Swish => each(row, |x| {
+            let x = pre(x);
+            x * logistic(x)
+        }),
+        Activation::Mish => each(row, |x| mish(pre(x))),
+        // Linear, and the activations applied afterwards by the caller.
+        _ => each(row, pre),
+    }
+}
+
+#[inline(always)]
+fn each(row: &mut [f32], f: impl Fn(f32) -> f32) {
+    for v in row.iter_mut() {
+        *v = f(*v);
+    }
+}
+
+#[inline(always)]
+pub fn leaky(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        0.1 * x
+    }
+}
+
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    // relu_activate: x*(x>0).
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
+#[inline(always)]
+pub fn logistic(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `softplus_activate(x, 20)`.
+#[inline(always)]
+pub fn softplus(x: f32) -> f32 {
+    let e = exp(x);
+    let mid = ln(e + 1.0);
+    if x > 20.0 {
+        x
+    } else if x < -20.0 {
+        e
+    } else {
+        mid
+    }
+}
+
+/// `mish`: x · tanh_activate(softplus(x)).
+#[inline(always)]
+pub fn mish(x: f32) -> f32 {
+    let sp = softplus(x);
+    x * (2.0 / (1.0 + exp(-2.0 * sp)) - 1.0)
+}
+
+/// 1.5·2^23: adding it rounds a float with |t| < 2^22 to the nearest integer, which then sits in the low
+/// mantissa bits.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `expf` without branches or libm calls (Cephes' `expf` polynomial, range reduction by round-to-nearest).
+/// Inputs are clamped to [-87.3, 88.3]: below that the result is ≈ 1e-38 instead of a denormal or 0, above it
+/// ≈ 2e38 instead of inf; every use here (`1/(1+e)`, `log(e+1)`, Darknet's thresholds at ±20) is unaffected.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    let t = x * std::f32::consts::LOG2_E;
+    let biased = t + ROUND_MAGIC;
+    let n = biased - ROUND_MAGIC;
+    let ni = (biased.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    // ln 2 split in two so that n·ln2 is subtracted exactly (Cephes C1, C2).
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let z = r * r;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let y = p * z + r + 1.0;
+    let pow2 = f32::from_bits(((ni + 127) << 23) as u32);
+    y * pow2
+}
+
+/// `logf` for positive normal inputs without branches or libm calls (Cephes' `logf` polynomial).
+#[inline(always)]
+pub fn ln(v: f32) -> f32 {
+    let bits = v.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    // Mantissa in [0.5, 1).
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let small = m < std::f32::consts::FRAC_1_SQRT_2;
+    e -= small as i32;
+    let x = if small { m + m - 1.0 } else { m - 1.0 };
+    let e = e as f32;
+    let z = x * x;
+    let mut y = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x
+        - 1.242_014_1e-1)
+        * x
+        + 1.424_932_3e-1)
+        * x
+        - 1.666_805_8e-1)
+        * x
+        + 2.000_071_4e-1)
+        * x
+        - 2.499_999_4e-1)
+        * x
+        + 3.333_333e-1)
+        * x
+        * z;
+    y += e * -2.121_944_4e-4;
+    y += -0.5 * z;
+    x + y + e * 0.693_359_4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xs() -> Vec<f32> {
+        let mut v: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.05).collect();
+        v.extend([
+            -90.0, -87.0, -25.0, -20.5, -20.0, -19.99, 19.99, 20.0, 20.01, 50.0, 88.0,
+        ]);
+        v
+    }
+
+    #[test]
+    fn exp_and_log_match_libm() {
+        for x in xs() {
+            if !(-87.0..=88.3).contains(&x) {
+                continue;
+            }
+            let (g, w) = (exp(x), x.exp());
+            assert!((g - w).abs() <= 3e-7 * w.abs(), "exp({x}) = {g}, libm {w}");
+            let v = x.abs() + 1e-3;
+            let (g, w) = (ln(v), v.ln());
+            assert!(
+                (g - w).abs() <= 3e-7 * w.abs().max(1.0),
+                "ln({v}) = {g}, libm {w}"
+            );
+        }
+    }
+
+    /// Each epilogue activation against Darknet's scalar formula written with libm (src/activations.h).
+    #[test]
+    fn epilogue_matches_darknet_formulas() {
+        let lexp = |x: f32| x.exp();
+        let tanh = |x: f32| 2.0 / (1.0 + lexp(-2.0 * x)) - 1.0;
+        let logi = |x: f32| 1.0 / (1.0 + lexp(-x));
+        let softplus = |x: f32| {
+            if x > 20.0 {
+                x
+            } else if x < -20.0 {
+                lexp(x)
+            } else {
+                (lexp(x) + 1.0).ln()
+            }
+        };
+        let cases: Vec<(Activation, Box<dyn Fn(f32) -> f32>)> = vec![
+            (
+                Activation::Leaky,
+                Box::new(|x| if x > 0.0 { x } else { 0.1 * x }),
+            ),
+            (
+                Activation::Relu,
+                Box::new(|x| x * ((x > 0.0) as i32 as f32)),
+            ),
+            (Activation::Linear, Box::new(|x| x)),
+            (Activation::Logistic, Box::new(logi)),
+            (Activation::Swish, Box::new(move |x| x * logi(x))),
+            (Activation::Mish, Box::new(move |x| x * tanh(softplus(x)))),
+        ];
+        let bias = 0.25f32;
+        for (act, f) in cases {
+            let mut row = xs();
+            epilogue(&mut row, Affine::Bias(bias), act);
+            let mut row2 = xs();
+            epilogue_generic(&mut row2, Affine::Bias(bias), act);
+            for ((x, g), g2) in xs().into_iter().zip(&row).zip(&row2) {
+                let want = f(x + bias);
+                assert!(
+                    (g - want).abs() <= 1e-6 + 1e-6 * want.abs(),
+                    "{act:?}({x}+{bias}) = {g}, Darknet {want}"
+                );
+                assert!(
+                    (g - g2).abs() <= 1e-6 + 1e-6 * want.abs(),
+                    "avx2 vs generic"
+                );
+            }
+        }
+    }
+}

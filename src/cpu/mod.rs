@@ -1,0 +1,14 @@
+//! CPU inference kernels: the convolution Darknet runs as `im2col_cpu_ext` + `gemm` in
+//! `forward_convolutional_layer` (src/convolutional_layer.c), with its bias, batch norm and activation fused into
+//! the GEMM's epilogue ([`conv`], [`activation`]). Used automatically by
+//! [`crate::layers::convolutional::Convolutional::forward`] when the tensors are on the CPU and no gradient is
+//! tracked; CUDA and autograd keep candle's `conv2d`. Set `CANDLE_DARKNET_CPU_CONV=0` to disable it (for
+//! comparisons).
+
+pub mod activation;
+pub mod conv;
+
+/// Whether the CPU fast path may be used (`CANDLE_DARKNET_CPU_CONV=0` turns it off).
+pub fn enabled() -> bool {
+    std::env::var("CANDLE_DARKNET_CPU_CONV").map_or(true, |v| v != "0")
+}
