@@ -143,8 +143,30 @@ impl Network {
         Ok(outs.pop().flatten().expect("last output"))
     }
 
+    /// Runs the network like [`Self::forward_heads`] and also returns each layer's wall time in milliseconds
+    /// (the device is synchronised after every layer), as Darknet's `-benchmark_layers` measures them.
+    pub fn forward_timed(&self, x: &Tensor) -> Result<(Vec<(usize, Tensor)>, Vec<f64>)> {
+        let heads = self.cfg.head_indices();
+        let mut times = Vec::with_capacity(self.layers.len());
+        let outs = self.run_impl(x, |i| heads.contains(&i), Some(&mut times))?;
+        let heads = heads
+            .into_iter()
+            .map(|i| (i, outs[i].clone().expect("kept head output")))
+            .collect();
+        Ok((heads, times))
+    }
+
     /// Runs every layer, keeping the outputs for which `keep` is true and dropping the others after their last use.
     fn run(&self, x: &Tensor, keep: impl Fn(usize) -> bool) -> Result<Vec<Option<Tensor>>> {
+        self.run_impl(x, keep, None)
+    }
+
+    fn run_impl(
+        &self,
+        x: &Tensor,
+        keep: impl Fn(usize) -> bool,
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<Vec<Option<Tensor>>> {
         let want = self.cfg.input_shape();
         let dims = x.dims();
         if dims.len() != 4 || dims[1] != want.c || dims[2] != want.h || dims[3] != want.w {
@@ -159,12 +181,17 @@ impl Network {
         let mut outs: Vec<Option<Tensor>> = vec![None; self.layers.len()];
         let mut input = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
+            let t0 = times.as_ref().map(|_| std::time::Instant::now());
             let y = self.forward_layer(i, layer, &input, &outs).map_err(|e| {
                 candle_core::Error::Msg(format!(
                     "layer {i} ({}): {e}",
                     self.cfg.layers[i].config.type_name()
                 ))
             })?;
+            if let (Some(times), Some(t0)) = (times.as_mut(), t0) {
+                self.device.synchronize()?;
+                times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
             outs[i] = Some(y.clone());
             input = y;
             // Free what no later layer reads.

@@ -29,6 +29,104 @@ pub struct BenchArgs {
     pub device: String,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also time every layer (median over the runs) and print a table like Darknet's `-benchmark_layers`.
+    #[arg(long)]
+    pub layers: bool,
+}
+
+/// One row of the per-layer table.
+#[derive(Serialize)]
+struct LayerRow {
+    index: usize,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    input: [usize; 3],
+    output: [usize; 3],
+    median_ms: f64,
+    bflops_per_image: f64,
+    gflops_per_s: f64,
+}
+
+/// Per-layer medians of `runs` timed forwards (`Network::forward_timed`) after `warmup` untimed ones.
+fn layer_table(
+    det: &Detector,
+    inputs: &[Image],
+    runs: usize,
+    warmup: usize,
+) -> Result<Vec<LayerRow>> {
+    let n = &det.net.cfg.net;
+    let mut data = Vec::with_capacity(inputs.len() * n.channels * n.height * n.width);
+    for im in inputs {
+        data.extend_from_slice(&im.data);
+    }
+    let x = candle_core::Tensor::from_vec(
+        data,
+        (inputs.len(), n.channels, n.height, n.width),
+        &det.net.device,
+    )?;
+    for _ in 0..warmup {
+        det.net.forward_timed(&x)?;
+    }
+    let mut per_layer: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); det.net.layers.len()];
+    for _ in 0..runs.max(1) {
+        let (_, times) = det.net.forward_timed(&x)?;
+        for (v, t) in per_layer.iter_mut().zip(times) {
+            v.push(t);
+        }
+    }
+    let batch = inputs.len() as f64;
+    Ok(det
+        .net
+        .cfg
+        .layers
+        .iter()
+        .zip(per_layer)
+        .map(|(l, v)| {
+            let ms = stats(v).median_ms;
+            let bf = l.bflops();
+            LayerRow {
+                index: l.index,
+                kind: l.config.type_name(),
+                input: [l.input.c, l.input.h, l.input.w],
+                output: [l.output.c, l.output.h, l.output.w],
+                median_ms: ms,
+                bflops_per_image: bf,
+                gflops_per_s: if ms > 0.0 {
+                    bf * batch / (ms / 1000.0)
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect())
+}
+
+fn print_layer_table(rows: &[LayerRow]) {
+    let total: f64 = rows.iter().map(|r| r.median_ms).sum();
+    println!(
+        "{:>5}  {:<15} {:>15} -> {:<15} {:>9} {:>6} {:>9}",
+        "layer", "type", "input", "output", "ms", "%", "GFLOP/s"
+    );
+    for r in rows {
+        let shape = |s: [usize; 3]| format!("{}x{}x{}", s[0], s[1], s[2]);
+        let gf = if r.bflops_per_image > 0.0 {
+            format!("{:9.1}", r.gflops_per_s)
+        } else {
+            format!("{:>9}", "-")
+        };
+        println!(
+            "{:>5}  {:<15} {:>15} -> {:<15} {:>9.3} {:>6.1} {}",
+            r.index,
+            r.kind,
+            shape(r.input),
+            shape(r.output),
+            r.median_ms,
+            100.0 * r.median_ms / total.max(1e-12),
+            gf
+        );
+    }
+    let bf: f64 = rows.iter().map(|r| r.bflops_per_image).sum();
+    println!("total of per-layer medians {total:.2} ms ({bf:.3} BFLOPs/image)");
 }
 
 #[derive(Serialize)]
@@ -54,6 +152,8 @@ struct BenchReport {
     gflops_per_s: f64,
     peak_rss_mib: Option<f64>,
     threads: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layers: Option<Vec<LayerRow>>,
 }
 
 fn stats(mut v: Vec<f64>) -> Stats {
@@ -110,6 +210,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         det.detect(std::slice::from_ref(&im), &opts)?;
         pipe.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let layers = if a.layers {
+        Some(layer_table(&det, &inputs, a.runs, a.warmup)?)
+    } else {
+        None
+    };
     let forward = stats(fwd);
     let pipeline = stats(pipe);
     let cfg = det.cfg();
@@ -128,7 +233,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         pipeline,
         peak_rss_mib: candle_darknet::util::peak_rss_mib(),
         threads: candle_core::utils::get_num_threads(),
+        layers,
     };
+    if let Some(rows) = &report.layers {
+        print_layer_table(rows);
+    }
     println!(
         "{} {}x{} batch {} on {}: forward median {:.1} ms (p10 {:.1}, p90 {:.1}), {:.1} images/s, {:.1} GFLOP/s ({:.3} BFLOPs/image); \
          pipeline (decode+preprocess+forward+postprocess, batch 1) median {:.1} ms; peak RSS {:.0} MiB",

@@ -155,11 +155,17 @@ impl PackedConv {
         self.size == 1 && self.stride == 1 && self.pad == 0
     }
 
-    /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB.
+    /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB (at least 128 pixels), and the
+    /// pixels are shared evenly between the tiles so that no tile is a thin remainder.
     fn tile(&self) -> usize {
         let n = self.output.h * self.output.w;
-        let t = ((1 << 18) / self.k().max(1)).max(128) / 32 * 32;
-        t.min(n).max(1)
+        let target = ((1 << 18) / self.k().max(1)).max(128);
+        let n_tiles = n.div_ceil(target).max(1);
+        n.div_ceil(n_tiles)
+            .div_ceil(16)
+            .saturating_mul(16)
+            .min(n)
+            .max(1)
     }
 
     /// Runs every (image, tile, channel block) task on `x` (`[batch, c, h, w]` contiguous) into `y`
@@ -333,8 +339,10 @@ impl PackedConv {
                                 let i0 = (a as isize + offx) as usize;
                                 dst.copy_from_slice(&src[i0..i0 + dst.len()]);
                             } else {
-                                for (j, v) in dst.iter_mut().enumerate() {
-                                    *v = src[((a + j) as isize * s + offx) as usize];
+                                let i0 = (a as isize * s + offx) as usize;
+                                let taps = src[i0..].iter().step_by(s as usize);
+                                for (v, x) in dst.iter_mut().zip(taps) {
+                                    *v = *x;
                                 }
                             }
                         }
@@ -559,6 +567,9 @@ mod tests {
             (64, 13, 13, 96, 3, 1, 1, 1, 1, Leaky, false),
             (32, 40, 40, 48, 1, 1, 0, 1, 1, Mish, false),
             (16, 37, 41, 32, 3, 1, 1, 1, 1, Leaky, false),
+            // Several pixel tiles per image (k = 576 → tiles of ~455 pixels).
+            (64, 30, 31, 20, 3, 1, 1, 1, 1, Leaky, true),
+            (64, 50, 47, 8, 3, 2, 1, 1, 1, Mish, false),
         ];
         for (i, &(c, h, w, filters, size, stride, pad, groups, dilation, act, bn)) in
             cases.iter().enumerate()

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""CPU speed of candle-darknet against OpenCV DNN, measured in the same run (`make bench`).
+
+    tools/bench.py --bin target/release/candle-darknet [--cfg weights/yolov4-tiny.cfg]
+        [--weights weights/yolov4-tiny.weights] [--image weights/bus.jpg] [--yolov4-cfg PATH] [--runs 20]
+        [--warmup 5] [--threads 2] [--skip-yolov4] [--json out.json]
+
+Builds nothing: `--bin` must be an existing (release) binary. Cases: yolov4-tiny 416 batch 1, yolov4-tiny 416
+batch 8, and yolov4 416 batch 1 with random weights (`candle-darknet random-weights`, written once to
+target/bench/yolov4-random.weights; the speed of a dense network does not depend on the weight values).
+
+For every case, ours (`candle-darknet bench --json`, RAYON_NUM_THREADS=threads) and then OpenCV DNN
+(tools/bench_opencv.py `measure()`, cv2.setNumThreads(threads), its defaults: fusion and Winograd on) run on the
+same image, each in its own process (so each peak RSS is that engine's alone), each reporting the median of
+`runs` forward calls of the whole batch after `warmup` untimed ones. Printed: medians, ours/OpenCV ratio (< 1
+means we are faster), GFLOP/s (Darknet's BFLOP count), peak RSS, and how far ours is from the compute floor
+(BFLOPs / PEAK_GFLOPS; PEAK_GFLOPS = 157, this 2-core AVX2+FMA machine's f32 peak) — and the 1-minute load
+average before and after, since the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+PEAK_GFLOPS = 157.0
+
+
+def _opencv_worker(q, kwargs):
+    import bench_opencv
+
+    try:
+        q.put(bench_opencv.measure(**kwargs))
+    except Exception as e:  # reported by the parent
+        q.put({"error": repr(e)})
+
+
+def opencv(cfg, weights, image, batch, runs, warmup, threads) -> dict:
+    """`bench_opencv.measure` in a fresh process (clean peak RSS)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_opencv_worker, args=(q, dict(cfg=cfg, weights=weights, image=image, size=416,
+                                                          batch=batch, runs=runs, warmup=warmup,
+                                                          threads=threads)))
+    p.start()
+    r = q.get()
+    p.join()
+    if "error" in r:
+        raise RuntimeError(f"OpenCV DNN failed on {cfg}: {r['error']}")
+    return r
+
+
+def ours(binary, cfg, weights, image, batch, runs, warmup, threads) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "bench.json")
+        cmd = [binary, "bench", cfg, weights, "--image", image, "--batch", str(batch), "--runs", str(runs),
+               "--warmup", str(warmup), "--size", "416x416", "--json", out]
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
+        with open(out) as f:
+            return json.load(f)
+
+
+def random_weights(binary, cfg, path):
+    if os.path.isfile(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    r = subprocess.run([binary, "random-weights", cfg, "-o", tmp], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"random-weights {cfg} failed:\n{r.stderr}")
+    os.replace(tmp, path)
+
+
+def _default_yolov4_cfg() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for base in (os.path.join(root, "..", "shared"), "/work/shared"):
+        p = os.path.join(base, "darknet", "cfg", "yolov4.cfg")
+        if os.path.isfile(p):
+            return os.path.normpath(p)
+    return os.path.join(root, "..", "shared", "darknet", "cfg", "yolov4.cfg")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="candle-darknet vs OpenCV DNN on the CPU, same run")
+    p.add_argument("--bin", default="target/release/candle-darknet")
+    p.add_argument("--cfg", default="weights/yolov4-tiny.cfg")
+    p.add_argument("--weights", default="weights/yolov4-tiny.weights")
+    p.add_argument("--image", default="weights/bus.jpg")
+    p.add_argument("--yolov4-cfg", default=_default_yolov4_cfg())
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-yolov4", action="store_true")
+    p.add_argument("--json", help="also write all results here")
+    a = p.parse_args(argv)
+    if a.runs < 20:
+        p.error("--runs must be >= 20 (medians of fewer runs are too noisy on a shared machine)")
+    for f in (a.bin, a.cfg, a.weights, a.image):
+        if not os.path.isfile(f):
+            p.error(f"{f}: no such file (build with `cargo build --release`, fetch weights with `make weights`)")
+    cases = [("yolov4-tiny", a.cfg, a.weights, 1), ("yolov4-tiny", a.cfg, a.weights, 8)]
+    if not a.skip_yolov4:
+        if not os.path.isfile(a.yolov4_cfg):
+            p.error(f"{a.yolov4_cfg}: no such file (or pass --skip-yolov4)")
+        w = os.path.join("target", "bench", "yolov4-random.weights")
+        random_weights(a.bin, a.yolov4_cfg, w)
+        cases.append(("yolov4", a.yolov4_cfg, w, 1))
+
+    load0 = os.getloadavg()[0]
+    results = []
+    for name, cfg, weights, batch in cases:
+        o = ours(a.bin, cfg, weights, a.image, batch, a.runs, a.warmup, a.threads)
+        c = opencv(cfg, weights, a.image, batch, a.runs, a.warmup, a.threads)
+        bflops = o["bflops_per_image"]
+        ours_ms, cv_ms = o["forward"]["median_ms"], c["latency_ms"]["median"]
+        floor_ms = bflops * batch / PEAK_GFLOPS * 1000.0
+        results.append({
+            "model": name, "batch": batch, "bflops_per_image": bflops,
+            "ours_ms": ours_ms, "opencv_ms": cv_ms, "ratio_ours_over_opencv": ours_ms / cv_ms,
+            "ours_gflops": bflops * batch / (ours_ms / 1000.0), "opencv_gflops": bflops * batch / (cv_ms / 1000.0),
+            "ours_peak_rss_mib": o.get("peak_rss_mib"), "opencv_peak_rss_mb": c["peak_rss_mb"],
+            "floor_ms": floor_ms, "ours_over_floor": ours_ms / floor_ms,
+            "ours": o, "opencv": c,
+        })
+        r = results[-1]
+        print(f"{name} 416 batch {batch}: ours {ours_ms:.1f} ms, OpenCV {c['opencv_version']} {cv_ms:.1f} ms, "
+              f"ours/OpenCV {r['ratio_ours_over_opencv']:.2f}", flush=True)
+    load1 = os.getloadavg()[0]
+
+    print()
+    print(f"median of {a.runs} runs after {a.warmup} warm-up, {a.threads} threads each; "
+          f"load average (1 min) {load0:.2f} before, {load1:.2f} after; floor = BFLOPs / {PEAK_GFLOPS:.0f} GFLOP/s")
+    hdr = (f"{'model':<12} {'batch':>5} {'ours ms':>9} {'OpenCV ms':>10} {'ours/OpenCV':>12} {'ours GF/s':>10} "
+           f"{'OpenCV GF/s':>12} {'ours RSS MiB':>13} {'OpenCV RSS MB':>14} {'floor ms':>9} {'ours/floor':>10}")
+    print(hdr)
+    for r in results:
+        rss = r["ours_peak_rss_mib"]
+        print(f"{r['model']:<12} {r['batch']:>5} {r['ours_ms']:>9.1f} {r['opencv_ms']:>10.1f} "
+              f"{r['ratio_ours_over_opencv']:>12.2f} {r['ours_gflops']:>10.1f} {r['opencv_gflops']:>12.1f} "
+              f"{(rss if rss is not None else float('nan')):>13.0f} {r['opencv_peak_rss_mb']:>14.0f} "
+              f"{r['floor_ms']:>9.1f} {r['ours_over_floor']:>10.2f}")
+    if a.json:
+        tmp = a.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"load_before": load0, "load_after": load1, "threads": a.threads, "runs": a.runs,
+                       "warmup": a.warmup, "results": results}, f, indent=1)
+        os.replace(tmp, a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
