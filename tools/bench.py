@@ -61,7 +61,7 @@ def ours(binary, cfg, weights, image, batch, runs, warmup, threads) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "bench.json")
         cmd = [binary, "bench", cfg, weights, "--image", image, "--batch", str(batch), "--runs", str(runs),
-               "--warmup", str(warmup), "--size", "416x416", "--json", out]
+               "--warmup", str(warmup), "--size", "416x416", "--no-pipeline", "--json", out]
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
@@ -74,11 +74,10 @@ def random_weights(binary, cfg, path):
     if os.path.isfile(path):
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    r = subprocess.run([binary, "random-weights", cfg, "-o", tmp], capture_output=True, text=True)
+    # The CLI writes atomically itself.
+    r = subprocess.run([binary, "random-weights", cfg, "-o", path], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"random-weights {cfg} failed:\n{r.stderr}")
-    os.replace(tmp, path)
 
 
 def _default_yolov4_cfg() -> str:

@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Also time every layer (median over the runs) and print a table like Darknet's `-benchmark_layers`.
     #[arg(long)]
     pub layers: bool,
+    /// Skip the whole-pipeline timing (JSON `pipeline` is then null).
+    #[arg(long)]
+    pub no_pipeline: bool,
 }
 
 /// One row of the per-layer table.
@@ -147,7 +150,7 @@ struct BenchReport {
     runs: usize,
     bflops_per_image: f64,
     forward: Stats,
-    pipeline: Stats,
+    pipeline: Option<Stats>,
     images_per_s: f64,
     gflops_per_s: f64,
     peak_rss_mib: Option<f64>,
@@ -201,7 +204,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     // Whole pipeline per image: decode, preprocess, forward, post-process.
     let mut pipe = Vec::with_capacity(a.runs);
-    for _ in 0..a.runs.max(1) {
+    let pipe_runs = if a.no_pipeline { 0 } else { a.runs.max(1) };
+    for _ in 0..pipe_runs {
         let t = Instant::now();
         let im = match &a.image {
             Some(p) => load_image(p, 3)?,
@@ -216,7 +220,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         None
     };
     let forward = stats(fwd);
-    let pipeline = stats(pipe);
+    let pipeline = (!pipe.is_empty()).then(|| stats(pipe));
     let cfg = det.cfg();
     let bflops = cfg.total_bflops();
     let report = BenchReport {
@@ -252,7 +256,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report.images_per_s,
         report.gflops_per_s,
         bflops,
-        report.pipeline.median_ms,
+        report.pipeline.as_ref().map_or(f64::NAN, |p| p.median_ms),
         report.peak_rss_mib.unwrap_or(f64::NAN)
     );
     if let Some(j) = &a.json {
