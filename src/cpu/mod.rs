@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod pool;
 
 /// Whether the CPU fast path may be used (`CANDLE_DARKNET_CPU_CONV=0` turns it off).
 pub fn enabled() -> bool {

@@ -6,7 +6,7 @@
 //! the average (`avg / counter`). Output size `(w + padding - size)/stride + 1`. `maxpool_depth=1` takes the max
 //! over channels `g, g+out_c, g+2·out_c, ...` instead of space.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 use crate::cfg::{MaxpoolConfig, Shape};
 
@@ -76,6 +76,27 @@ impl Maxpool {
         if c.stride_x != c.stride_y {
             candle_core::bail!("maxpool with stride_x != stride_y is not supported");
         }
+        if !c.avg
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && !x.track_op()
+            && crate::cpu::enabled()
+        {
+            let op = crate::cpu::pool::MaxPool {
+                size: c.size,
+                stride: c.stride_x,
+                offset: c.padding / 2,
+                input: self.input,
+                output: self.output,
+            };
+            return op.forward(x);
+        }
+        self.forward_candle(x)
+    }
+
+    /// The candle-ops forward (every device, differentiable).
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.cfg;
         let (t, b, l, r) = self.pads();
         if c.avg {
             let xp = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;

@@ -1,0 +1,153 @@
+//! CPU `[maxpool]` forward: mirrors `forward_maxpool_layer` (src/maxpool_layer.c) — for every output pixel the
+//! maximum over the `size × size` window starting at `(i·stride - padding/2, j·stride - padding/2)`, reads
+//! outside the image skipped, starting from `-FLT_MAX` — computed separably (row maxima, then column maxima of
+//! those: the same maximum, exactly) in one pass per plane, planes split over the cores. Replaces the candle path
+//! (pad with -FLT_MAX, then `max_pool2d` or shifted-view maxima), which copies the tensor several times.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape as CShape, Tensor};
+use rayon::prelude::*;
+
+use crate::cfg::Shape;
+
+/// A max-pool with equal strides.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool {
+    pub size: usize,
+    pub stride: usize,
+    /// `padding / 2`: how far the first window starts before the image.
+    pub offset: usize,
+    pub input: Shape,
+    pub output: Shape,
+}
+
+impl MaxPool {
+    /// Runs on a CPU f32 tensor `[batch, c, h, w]` (no gradient).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(self)
+    }
+
+    /// One plane: `x` is `h × w`, `y` is `oh × ow`, `tmp` holds `h × ow` row maxima.
+    fn plane(&self, x: &[f32], y: &mut [f32], tmp: &mut Vec<f32>) {
+        let (h, w) = (self.input.h, self.input.w);
+        let (oh, ow) = (self.output.h, self.output.w);
+        let (s, k, off) = (self.stride, self.size, self.offset as isize);
+        tmp.clear();
+        tmp.resize(h * ow, f32::MIN);
+        for iy in 0..h {
+            let row = &x[iy * w..(iy + 1) * w];
+            let t = &mut tmp[iy * ow..(iy + 1) * ow];
+            for (ox, m) in t.iter_mut().enumerate() {
+                let x0 = (ox * s) as isize - off;
+                let a = x0.max(0) as usize;
+                let z = ((x0 + k as isize).min(w as isize)).max(0) as usize;
+                for &v in row.get(a..z.max(a)).unwrap_or(&[]) {
+                    if v > *m {
+                        *m = v;
+                    }
+                }
+            }
+        }
+        for oy in 0..oh {
+            let out = &mut y[oy * ow..(oy + 1) * ow];
+            out.fill(f32::MIN);
+            let y0 = (oy * s) as isize - off;
+            let a = y0.max(0) as usize;
+            let z = ((y0 + k as isize).min(h as isize)).max(0) as usize;
+            for iy in a..z.max(a) {
+                let t = &tmp[iy * ow..(iy + 1) * ow];
+                for (m, &v) in out.iter_mut().zip(t) {
+                    if v > *m {
+                        *m = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "darknet-maxpool-cpu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, CShape)> {
+        let x = match storage {
+            CpuStorage::F32(v) => v.as_slice(),
+            _ => candle_core::bail!("darknet-maxpool-cpu: f32 input required"),
+        };
+        let dims = layout.dims();
+        let (c, h, w) = (self.input.c, self.input.h, self.input.w);
+        if dims.len() != 4 || dims[1] != c || dims[2] != h || dims[3] != w {
+            candle_core::bail!(
+                "darknet-maxpool-cpu: input {dims:?}, expected [batch, {c}, {h}, {w}]"
+            );
+        }
+        let x = match layout.contiguous_offsets() {
+            Some((a, z)) => &x[a..z],
+            None => candle_core::bail!("darknet-maxpool-cpu: contiguous input required"),
+        };
+        let (oh, ow) = (self.output.h, self.output.w);
+        let mut y = vec![0f32; dims[0] * c * oh * ow];
+        if oh * ow > 0 && h * w > 0 {
+            y.par_chunks_mut(oh * ow)
+                .zip(x.par_chunks(h * w))
+                .for_each_init(Vec::new, |tmp, (yp, xp)| self.plane(xp, yp, tmp));
+        }
+        Ok((CpuStorage::F32(y), CShape::from((dims[0], c, oh, ow))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cfg::{MaxpoolConfig, Shape};
+    use crate::layers::maxpool::Maxpool;
+    use candle_core::{Device, Tensor};
+
+    /// Against the candle path of the same layer (which mirrors forward_maxpool_layer): exact equality.
+    #[test]
+    fn matches_candle_maxpool() {
+        let dev = Device::Cpu;
+        // size, stride, padding, h, w
+        for &(size, stride, padding, h, w) in &[
+            (2, 2, 1, 12, 12),
+            (2, 2, 1, 13, 11),
+            (3, 1, 2, 9, 10),
+            (3, 2, 2, 11, 9),
+            (5, 1, 4, 13, 13),
+            (9, 1, 8, 13, 13),
+            (13, 1, 12, 13, 13),
+            (2, 1, 1, 7, 8),
+        ] {
+            let c = 3;
+            let out = |x: usize| (x + padding - size) / stride + 1;
+            let cfg = MaxpoolConfig {
+                size,
+                stride_x: stride,
+                stride_y: stride,
+                padding,
+                maxpool_depth: false,
+                out_channels: 1,
+                avg: false,
+            };
+            let layer = Maxpool::new(&cfg, Shape::new(c, h, w), Shape::new(c, out(h), out(w)));
+            let n = 2 * c * h * w;
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 37.0)
+                .collect();
+            let x = Tensor::from_vec(v, (2, c, h, w), &dev).unwrap();
+            let want = layer.forward_candle(&x).unwrap();
+            let got = layer.forward(&x).unwrap();
+            assert_eq!(
+                got.dims(),
+                want.dims(),
+                "size {size} stride {stride} pad {padding}"
+            );
+            let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let wv = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(
+                g, wv,
+                "size {size} stride {stride} padding {padding} {h}x{w}"
+            );
+        }
+    }
+}
