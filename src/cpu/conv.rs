@@ -42,6 +42,8 @@ pub struct PackedConv {
     activation: Activation,
     /// Activation the epilogue does not implement, to apply afterwards with candle ops.
     pub post_activation: Option<Activation>,
+    /// Winograd-transformed weights (`[16, filters, c]`) for 3×3 stride-1 layers ([`super::winograd`]).
+    winograd: Option<Vec<f32>>,
 }
 
 impl std::fmt::Debug for PackedConv {
@@ -125,7 +127,19 @@ impl PackedConv {
         } else {
             (Activation::Linear, Some(cfg.activation))
         };
+        let dilation = cfg.dilation.max(1);
+        let winograd = (cfg.size == 3
+            && cfg.stride_x == 1
+            && dilation == 1
+            && cfg.groups == 1
+            && input.c >= 8
+            && cfg.filters >= 8
+            // Measured: with fewer tiles per image (13×13 maps) the 16 thin GEMMs lose to the direct form.
+            && output.h.div_ceil(2) * output.w.div_ceil(2) >= 100
+            && super::winograd_enabled())
+        .then(|| super::winograd::transform_weights(&w, cfg.filters, input.c));
         Ok(Some(PackedConv {
+            winograd,
             filters: cfg.filters,
             groups: cfg.groups,
             size: cfg.size,
@@ -139,6 +153,17 @@ impl PackedConv {
             activation,
             post_activation,
         }))
+    }
+
+    /// The same layer without the Winograd form (direct im2col + GEMM), for comparisons.
+    pub fn without_winograd(mut self) -> Self {
+        self.winograd = None;
+        self
+    }
+
+    /// Whether 3×3 stride-1 Winograd is used for this layer.
+    pub fn uses_winograd(&self) -> bool {
+        self.winograd.is_some()
     }
 
     /// Runs the convolution with bias/normalisation and the epilogue activation on a CPU f32 tensor
@@ -171,6 +196,9 @@ impl PackedConv {
     /// Runs every (image, tile, channel block) task on `x` (`[batch, c, h, w]` contiguous) into `y`
     /// (`[batch, filters, oh, ow]`, every element written).
     fn run(&self, x: &[f32], y: &mut [f32], batch: usize) {
+        if let Some(u) = &self.winograd {
+            return self.run_winograd(u, x, y, batch);
+        }
         let n = self.output.h * self.output.w;
         let tile = self.tile();
         let n_tiles = n.div_ceil(tile);
@@ -203,6 +231,137 @@ impl PackedConv {
         } else {
             (0..tasks).into_par_iter().for_each(run_task);
         }
+    }
+
+    /// Winograd F(2×2, 3×3): tasks are (image, block of tile rows, block of output channels).
+    fn run_winograd(&self, u: &[f32], x: &[f32], y: &mut [f32], batch: usize) {
+        let (th, tw) = (self.output.h.div_ceil(2), self.output.w.div_ceil(2));
+        let (c, m) = (self.input.c, self.filters);
+        // Tiles per task so that V (16·c·nt) and M (16·m·nt) stay around 1-2 MiB.
+        let target = ((1usize << 18) / (16 * (c + m))).max(16);
+        let rows = (target / tw).clamp(1, th);
+        let n_blocks = th.div_ceil(rows);
+        let rows = th.div_ceil(n_blocks);
+        let n_blocks = th.div_ceil(rows);
+        let threads = rayon::current_num_threads().max(1);
+        let want = 2 * threads;
+        let m_splits = if batch * n_blocks >= want {
+            1
+        } else {
+            want.div_ceil(batch * n_blocks).min(m.div_ceil(32)).max(1)
+        };
+        let m_block = m.div_ceil(m_splits).div_ceil(8) * 8;
+        let m_splits = m.div_ceil(m_block);
+        let tasks = batch * n_blocks * m_splits;
+        let yp = SendPtr(y.as_mut_ptr());
+        let run_task = |t: usize| {
+            let mb = t % m_splits;
+            let blk = (t / m_splits) % n_blocks;
+            let b = t / (m_splits * n_blocks);
+            let ty0 = blk * rows;
+            let ty1 = (ty0 + rows).min(th);
+            let m0 = mb * m_block;
+            let mlen = m_block.min(m - m0);
+            // SAFETY: tasks write disjoint (image, channel block, output rows) regions of y.
+            unsafe { self.winograd_task(u, x, yp, b, ty0, ty1, m0, mlen) };
+        };
+        if tasks == 1 {
+            run_task(0);
+        } else {
+            (0..tasks).into_par_iter().for_each(run_task);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn winograd_task(
+        &self,
+        u: &[f32],
+        x: &[f32],
+        y: SendPtr,
+        b: usize,
+        ty0: usize,
+        ty1: usize,
+        m0: usize,
+        mlen: usize,
+    ) {
+        use super::winograd::{input_tile, output_tile};
+        let (c, h, w) = (self.input.c, self.input.h, self.input.w);
+        let (oh, ow) = (self.output.h, self.output.w);
+        let tw = ow.div_ceil(2);
+        let nt = (ty1 - ty0) * tw;
+        let pad = self.pad as isize;
+        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
+        WINO.with(|bufs| {
+            let mut bufs = bufs.borrow_mut();
+            let (v, mm) = &mut *bufs;
+            if v.len() < 16 * c * nt {
+                v.resize(16 * c * nt, 0.0);
+            }
+            if mm.len() < 16 * mlen * nt {
+                mm.resize(16 * mlen * nt, 0.0);
+            }
+            // V[ξ][ci][t].
+            for ci in 0..c {
+                let plane = &xb[ci * h * w..(ci + 1) * h * w];
+                for ty in ty0..ty1 {
+                    for tx in 0..tw {
+                        let t = (ty - ty0) * tw + tx;
+                        let iy = (2 * ty) as isize - pad;
+                        let ix = (2 * tx) as isize - pad;
+                        input_tile(plane, h, w, iy, ix, &mut v[ci * nt + t..], c * nt);
+                    }
+                }
+            }
+            // M[ξ][m][t] = U[ξ][m0+m][:] · V[ξ][:][t].
+            for xi in 0..16 {
+                gemm::gemm(
+                    mlen,
+                    nt,
+                    c,
+                    mm.as_mut_ptr().add(xi * mlen * nt),
+                    1,
+                    nt as isize,
+                    false,
+                    u.as_ptr().add((xi * self.filters + m0) * c),
+                    1,
+                    c as isize,
+                    v.as_ptr().add(xi * c * nt),
+                    1,
+                    nt as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let oy0 = 2 * ty0;
+            let oy1 = (2 * ty1).min(oh);
+            for mi in 0..mlen {
+                let f = m0 + mi;
+                let out = y.0.add((b * self.filters + f) * oh * ow);
+                for ty in ty0..ty1 {
+                    for tx in 0..tw {
+                        let t = (ty - ty0) * tw + tx;
+                        let r = output_tile(&mm[mi * nt + t..], mlen * nt);
+                        let (oy, ox) = (2 * ty, 2 * tx);
+                        *out.add(oy * ow + ox) = r[0];
+                        if ox + 1 < ow {
+                            *out.add(oy * ow + ox + 1) = r[1];
+                        }
+                        if oy + 1 < oh {
+                            *out.add((oy + 1) * ow + ox) = r[2];
+                            if ox + 1 < ow {
+                                *out.add((oy + 1) * ow + ox + 1) = r[3];
+                            }
+                        }
+                    }
+                }
+                let row = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
+                activation::epilogue(row, self.affine[f], self.activation);
+            }
+        });
     }
 
     /// One task: for every group, the output channels `m0..m0+mlen` of that group over pixels `p0..p0+np` of
@@ -357,6 +516,8 @@ impl PackedConv {
 thread_local! {
     /// The im2col tile buffer of this thread, reused across tasks and calls.
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The Winograd V and M buffers of this thread.
+    static WINO: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 #[derive(Clone, Copy)]
@@ -506,7 +667,7 @@ mod tests {
         )
         .unwrap()
         .expect("supported");
-        let layer = Convolutional {
+        let mut layer = Convolutional {
             cfg,
             input,
             output,
@@ -523,18 +684,36 @@ mod tests {
         .unwrap();
         let want = layer.forward_candle(&x).unwrap();
         let got = layer.forward(&x).unwrap();
-        assert_eq!(got.dims(), want.dims());
-        let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let worst = g
-            .iter()
-            .zip(&w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
+        // Both CPU forms: Winograd (when the layer qualifies) and direct im2col + GEMM.
+        let wino = layer.cpu.as_ref().unwrap().uses_winograd();
+        let direct = Arc::try_unwrap(layer.cpu.take().unwrap())
+            .unwrap()
+            .without_winograd();
+        layer.cpu = Some(Arc::new(direct));
+        let got_direct = layer.forward(&x).unwrap();
+        assert_eq!(
+            wino,
+            case.size == 3
+                && case.stride == 1
+                && case.dilation == 1
+                && case.groups == 1
+                && case.c >= 8
+                && case.filters >= 8
+                && output.h.div_ceil(2) * output.w.div_ceil(2) >= 100
+        );
+        for (name, got) in [("winograd-or-direct", got), ("direct", got_direct)] {
+            assert_eq!(got.dims(), want.dims());
+            let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let worst = g
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
             worst <= 2e-5 * scale,
-            "c{} {}x{} f{} size{} s{} p{} g{} d{} {:?} bn={}: worst |diff| {worst} (scale {scale})",
+            "{name} c{} {}x{} f{} size{} s{} p{} g{} d{} {:?} bn={}: worst |diff| {worst} (scale {scale})",
             case.c,
             case.h,
             case.w,
@@ -547,6 +726,8 @@ mod tests {
             case.act,
             case.bn
         );
+            eprintln!("{name}: worst {worst:e} (scale {scale})");
+        }
     }
 
     #[test]

@@ -8,8 +8,14 @@
 pub mod activation;
 pub mod conv;
 pub mod pool;
+pub mod winograd;
 
 /// Whether the CPU fast path may be used (`CANDLE_DARKNET_CPU_CONV=0` turns it off).
 pub fn enabled() -> bool {
     std::env::var("CANDLE_DARKNET_CPU_CONV").map_or(true, |v| v != "0")
+}
+
+/// Whether 3×3 stride-1 convolutions use Winograd F(2×2, 3×3) (`CANDLE_DARKNET_WINOGRAD=0` turns it off).
+pub fn winograd_enabled() -> bool {
+    std::env::var("CANDLE_DARKNET_WINOGRAD").map_or(true, |v| v != "0")
 }
