@@ -52,6 +52,9 @@ pub enum Layer {
     Identity,
 }
 
+/// `(layer index, output)` of each detection head, in layer order.
+pub type HeadOutputs = Vec<(usize, Tensor)>;
+
 pub struct Network {
     pub cfg: NetworkConfig,
     pub layers: Vec<Layer>,
@@ -145,7 +148,7 @@ impl Network {
 
     /// Runs the network like [`Self::forward_heads`] and also returns each layer's wall time in milliseconds
     /// (the device is synchronised after every layer), as Darknet's `-benchmark_layers` measures them.
-    pub fn forward_timed(&self, x: &Tensor) -> Result<(Vec<(usize, Tensor)>, Vec<f64>)> {
+    pub fn forward_timed(&self, x: &Tensor) -> Result<(HeadOutputs, Vec<f64>)> {
         let heads = self.cfg.head_indices();
         let mut times = Vec::with_capacity(self.layers.len());
         let outs = self.run_impl(x, |i| heads.contains(&i), Some(&mut times))?;

@@ -14,6 +14,9 @@
 //! about 1e-7, i.e. 1-2 ulp, instead of glibc's correctly rounded results) so that LLVM vectorises the loops;
 //! the kernels are compiled twice, once for AVX2+FMA (selected at run time) and once for the baseline target.
 
+// Cephes' coefficients as published (more digits than an f32 holds).
+#![allow(clippy::excessive_precision)]
+
 use crate::cfg::Activation;
 
 /// Activations that the epilogue applies itself; the others are applied afterwards with the candle ops of

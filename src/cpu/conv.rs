@@ -86,10 +86,10 @@ impl PackedConv {
         bn: Option<BnTensors>,
         bn_eps: f64,
     ) -> Result<Option<Self>> {
-        if cfg.stride_x != cfg.stride_y || cfg.groups == 0 || input.c % cfg.groups != 0 {
+        if cfg.stride_x != cfg.stride_y || cfg.groups == 0 || !input.c.is_multiple_of(cfg.groups) {
             return Ok(None);
         }
-        if cfg.filters % cfg.groups != 0 {
+        if !cfg.filters.is_multiple_of(cfg.groups) {
             return Ok(None);
         }
         let k = input.c / cfg.groups * cfg.size * cfg.size;
