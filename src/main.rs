@@ -14,11 +14,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Anchor boxes by k-means over the training labels (Darknet's `detector calc_anchors`).
+    Anchors(cli::anchors::AnchorsArgs),
+    /// List the built-in named models and what is present locally.
+    Models(cli::models::ModelsArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
+        Command::Anchors(a) => cli::anchors::run(a),
+        Command::Models(a) => cli::models::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
