@@ -53,7 +53,10 @@ pub fn render(boxes: &[[f32; 2]], anchors: &[[f32; 2]], width: u32, height: u32)
     }
     for b in boxes {
         let (x, y) = to_px(b[0], b[1]);
-        put(&mut img, x, y, palette(super::closest_center(*b, anchors)));
+        let c = palette(super::closest_center(*b, anchors));
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            put(&mut img, x + dx, y - dy, c);
+        }
     }
     for (i, a) in anchors.iter().enumerate() {
         let (ax, ay) = to_px(a[0], a[1]);

@@ -218,3 +218,17 @@ fn resolves_explicit_paths() {
         .to_string();
     assert!(e.contains("m.cfg: not found"), "{e}");
 }
+
+/// Without the `hub` feature a missing file is a clear error even when not offline.
+#[cfg(not(feature = "hub"))]
+#[test]
+fn no_hub_build_explains_missing_file() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path(), None);
+    o.offline = false;
+    let e = format!("{:#}", resolve("yolov7", &o).unwrap_err());
+    assert!(
+        e.contains("feature `hub` off") && e.contains("yolov7.cfg"),
+        "{e}"
+    );
+}
