@@ -21,7 +21,7 @@ pub(super) fn fetch(
     for url in f.urls {
         match http_download(url, f, dest, opts.progress) {
             Ok(v) => return Ok((dest.to_path_buf(), v, Origin::Downloaded)),
-            Err(Failure::Network(e)) => failures.push(format!("{url}: {e}")),
+            Err(Failure::Network(e)) => failures.push(e),
             Err(Failure::Bad(e)) => return Err(e),
         }
     }
@@ -62,7 +62,7 @@ pub(super) fn fetch(
 }
 
 enum Failure {
-    /// The source could not be reached or read: try the next one.
+    /// The source could not be reached or read: try the next one. The message names the URL.
     Network(String),
     /// The bytes arrived but are wrong, or they could not be stored.
     Bad(anyhow::Error),

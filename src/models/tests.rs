@@ -232,3 +232,114 @@ fn no_hub_build_explains_missing_file() {
         "{e}"
     );
 }
+
+/// A one-thread HTTP server on 127.0.0.1 serving fixed bodies (404 for unknown paths), for the download path.
+#[cfg(feature = "hub")]
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            r.read_line(&mut first).unwrap();
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
+                    break;
+                }
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let h = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(h.as_bytes()).and_then(|_| s.write_all(body));
+                }
+                None => {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The real download path against a local server: a 404 falls through to the next URL, the good copy is
+/// hash-checked and moved into place; a copy with the wrong hash is kept aside as `.bad` and refused.
+#[cfg(feature = "hub")]
+#[test]
+fn download_checks_hash_and_moves_into_place() {
+    let base = serve(vec![
+        ("/good", b"hello".to_vec()),
+        ("/evil", b"hellO".to_vec()),
+    ]);
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let urls: &'static [&'static str] = Box::leak(
+        vec![
+            leak(format!("{base}/missing")),
+            leak(format!("{base}/good")),
+        ]
+        .into_boxed_slice(),
+    );
+    let hello = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    let spec = FileSpec {
+        file: "x.weights",
+        urls,
+        hf: None,
+        size: Some(5),
+        sha256: Some(hello),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path(), None);
+    o.offline = false;
+    let (p, v, origin) = locate(&spec, &o).unwrap();
+    assert_eq!(
+        (p.clone(), v, origin),
+        (d.path().join("x.weights"), Some(true), Origin::Downloaded)
+    );
+    assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+    let leftovers: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        2,
+        "only the file and its .sha256 stamp: {leftovers:?}"
+    );
+
+    let urls: &'static [&'static str] =
+        Box::leak(vec![leak(format!("{base}/evil"))].into_boxed_slice());
+    let spec = FileSpec {
+        file: "y.weights",
+        urls,
+        hf: None,
+        size: Some(5),
+        sha256: Some(hello),
+    };
+    let e = format!("{:#}", locate(&spec, &o).unwrap_err());
+    assert!(e.contains("sha256") && e.contains("y.weights.bad"), "{e}");
+    assert!(!d.path().join("y.weights").exists() && d.path().join("y.weights.bad").exists());
+
+    let urls: &'static [&'static str] =
+        Box::leak(vec![leak(format!("{base}/missing"))].into_boxed_slice());
+    let spec = FileSpec {
+        file: "z.weights",
+        urls,
+        hf: None,
+        size: None,
+        sha256: None,
+    };
+    let e = format!("{:#}", locate(&spec, &o).unwrap_err());
+    assert!(
+        e.contains("/missing") && e.contains("404") && e.contains("z.weights"),
+        "{e}"
+    );
+}
