@@ -80,7 +80,7 @@ pub fn load_box_sizes(source: &BoxSource, width: u32, height: u32) -> Result<Box
             }
         }
         BoxSource::Data(path) => {
-            let (list, base) = train_list(path)?;
+            let (list, bases) = train_list(path)?;
             let text = std::fs::read_to_string(&list)
                 .with_context(|| format!("reading image list {}", list.display()))?;
             for line in text.lines() {
@@ -89,12 +89,7 @@ pub fn load_box_sizes(source: &BoxSource, width: u32, height: u32) -> Result<Box
                     continue;
                 }
                 let label = PathBuf::from(replace_image_to_label(img));
-                let label = if label.is_relative() && !label.exists() && base.join(&label).exists()
-                {
-                    base.join(&label)
-                } else {
-                    label
-                };
+                let label = resolve_relative(label, &bases);
                 if label.exists() {
                     read_label_file(&label, width, height, &mut out)?;
                 } else {
@@ -124,9 +119,23 @@ pub fn load_box_sizes(source: &BoxSource, width: u32, height: u32) -> Result<Box
     Ok(out)
 }
 
+/// `p` itself when it exists or is absolute (Darknet: relative to the working directory), else the first
+/// `base/p` that exists, else `p`.
+fn resolve_relative(p: PathBuf, bases: &[PathBuf]) -> PathBuf {
+    if p.is_absolute() || p.exists() {
+        return p;
+    }
+    bases
+        .iter()
+        .map(|b| b.join(&p))
+        .find(|c| c.exists())
+        .unwrap_or(p)
+}
+
 /// The image list of a `.data` file (`train=`, default `data/train.list` as Darknet), or `path` itself when
-/// it has no `key = value` lines. Also returns the folder to resolve relative paths against.
-fn train_list(path: &Path) -> Result<(PathBuf, PathBuf)> {
+/// it has no `train` key. Also returns the folders to resolve relative image paths against when they are
+/// not found from the working directory: the `.data` file's folder, then the list's folder.
+fn train_list(path: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -135,7 +144,7 @@ fn train_list(path: &Path) -> Result<(PathBuf, PathBuf)> {
             .lines()
             .any(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == "train"));
     if !is_data {
-        return Ok((path.to_path_buf(), base));
+        return Ok((path.to_path_buf(), vec![base]));
     }
     let train = text
         .lines()
@@ -143,14 +152,12 @@ fn train_list(path: &Path) -> Result<(PathBuf, PathBuf)> {
         .find(|(k, _)| k.trim() == "train")
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_else(|| "data/train.list".to_string());
-    let list = PathBuf::from(&train);
-    let list = if list.is_relative() && !list.exists() && base.join(&list).exists() {
-        base.join(&list)
-    } else {
-        list
-    };
-    let list_base = list.parent().map(Path::to_path_buf).unwrap_or(base);
-    Ok((list, list_base))
+    let list = resolve_relative(PathBuf::from(&train), std::slice::from_ref(&base));
+    let mut bases = vec![base];
+    if let Some(d) = list.parent().filter(|d| !d.as_os_str().is_empty()) {
+        bases.push(d.to_path_buf());
+    }
+    Ok((list, bases))
 }
 
 fn collect_txt(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -183,6 +183,16 @@ fn loads_data_file_and_label_dir() {
     assert_eq!(s2.boxes, s.boxes);
     let s3 = load_box_sizes(&BoxSource::Labels(d.join("img")), 416, 320).unwrap();
     assert_eq!(s3.boxes.len(), 3);
+    // Darknet layout: `train = data/train.txt` listing `data/obj/x.jpg`, both relative to the .data folder.
+    std::fs::create_dir_all(d.join("root/data/obj")).unwrap();
+    std::fs::write(d.join("root/data/obj/x.txt"), "0 0.5 0.5 0.5 0.25\n").unwrap();
+    std::fs::write(d.join("root/data/train.txt"), "data/obj/x.jpg\n").unwrap();
+    std::fs::write(d.join("root/obj.data"), "train = data/train.txt\n").unwrap();
+    let s4 = load_box_sizes(&BoxSource::Data(d.join("root/obj.data")), 416, 416).unwrap();
+    assert_eq!(
+        (s4.boxes.clone(), s4.missing.len()),
+        (vec![[208.0, 104.0]], 0)
+    );
 }
 
 #[test]
