@@ -78,8 +78,6 @@ pub struct KmeansOptions {
     /// Independent runs; the one with the best average IoU is kept.
     pub restarts: usize,
     pub seed: u64,
-    /// Network width in pixels, only used to choose the print format (Darknet: `width > 32`).
-    pub width: u32,
 }
 
 /// One k-means run (Darknet's `model` of `do_kmeans`), centres not yet sorted.
@@ -423,7 +421,7 @@ pub fn format_anchors(anchors: &[[f32; 2]], width: u32) -> String {
 }
 
 /// Synthetic (w, h) boxes in network pixels for tests and benchmarks: a mixture of `centres` with
-/// multiplicative log-normal-like jitter of relative size `spread`, clamped to (1, width] × (1, height].
+/// uniform multiplicative jitter in [1 − spread, 1 + spread], clamped to (1, width] × (1, height].
 pub fn synthetic_boxes(
     n: usize,
     centres: &[[f32; 2]],

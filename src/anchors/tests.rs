@@ -6,7 +6,6 @@ fn opts(k: usize, init: Init, seed: u64) -> KmeansOptions {
         init,
         restarts: 3,
         seed,
-        width: 416,
     }
 }
 

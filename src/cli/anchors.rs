@@ -126,7 +126,6 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         init: args.init,
         restarts: args.restarts,
         seed,
-        width,
     };
     let r = anchors::calc_anchors(&boxes, &opts)?;
     for (i, ((iou, s), it)) in r
