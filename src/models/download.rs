@@ -30,7 +30,7 @@ pub(super) fn fetch(
             "https://huggingface.co/{}/resolve/{}/{}",
             h.repo, h.revision, h.path
         );
-        let mut b = hf_hub::api::sync::ApiBuilder::new().with_progress(opts.progress);
+        let mut b = hf_hub::api::sync::ApiBuilder::from_env().with_progress(opts.progress);
         if let Some(c) = &opts.hf_cache {
             b = b.with_cache_dir(c.clone());
         }
