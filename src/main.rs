@@ -30,6 +30,10 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Darknet training-data augmentation: regenerate a reference case or write augmented samples.
     Augment(cli::augment::AugmentArgs),
+    /// Anchor boxes by k-means over the training labels (Darknet's `detector calc_anchors`).
+    Anchors(cli::anchors::AnchorsArgs),
+    /// List the built-in named models and what is present locally.
+    Models(cli::models::ModelsArgs),
 }
 
 fn main() {
@@ -43,6 +47,8 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Augment(a) => cli::augment::run(a),
+        Command::Anchors(a) => cli::anchors::run(a),
+        Command::Models(a) => cli::models::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -7,3 +7,5 @@ pub mod detect;
 pub mod bench;
 pub mod eval;
 pub mod augment;
+pub mod anchors;
+pub mod models;
