@@ -53,7 +53,8 @@ pub struct LayerEntry {
 impl Manifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -62,9 +63,16 @@ impl Manifest {
 pub fn read_f32_file(path: &Path) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() % 4 != 0 {
-        bail!("{}: size {} is not a multiple of 4 bytes", path.display(), bytes.len());
+        bail!(
+            "{}: size {} is not a multiple of 4 bytes",
+            path.display(),
+            bytes.len()
+        );
     }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Tolerances.
@@ -76,7 +84,10 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { atol: 1e-4, rtol: 1e-4 }
+        Tolerance {
+            atol: 1e-4,
+            rtol: 1e-4,
+        }
     }
 }
 
@@ -92,7 +103,12 @@ pub struct DiffStats {
 }
 
 pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats {
-    let mut s = DiffStats { max_abs: 0.0, max_rel: 0.0, failing: 0, count: ours.len() };
+    let mut s = DiffStats {
+        max_abs: 0.0,
+        max_rel: 0.0,
+        failing: 0,
+        count: ours.len(),
+    };
     for (&a, &b) in ours.iter().zip(reference) {
         let d = (a - b).abs();
         if !(d <= tol.atol + tol.rtol * b.abs()) {
@@ -155,28 +171,51 @@ impl Report {
         let mut out = format!(
             "reference {} ({}), tolerance |d| <= {:e} + {:e}*|ref|\n",
             self.reference.display(),
-            if self.fused_conv_bn { "fused conv+bn" } else { "unfused bn" },
+            if self.fused_conv_bn {
+                "fused conv+bn"
+            } else {
+                "unfused bn"
+            },
             self.tolerance.atol,
             self.tolerance.rtol
         );
         if let Some(i) = self.input {
             out.push_str(&format!("input (our preprocessing vs reference): max abs {:.3e}, {} of {} outside tolerance\n", i.max_abs, i.failing, i.count));
         }
-        out.push_str(&format!("{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n", "layer", "type", "shape (c h w)", "max abs", "max rel", "result"));
+        out.push_str(&format!(
+            "{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n",
+            "layer", "type", "shape (c h w)", "max abs", "max rel", "result"
+        ));
         for r in &self.layers {
             let shape = format!("{}x{}x{}", r.shape[0], r.shape[1], r.shape[2]);
             let (a, rel, res) = match (r.stats, r.status) {
-                (Some(s), Status::Pass) => (format!("{:.3e}", s.max_abs), format!("{:.3e}", s.max_rel), "pass".to_string()),
-                (Some(s), _) => (format!("{:.3e}", s.max_abs), format!("{:.3e}", s.max_rel), format!("FAIL ({} of {} elements)", s.failing, s.count)),
+                (Some(s), Status::Pass) => (
+                    format!("{:.3e}", s.max_abs),
+                    format!("{:.3e}", s.max_rel),
+                    "pass".to_string(),
+                ),
+                (Some(s), _) => (
+                    format!("{:.3e}", s.max_abs),
+                    format!("{:.3e}", s.max_rel),
+                    format!("FAIL ({} of {} elements)", s.failing, s.count),
+                ),
                 (None, _) => ("-".into(), "-".into(), "not in reference".into()),
             };
-            out.push_str(&format!("{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n", r.index, r.kind, shape, a, rel, res));
+            out.push_str(&format!(
+                "{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n",
+                r.index, r.kind, shape, a, rel, res
+            ));
         }
         match self.first_failure {
-            Some(i) => out.push_str(&format!("FIRST DIVERGENCE: layer {i} ({})\n", self.layers[i].kind)),
+            Some(i) => out.push_str(&format!(
+                "FIRST DIVERGENCE: layer {i} ({})\n",
+                self.layers[i].kind
+            )),
             None => {
                 let (wi, wv) = self.worst().unwrap_or((0, 0.0));
-                out.push_str(&format!("all compared layers pass (worst max abs error {wv:.3e} at layer {wi})\n"));
+                out.push_str(&format!(
+                    "all compared layers pass (worst max abs error {wv:.3e} at layer {wi})\n"
+                ));
             }
         }
         out
@@ -208,7 +247,8 @@ pub fn compare(
         );
     }
     for (m, l) in manifest.layers.iter().zip(&cfg.layers) {
-        if m.kind != l.config.type_name() || (m.c, m.h, m.w) != (l.output.c, l.output.h, l.output.w) {
+        if m.kind != l.config.type_name() || (m.c, m.h, m.w) != (l.output.c, l.output.h, l.output.w)
+        {
             bail!(
                 "{}: layer {} is {} {}x{}x{} in the reference but {} {}x{}x{} in the cfg",
                 dir.display(),
@@ -229,11 +269,20 @@ pub fn compare(
     let input = read_f32_file(&dir.join(&manifest.input.file))?;
     let per = cfg.input_shape().numel();
     if input.is_empty() || input.len() % per != 0 {
-        bail!("{}: input has {} floats, not a multiple of {}", dir.display(), input.len(), per);
+        bail!(
+            "{}: input has {} floats, not a multiple of {}",
+            dir.display(),
+            input.len(),
+            per
+        );
     }
     let batch = manifest.batch.unwrap_or(input.len() / per);
     let input_stats = our_input.map(|ours| diff_stats(ours, &input[..per.min(input.len())], tol));
-    let x = Tensor::from_vec(input, (batch, manifest.net_c, manifest.net_h, manifest.net_w), device)?;
+    let x = Tensor::from_vec(
+        input,
+        (batch, manifest.net_c, manifest.net_h, manifest.net_w),
+        device,
+    )?;
     let outs = net.forward_all(&x)?;
     let mut rows = Vec::with_capacity(outs.len());
     for (m, out) in manifest.layers.iter().zip(&outs) {
@@ -243,13 +292,32 @@ pub fn compare(
                 let reference = read_f32_file(&dir.join(f))?;
                 let ours = out.flatten_all()?.to_vec1::<f32>()?;
                 if reference.len() != ours.len() {
-                    bail!("{}: {f} has {} floats, our layer {} has {}", dir.display(), reference.len(), m.index, ours.len());
+                    bail!(
+                        "{}: {f} has {} floats, our layer {} has {}",
+                        dir.display(),
+                        reference.len(),
+                        m.index,
+                        ours.len()
+                    );
                 }
                 let s = diff_stats(&ours, &reference, tol);
-                (Some(s), if s.failing == 0 { Status::Pass } else { Status::Fail })
+                (
+                    Some(s),
+                    if s.failing == 0 {
+                        Status::Pass
+                    } else {
+                        Status::Fail
+                    },
+                )
             }
         };
-        rows.push(LayerRow { index: m.index, kind: m.kind.clone(), shape: [m.c, m.h, m.w], stats, status });
+        rows.push(LayerRow {
+            index: m.index,
+            kind: m.kind.clone(),
+            shape: [m.c, m.h, m.w],
+            stats,
+            status,
+        });
     }
     let first_failure = rows.iter().position(|r| r.status == Status::Fail);
     let input_ok = input_stats.is_none_or(|s| s.failing == 0);
@@ -271,7 +339,11 @@ mod tests {
     #[test]
     fn diff_stats_counts_nan_and_tolerance() {
         let t = Tolerance::default();
-        let s = diff_stats(&[1.0, 2.0, f32::NAN, 100.0], &[1.0, 2.00015, 0.0, 100.005], t);
+        let s = diff_stats(
+            &[1.0, 2.0, f32::NAN, 100.0],
+            &[1.0, 2.00015, 0.0, 100.005],
+            t,
+        );
         // 2.0 vs 2.00015: 1.5e-4 > 1e-4 + 2e-4? no (3e-4) -> pass; NaN fails; 100 vs 100.005: 5e-3 <= 1e-4+1e-2 -> pass.
         assert_eq!(s.failing, 1);
         assert!(s.max_abs.is_nan());

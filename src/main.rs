@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "candle-darknet", version, about = "Darknet YOLO detectors on candle, checked layer by layer against the original")]
+#[command(
+    name = "candle-darknet",
+    version,
+    about = "Darknet YOLO detectors on candle, checked layer by layer against the original"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

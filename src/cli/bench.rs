@@ -11,8 +11,9 @@ use candle_darknet::inference::{DetectOptions, Detector};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    pub cfg: PathBuf,
-    pub weights: PathBuf,
+    /// A model name, or a Darknet .cfg followed by its weights.
+    pub model: String,
+    pub weights: Option<PathBuf>,
     /// Image for the pipeline timing (default: a mid-grey 640x480 image).
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -59,17 +60,23 @@ struct BenchReport {
 fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    Stats { median_ms: q(0.5), p10_ms: q(0.1), p90_ms: q(0.9), mean_ms: v.iter().sum::<f64>() / v.len() as f64 }
+    Stats {
+        median_ms: q(0.5),
+        p10_ms: q(0.1),
+        p90_ms: q(0.9),
+        mean_ms: v.iter().sum::<f64>() / v.len() as f64,
+    }
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let device = candle_darknet::util::device(&a.device)?;
-    let mut cfg = candle_darknet::cfg::NetworkConfig::from_file(&a.cfg)?;
+    let (m, _) = super::model_arg::resolve(&a.model, a.weights.iter().cloned().collect())?;
+    let mut cfg = candle_darknet::cfg::NetworkConfig::from_file(&m.cfg)?;
     if let Some(s) = &a.size {
         let (w, h) = candle_darknet::util::parse_size(s)?;
         cfg = cfg.with_size(w, h)?;
     }
-    let weights = candle_darknet::weights::load_any(&cfg, &a.weights)?;
+    let weights = candle_darknet::weights::load_any(&cfg, &m.weights)?;
     let det = Detector::from_parts(cfg, &weights, None, &device)?;
     let opts = DetectOptions::default();
     let image = match &a.image {
@@ -110,7 +117,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = det.cfg();
     let bflops = cfg.total_bflops();
     let report = BenchReport {
-        cfg: a.cfg.display().to_string(),
+        cfg: m.cfg.display().to_string(),
         device: a.device.clone(),
         net_w: cfg.net.width,
         net_h: cfg.net.height,

@@ -1,11 +1,12 @@
 //! One file per subcommand: argument parsing and printing; the work is done in the library.
-pub mod info;
-pub mod convert;
-pub mod random_weights;
-pub mod compare;
-pub mod detect;
-pub mod bench;
-pub mod eval;
-pub mod augment;
 pub mod anchors;
+pub mod augment;
+pub mod bench;
+pub mod compare;
+pub mod convert;
+pub mod detect;
+pub mod eval;
+pub mod info;
+pub mod model_arg;
 pub mod models;
+pub mod random_weights;

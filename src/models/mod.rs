@@ -246,6 +246,7 @@ fn read_names(path: &Path) -> Result<Vec<String>> {
 }
 
 fn resolve_named(spec: &ModelSpec, opts: &ResolveOptions) -> Result<ResolvedModel> {
+    install_embedded_cfg(spec, opts)?;
     let (cfg, _, _) = locate(&spec.cfg, opts)?;
     let (weights, verified, origin) = locate(&spec.weights, opts)?;
     Ok(ResolvedModel {
@@ -257,6 +258,19 @@ fn resolve_named(spec: &ModelSpec, opts: &ResolveOptions) -> Result<ResolvedMode
         weights_origin: origin,
         models_dir: opts.models_dir.clone(),
     })
+}
+
+/// The registry's cfg files ship inside the binary (Darknet's cfg/ at the pinned commit, in src/models/cfg/), so a
+/// named model only ever downloads its weights: a missing cfg is written into the models dir.
+fn install_embedded_cfg(spec: &ModelSpec, opts: &ResolveOptions) -> Result<()> {
+    let local = opts.models_dir.join(spec.cfg.file);
+    if local.exists() {
+        return Ok(());
+    }
+    if let Some(text) = registry::embedded_cfg(spec.name) {
+        crate::util::write_atomic(&local, text.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// One file: models dir, then Hugging Face cache, then download.

@@ -205,3 +205,20 @@ impl ClassNames {
         }
     }
 }
+
+/// The cfg text of a registry model, embedded from src/models/cfg/ (copies of Darknet's cfg/ at 59596d7, so they
+/// match the sizes and hashes above; a test checks that).
+pub fn embedded_cfg(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "yolov3" => include_str!("cfg/yolov3.cfg"),
+        "yolov3-tiny" => include_str!("cfg/yolov3-tiny.cfg"),
+        "yolov3-spp" => include_str!("cfg/yolov3-spp.cfg"),
+        "yolov4" => include_str!("cfg/yolov4.cfg"),
+        "yolov4-tiny" => include_str!("cfg/yolov4-tiny.cfg"),
+        "yolov4-csp" => include_str!("cfg/yolov4-csp.cfg"),
+        "yolov4x-mish" => include_str!("cfg/yolov4x-mish.cfg"),
+        "yolov7-tiny" => include_str!("cfg/yolov7-tiny.cfg"),
+        "yolov7" => include_str!("cfg/yolov7.cfg"),
+        _ => return None,
+    })
+}

@@ -68,7 +68,27 @@ fn cfg_hashes_match_darknet_checkout() {
             p.display()
         );
         assert_eq!(std::fs::metadata(&p).unwrap().len(), m.cfg.size.unwrap());
+        let embedded =
+            super::registry::embedded_cfg(m.name).expect("every registry cfg is embedded");
+        assert_eq!(
+            embedded.as_bytes(),
+            std::fs::read(&p).unwrap().as_slice(),
+            "{}",
+            m.name
+        );
     }
+}
+
+/// A named model whose cfg is not in the models dir gets the embedded copy, verified like a download.
+#[test]
+fn embedded_cfg_is_installed() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("yolov3-tiny.weights"), b"unverified").unwrap();
+    let r = resolve("yolov3-tiny", &opts(d.path(), None)).unwrap();
+    assert_eq!(
+        sha256_file(&r.cfg).unwrap(),
+        find("yolov3-tiny").unwrap().cfg.sha256.unwrap()
+    );
 }
 
 #[test]
