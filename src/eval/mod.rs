@@ -15,6 +15,7 @@
 pub mod coco;
 pub mod darknet_map;
 pub mod dataset;
+pub mod model;
 pub mod plot;
 pub mod report;
 
