@@ -99,7 +99,11 @@ fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
     let det = candle_darknet::inference::Detector::load(&m.cfg, &m.weights, None, &device)?;
     let ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
     // Darknet's `valid` keeps boxes above .001; its `map` filters at .005 itself.
-    let opts = candle_darknet::inference::DetectOptions { thresh: 0.001, nms: args.nms, letterbox: args.letterbox };
+    let opts = candle_darknet::inference::DetectOptions {
+        thresh: 0.001,
+        nms: args.nms,
+        letterbox: args.letterbox,
+    };
     let (dets, timing) = eval::model::detect_dataset(&det, &ds, &opts, args.batch, true)?;
     let outcome = eval::evaluate(&ds, &dets, params)?;
     print!("{}", outcome.report.to_text());

@@ -42,8 +42,10 @@ pub fn detect_dataset(
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(ds.images.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("eval {bar:40} {pos}/{len} images, {per_sec}, ETA {eta}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "eval {bar:40} {pos}/{len} images, {per_sec}, ETA {eta}",
+            )
+            .expect("valid template"),
         );
         b
     });
@@ -52,7 +54,10 @@ pub fn detect_dataset(
     let mut out = Vec::with_capacity(ds.images.len());
     let indexed: Vec<(usize, &super::dataset::ImageEntry)> = ds.images.iter().enumerate().collect();
     for chunk in indexed.chunks(batch.max(1)) {
-        let images = chunk.iter().map(|(_, e)| load_image(&e.path, 3)).collect::<Result<Vec<_>>>()?;
+        let images = chunk
+            .iter()
+            .map(|(_, e)| load_image(&e.path, 3))
+            .collect::<Result<Vec<_>>>()?;
         let inputs: Vec<_> = images.iter().map(|im| det.preprocess(im, opts)).collect();
         let t = Instant::now();
         let heads = det.forward(&inputs)?;
@@ -72,7 +77,10 @@ pub fn detect_dataset(
                     }
                 }
             }
-            out.push(ImageDetections { image_index: *index, dets: flat });
+            out.push(ImageDetections {
+                image_index: *index,
+                dets: flat,
+            });
         }
         if let Some(b) = &bar {
             b.inc(chunk.len() as u64);
