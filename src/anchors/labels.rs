@@ -36,35 +36,8 @@ pub struct BoxSizes {
     pub oversized: usize,
 }
 
-/// Darknet's `replace_image_to_label`: the COCO / VOC folder substitutions (first occurrence each) and the
-/// image extension replaced by `.txt` (only at the end of the path), after trimming whitespace.
-pub fn replace_image_to_label(image_path: &str) -> String {
-    let mut s = image_path.to_string();
-    for (from, to) in [
-        ("/images/train2017/", "/labels/train2017/"),
-        ("/images/val2017/", "/labels/val2017/"),
-        ("/JPEGImages/", "/labels/"),
-        ("\\images\\train2017\\", "\\labels\\train2017\\"),
-        ("\\images\\val2017\\", "\\labels\\val2017\\"),
-        ("\\images\\train2014\\", "\\labels\\train2014\\"),
-        ("\\images\\val2014\\", "\\labels\\val2014\\"),
-        ("/images/train2014/", "/labels/train2014/"),
-        ("/images/val2014/", "/labels/val2014/"),
-        ("\\JPEGImages\\", "\\labels\\"),
-    ] {
-        s = s.replacen(from, to, 1);
-    }
-    let mut s = s.trim().to_string();
-    for ext in [
-        ".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".bmp", ".BMP", ".ppm", ".PPM", ".tiff",
-        ".TIFF",
-    ] {
-        if let Some(stem) = s.strip_suffix(ext) {
-            s = format!("{stem}.txt");
-        }
-    }
-    s
-}
+/// Darknet's `replace_image_to_label`, shared with the dataset readers.
+pub use crate::eval::dataset::replace_image_to_label;
 
 /// Loads every box's (w, h) × (width, height) from `source`. Errors name the file and line of a bad label,
 /// and an empty result (no boxes at all) is an error.

@@ -223,7 +223,7 @@ fn resolve_path(p: &Path, opts: &ResolveOptions) -> Result<ResolvedModel> {
     let names = [dir.join(format!("{stem}.names")), dir.join("coco.names")]
         .into_iter()
         .find(|f| f.is_file())
-        .map(|f| read_names(&f))
+        .map(|f| crate::detect::read_names(&f))
         .transpose()?;
     Ok(ResolvedModel {
         name: None,
@@ -234,15 +234,6 @@ fn resolve_path(p: &Path, opts: &ResolveOptions) -> Result<ResolvedModel> {
         weights_origin: Origin::Path,
         models_dir: opts.models_dir.clone(),
     })
-}
-
-fn read_names(path: &Path) -> Result<Vec<String>> {
-    let t = std::fs::read_to_string(path)
-        .with_context(|| format!("reading class names {}", path.display()))?;
-    Ok(t.lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect())
 }
 
 fn resolve_named(spec: &ModelSpec, opts: &ResolveOptions) -> Result<ResolvedModel> {
