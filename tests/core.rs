@@ -2,6 +2,9 @@
 //! cfgs against OpenCV DNN, every detector cfg in Darknet's cfg/ either runs or is refused with its line, bad
 //! inputs give clear errors, and end-to-end detections equal Darknet's.
 
+mod common;
+use common::{official, reference, root, shared_dir as shared};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,36 +14,6 @@ use candle_darknet::compare::{compare, read_f32_file, Tolerance};
 use candle_darknet::image::{load_image, network_input};
 use candle_darknet::inference::{DetectOptions, Detector};
 use candle_darknet::weights::{darknet, safetensors, NetWeights};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared() -> PathBuf {
-    let p = root().join("../shared");
-    if p.join("reference").exists() {
-        p
-    } else {
-        PathBuf::from("/work/shared")
-    }
-}
-
-fn reference(name: &str) -> PathBuf {
-    let p = shared().join("reference").join(name);
-    assert!(p.exists(), "reference data {} is missing", p.display());
-    p
-}
-
-/// The official yolov4-tiny files from `make weights`; a loud failure if they are not there.
-fn official(file: &str) -> PathBuf {
-    let p = root().join("weights").join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run `make weights` first",
-        p.display()
-    );
-    p
-}
 
 fn mini() -> (NetworkConfig, NetWeights) {
     let dir = reference("mini-yolov4");

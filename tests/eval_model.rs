@@ -2,35 +2,15 @@
 //! sample images, labels in tests/data/handlabels). Results must not depend on the batch size, and our COCO
 //! numbers must equal pycocotools' on the very same ground truth and detections.
 
+mod common;
+use common::{official, root, shared_dir as shared};
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use candle_core::Device;
 use candle_darknet::eval::{self, dataset::Dataset, MapParams};
 use candle_darknet::inference::{DetectOptions, Detector};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared() -> PathBuf {
-    let p = root().join("../shared");
-    if p.join("darknet").exists() {
-        p
-    } else {
-        PathBuf::from("/work/shared")
-    }
-}
-
-fn official(file: &str) -> PathBuf {
-    let p = root().join("weights").join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run `make weights` first",
-        p.display()
-    );
-    p
-}
 
 /// A Darknet-format set in a temp dir: images copied next to their label files, a valid list and a .data file.
 fn make_set(dir: &std::path::Path) -> PathBuf {
