@@ -19,6 +19,8 @@ pub enum BoxSource {
     Data(PathBuf),
     /// A folder of Darknet label files (`*.txt`, `class xc yc w h` relative), read recursively.
     Labels(PathBuf),
+    /// A COCO instances json (read with the evaluation's dataset reader; crowd boxes included, as they are boxes).
+    Coco(PathBuf),
 }
 
 /// The loaded boxes.
@@ -52,6 +54,18 @@ pub fn load_box_sizes(source: &BoxSource, width: u32, height: u32) -> Result<Box
                 read_label_file(&f, width, height, &mut out)?;
             }
         }
+        BoxSource::Coco(json) => {
+            let ds = crate::eval::dataset::Dataset::from_coco_json(json, None, None)?;
+            out.files = ds.images.len();
+            for b in ds.images.iter().flat_map(|im| &im.boxes) {
+                let [_, _, w, h] = b.bbox_rel;
+                if b.class >= out.class_counts.len() {
+                    out.class_counts.resize(b.class + 1, 0);
+                }
+                out.class_counts[b.class] += 1;
+                out.boxes.push([w * width as f32, h * height as f32]);
+            }
+        }
         BoxSource::Data(path) => {
             let (list, bases) = train_list(path)?;
             let text = std::fs::read_to_string(&list)
@@ -74,7 +88,7 @@ pub fn load_box_sizes(source: &BoxSource, width: u32, height: u32) -> Result<Box
     if out.boxes.is_empty() {
         let what = match source {
             BoxSource::Labels(d) => format!("label folder {}", d.display()),
-            BoxSource::Data(p) => format!("dataset {}", p.display()),
+            BoxSource::Data(p) | BoxSource::Coco(p) => format!("dataset {}", p.display()),
         };
         let hint = match out.missing.first() {
             Some(m) => format!(

@@ -8,7 +8,7 @@ use candle_darknet::anchors::{self, BoxSource, Init, KmeansOptions};
 
 #[derive(clap::Args)]
 pub struct AnchorsArgs {
-    /// Darknet .data file (its train= list is read) or a list of image paths.
+    /// Darknet .data file (its train= list is read), a list of image paths, or a COCO instances .json.
     #[arg(long, conflicts_with = "labels")]
     data: Option<PathBuf>,
     /// Folder of Darknet label files (class xc yc w h, relative), read recursively.
@@ -96,6 +96,9 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         )
     } else {
         let source = match (&args.data, &args.labels) {
+            (Some(d), None) if d.extension().is_some_and(|e| e == "json") => {
+                BoxSource::Coco(d.clone())
+            }
             (Some(d), None) => BoxSource::Data(d.clone()),
             (None, Some(l)) => BoxSource::Labels(l.clone()),
             _ => bail!("give --data <file.data | list> or --labels <dir>"),
