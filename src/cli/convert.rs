@@ -24,8 +24,8 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     let w = weights::load_any(&cfg, &m.weights)?;
     match a.output.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
-            let text = std::fs::read_to_string(&a.cfg)
-                .with_context(|| format!("reading {}", a.cfg.display()))?;
+            let text = std::fs::read_to_string(&m.cfg)
+                .with_context(|| format!("reading {}", m.cfg.display()))?;
             safetensors::write(&cfg, &w, &text, &a.output)?;
         }
         Some("weights") => darknet::write(&cfg, &w, &a.output)?,
