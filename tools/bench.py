@@ -61,7 +61,7 @@ def ours(binary, cfg, weights, image, batch, runs, warmup, threads) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "bench.json")
         cmd = [binary, "bench", cfg, weights, "--image", image, "--batch", str(batch), "--runs", str(runs),
-               "--warmup", str(warmup), "--size", "416x416", "--no-pipeline", "--json", out]
+               "--warmup", str(warmup), "--size", "416x416", "--pipeline-runs", "0", "--json", out]
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
