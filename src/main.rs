@@ -70,6 +70,7 @@ fn main() {
     #[cfg(feature = "cuda")]
     ensure_no_tf32();
     let cli = Cli::parse();
+    candle_darknet::cpu::keep_freed_memory();
     let result: Result<()> = match cli.command {
         Command::Info(a) => cli::info::run(a),
         Command::Convert(a) => cli::convert::run(a),

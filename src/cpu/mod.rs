@@ -19,3 +19,18 @@ pub fn enabled() -> bool {
 pub fn winograd_enabled() -> bool {
     std::env::var("CANDLE_DARKNET_WINOGRAD").map_or(true, |v| v != "0")
 }
+
+/// Makes glibc keep freed memory in the heap for reuse (`mallopt(M_MMAP_MAX, 0)`, `M_TRIM_THRESHOLD` = max):
+/// every forward allocates its activation buffers afresh, and by default buffers over glibc's mmap threshold
+/// are mapped and unmapped on every call, so each forward pays the page faults and the kernel's zeroing again
+/// (measured: yolov4-tiny 416 batch 8, 2 threads, ~10% of the forward time). The process keeps its peak heap
+/// (the peak RSS was lower in that measurement: 225 vs 263 MiB). Process-global, so left to the application;
+/// the CLI calls it. No effect outside glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
