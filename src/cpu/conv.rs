@@ -494,7 +494,10 @@ impl PackedConv {
                             seg[..a - ox0].fill(0.0);
                             seg[z - ox0..].fill(0.0);
                             let dst = &mut seg[a - ox0..z - ox0];
-                            if s == 1 {
+                            if dst.is_empty() {
+                                // No input column of this segment is inside the image (a narrow map whose
+                                // window lies past the right edge): i0 below would be out of range.
+                            } else if s == 1 {
                                 let i0 = (a as isize + offx) as usize;
                                 dst.copy_from_slice(&src[i0..i0 + dst.len()]);
                             } else {
@@ -745,6 +748,10 @@ mod tests {
             (6, 12, 12, 8, 3, 1, 1, 1, 2, Leaky, false),
             (4, 14, 13, 10, 5, 2, 2, 1, 1, Relu, false),
             (5, 8, 8, 7, 1, 2, 0, 1, 1, Tanh, false),
+            // Maps narrower than the kernel reach (4×4 with 3×3/2, 5×5/2 and 1×1/2): segments with no input.
+            (6, 4, 4, 8, 3, 2, 1, 1, 1, Leaky, false),
+            (6, 4, 5, 8, 5, 2, 2, 1, 1, Leaky, false),
+            (6, 3, 3, 8, 3, 1, 1, 1, 2, Leaky, false),
             (64, 13, 13, 96, 3, 1, 1, 1, 1, Leaky, false),
             (32, 40, 40, 48, 1, 1, 0, 1, 1, Mish, false),
             (16, 37, 41, 32, 3, 1, 1, 1, 1, Leaky, false),
