@@ -117,32 +117,71 @@ fn assert_detections(det: &Detector, image: &Path, reference_json: &Path) {
         .filter(|d| d.prob.iter().any(|&p| p > 0.25))
         .collect();
     assert_eq!(kept.len(), want.len(), "boxes after NMS");
-    let mut worst = (0f32, 0f32);
-    for (i, (d, w)) in kept.iter().zip(want).enumerate() {
-        let b = w["bbox_rel_cxcywh"].as_array().unwrap();
-        for (k, v) in [d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h].iter().enumerate() {
-            let r = b[k].as_f64().unwrap() as f32;
-            let err = (v - r).abs() / r.abs().max(1e-3);
-            worst.1 = worst.1.max(err);
-            assert!(err <= 1e-4, "box {i} coord {k}: ours {v} darknet {r}");
-        }
+    // Darknet's final order is its last per-class qsort; two boxes whose sort keys differ by less than our
+    // numerical tolerance (mini-yolov4 has a pair 3e-7 apart) may legitimately trade places, nothing else may.
+    let probs_of = |w: &serde_json::Value, classes: usize| -> Vec<f32> {
         let probs = w["probs"].as_object().unwrap();
-        for (c, &p) in d.prob.iter().enumerate() {
-            let want_p = probs
-                .get(&c.to_string())
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0) as f32;
-            if p > 0.25 || want_p > 0.0 {
-                worst.0 = worst.0.max((p - want_p).abs());
-                assert!(
-                    (p - want_p).abs() <= 1e-4,
-                    "box {i} class {c}: ours {p} darknet {want_p}"
-                );
-            }
-        }
+        (0..classes)
+            .map(|c| {
+                probs
+                    .get(&c.to_string())
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(0.0) as f32
+            })
+            .collect()
+    };
+    let mut worst = (0f32, 0f32);
+    let mut swapped = 0;
+    for (i, d) in kept.iter().enumerate() {
+        let classes = d.prob.len();
+        let errors = |w: &serde_json::Value| -> (f32, f32) {
+            let b = w["bbox_rel_cxcywh"].as_array().unwrap();
+            let box_err = [d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h]
+                .iter()
+                .enumerate()
+                .map(|(k, v)| {
+                    let r = b[k].as_f64().unwrap() as f32;
+                    (v - r).abs() / r.abs().max(1e-3)
+                })
+                .fold(0f32, f32::max);
+            let want_p = probs_of(w, classes);
+            let prob_err = d
+                .prob
+                .iter()
+                .zip(&want_p)
+                .filter(|(p, q)| **p > 0.25 || **q > 0.0)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            (prob_err, box_err)
+        };
+        let ok = |e: (f32, f32)| e.0 <= 1e-4 && e.1 <= 1e-4;
+        let j = if ok(errors(&want[i])) {
+            i
+        } else {
+            let near = i.saturating_sub(3)..(i + 4).min(want.len());
+            let j = near.clone().find(|&j| ok(errors(&want[j])));
+            let j = j.unwrap_or_else(|| {
+                panic!(
+                    "box {i}: no Darknet box within tolerance at positions {near:?}: ours {:?}",
+                    d
+                )
+            });
+            // The last qsort of do_nms_sort/diounms_sort is on the last class's probability.
+            let key = |w: &serde_json::Value| probs_of(w, classes)[classes - 1];
+            let key_gap = (key(&want[i]) - key(&want[j])).abs();
+            assert!(
+                key_gap < 1e-5,
+                "box {i} is Darknet's box {j}, but their sort keys differ by {key_gap}"
+            );
+            swapped += 1;
+            j
+        };
+        let (pe, be) = errors(&want[j]);
+        worst = (worst.0.max(pe), worst.1.max(be));
     }
+    assert!(swapped <= 4, "{swapped} near-tied boxes changed places");
     println!(
-        "{}: {} boxes, worst prob error {:.2e}, worst relative box error {:.2e}",
+        "{}: {} boxes ({swapped} near-tied neighbours swapped), worst prob error {:.2e}, worst relative box error {:.2e}",
         image.display(),
         kept.len(),
         worst.0,
