@@ -28,6 +28,21 @@ pub struct Manifest {
     pub batch: Option<usize>,
     pub input: InputEntry,
     pub layers: Vec<LayerEntry>,
+    /// Training-mode references (`mini-yolov4-train`): the `state.truth` array; its presence selects
+    /// [`compare_train`].
+    #[serde(default)]
+    pub truth: Option<TruthEntry>,
+    /// `get_network_cost()` of the training pass.
+    #[serde(default)]
+    pub total_loss_get_network_cost: Option<f32>,
+}
+
+/// `truth` of a training-mode manifest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TruthEntry {
+    pub file: String,
+    pub max_boxes: usize,
+    pub truth_size: usize,
 }
 
 fn three() -> usize {
@@ -48,12 +63,18 @@ pub struct LayerEntry {
     pub h: usize,
     pub w: usize,
     pub file: Option<String>,
+    /// Yolo layers of a training reference: `l.delta` dump and `l.cost[0]`.
+    #[serde(default)]
+    pub delta_file: Option<String>,
+    #[serde(default)]
+    pub cost: Option<f32>,
 }
 
 impl Manifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -62,9 +83,16 @@ impl Manifest {
 pub fn read_f32_file(path: &Path) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() % 4 != 0 {
-        bail!("{}: size {} is not a multiple of 4 bytes", path.display(), bytes.len());
+        bail!(
+            "{}: size {} is not a multiple of 4 bytes",
+            path.display(),
+            bytes.len()
+        );
     }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Tolerances.
@@ -76,7 +104,10 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { atol: 1e-4, rtol: 1e-4 }
+        Tolerance {
+            atol: 1e-4,
+            rtol: 1e-4,
+        }
     }
 }
 
@@ -92,7 +123,12 @@ pub struct DiffStats {
 }
 
 pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats {
-    let mut s = DiffStats { max_abs: 0.0, max_rel: 0.0, failing: 0, count: ours.len() };
+    let mut s = DiffStats {
+        max_abs: 0.0,
+        max_rel: 0.0,
+        failing: 0,
+        count: ours.len(),
+    };
     for (&a, &b) in ours.iter().zip(reference) {
         let d = (a - b).abs();
         if !(d <= tol.atol + tol.rtol * b.abs()) {
@@ -155,28 +191,51 @@ impl Report {
         let mut out = format!(
             "reference {} ({}), tolerance |d| <= {:e} + {:e}*|ref|\n",
             self.reference.display(),
-            if self.fused_conv_bn { "fused conv+bn" } else { "unfused bn" },
+            if self.fused_conv_bn {
+                "fused conv+bn"
+            } else {
+                "unfused bn"
+            },
             self.tolerance.atol,
             self.tolerance.rtol
         );
         if let Some(i) = self.input {
             out.push_str(&format!("input (our preprocessing vs reference): max abs {:.3e}, {} of {} outside tolerance\n", i.max_abs, i.failing, i.count));
         }
-        out.push_str(&format!("{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n", "layer", "type", "shape (c h w)", "max abs", "max rel", "result"));
+        out.push_str(&format!(
+            "{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n",
+            "layer", "type", "shape (c h w)", "max abs", "max rel", "result"
+        ));
         for r in &self.layers {
             let shape = format!("{}x{}x{}", r.shape[0], r.shape[1], r.shape[2]);
             let (a, rel, res) = match (r.stats, r.status) {
-                (Some(s), Status::Pass) => (format!("{:.3e}", s.max_abs), format!("{:.3e}", s.max_rel), "pass".to_string()),
-                (Some(s), _) => (format!("{:.3e}", s.max_abs), format!("{:.3e}", s.max_rel), format!("FAIL ({} of {} elements)", s.failing, s.count)),
+                (Some(s), Status::Pass) => (
+                    format!("{:.3e}", s.max_abs),
+                    format!("{:.3e}", s.max_rel),
+                    "pass".to_string(),
+                ),
+                (Some(s), _) => (
+                    format!("{:.3e}", s.max_abs),
+                    format!("{:.3e}", s.max_rel),
+                    format!("FAIL ({} of {} elements)", s.failing, s.count),
+                ),
                 (None, _) => ("-".into(), "-".into(), "not in reference".into()),
             };
-            out.push_str(&format!("{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n", r.index, r.kind, shape, a, rel, res));
+            out.push_str(&format!(
+                "{:>5}  {:<16} {:>18}  {:>11}  {:>11}  {}\n",
+                r.index, r.kind, shape, a, rel, res
+            ));
         }
         match self.first_failure {
-            Some(i) => out.push_str(&format!("FIRST DIVERGENCE: layer {i} ({})\n", self.layers[i].kind)),
+            Some(i) => out.push_str(&format!(
+                "FIRST DIVERGENCE: layer {i} ({})\n",
+                self.layers[i].kind
+            )),
             None => {
                 let (wi, wv) = self.worst().unwrap_or((0, 0.0));
-                out.push_str(&format!("all compared layers pass (worst max abs error {wv:.3e} at layer {wi})\n"));
+                out.push_str(&format!(
+                    "all compared layers pass (worst max abs error {wv:.3e} at layer {wi})\n"
+                ));
             }
         }
         out
@@ -208,7 +267,8 @@ pub fn compare(
         );
     }
     for (m, l) in manifest.layers.iter().zip(&cfg.layers) {
-        if m.kind != l.config.type_name() || (m.c, m.h, m.w) != (l.output.c, l.output.h, l.output.w) {
+        if m.kind != l.config.type_name() || (m.c, m.h, m.w) != (l.output.c, l.output.h, l.output.w)
+        {
             bail!(
                 "{}: layer {} is {} {}x{}x{} in the reference but {} {}x{}x{} in the cfg",
                 dir.display(),
@@ -224,16 +284,28 @@ pub fn compare(
             );
         }
     }
+    if manifest.truth.is_some() {
+        return compare_train(&cfg, weights, dir, &manifest, device, tol);
+    }
     let fused = manifest.fused_conv_bn != 0;
     let net = Network::from_weights(&cfg, weights, device, &LoadOptions { fuse_bn: fused })?;
     let input = read_f32_file(&dir.join(&manifest.input.file))?;
     let per = cfg.input_shape().numel();
     if input.is_empty() || input.len() % per != 0 {
-        bail!("{}: input has {} floats, not a multiple of {}", dir.display(), input.len(), per);
+        bail!(
+            "{}: input has {} floats, not a multiple of {}",
+            dir.display(),
+            input.len(),
+            per
+        );
     }
     let batch = manifest.batch.unwrap_or(input.len() / per);
     let input_stats = our_input.map(|ours| diff_stats(ours, &input[..per.min(input.len())], tol));
-    let x = Tensor::from_vec(input, (batch, manifest.net_c, manifest.net_h, manifest.net_w), device)?;
+    let x = Tensor::from_vec(
+        input,
+        (batch, manifest.net_c, manifest.net_h, manifest.net_w),
+        device,
+    )?;
     let outs = net.forward_all(&x)?;
     let mut rows = Vec::with_capacity(outs.len());
     for (m, out) in manifest.layers.iter().zip(&outs) {
@@ -243,13 +315,32 @@ pub fn compare(
                 let reference = read_f32_file(&dir.join(f))?;
                 let ours = out.flatten_all()?.to_vec1::<f32>()?;
                 if reference.len() != ours.len() {
-                    bail!("{}: {f} has {} floats, our layer {} has {}", dir.display(), reference.len(), m.index, ours.len());
+                    bail!(
+                        "{}: {f} has {} floats, our layer {} has {}",
+                        dir.display(),
+                        reference.len(),
+                        m.index,
+                        ours.len()
+                    );
                 }
                 let s = diff_stats(&ours, &reference, tol);
-                (Some(s), if s.failing == 0 { Status::Pass } else { Status::Fail })
+                (
+                    Some(s),
+                    if s.failing == 0 {
+                        Status::Pass
+                    } else {
+                        Status::Fail
+                    },
+                )
             }
         };
-        rows.push(LayerRow { index: m.index, kind: m.kind.clone(), shape: [m.c, m.h, m.w], stats, status });
+        rows.push(LayerRow {
+            index: m.index,
+            kind: m.kind.clone(),
+            shape: [m.c, m.h, m.w],
+            stats,
+            status,
+        });
     }
     let first_failure = rows.iter().position(|r| r.status == Status::Fail);
     let input_ok = input_stats.is_none_or(|s| s.failing == 0);
@@ -264,6 +355,143 @@ pub fn compare(
     })
 }
 
+fn row_of(
+    index: usize,
+    kind: &str,
+    shape: [usize; 3],
+    ours: &[f32],
+    reference: &[f32],
+    tol: Tolerance,
+) -> LayerRow {
+    let s = diff_stats(ours, reference, tol);
+    LayerRow {
+        index,
+        kind: kind.to_string(),
+        shape,
+        stats: Some(s),
+        status: if s.failing == 0 && ours.len() == reference.len() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+    }
+}
+
+/// Training-mode comparison (`state.train = 1`, as the `mini-yolov4-train` reference): the training forward
+/// ([`crate::network::TrainableNetwork::forward_train`], batch statistics in BN) on the reference input, then,
+/// for every yolo layer, Darknet's deltas and cost from [`crate::train::yolo_train_head`] with the reference
+/// truth, computed from OUR layer outputs. Rows: every layer output, then one `yolo_delta` and one `cost` row per
+/// yolo layer, then `total_cost` (`get_network_cost`, the mean of the yolo costs), all with the same tolerance.
+pub fn compare_train(
+    cfg: &NetworkConfig,
+    weights: &NetWeights,
+    dir: &Path,
+    manifest: &Manifest,
+    device: &Device,
+    tol: Tolerance,
+) -> Result<Report> {
+    let truth_entry = manifest
+        .truth
+        .as_ref()
+        .context("not a training reference")?;
+    if truth_entry.truth_size != crate::train::TRUTH_SIZE {
+        bail!(
+            "{}: truth_size {} (we use {})",
+            dir.display(),
+            truth_entry.truth_size,
+            crate::train::TRUTH_SIZE
+        );
+    }
+    let truth = read_f32_file(&dir.join(&truth_entry.file))?;
+    let net = Network::load_trainable(cfg, weights, device)?;
+    let input = read_f32_file(&dir.join(&manifest.input.file))?;
+    let per = cfg.input_shape().numel();
+    if input.is_empty() || input.len() % per != 0 {
+        bail!(
+            "{}: input has {} floats, not a multiple of {}",
+            dir.display(),
+            input.len(),
+            per
+        );
+    }
+    let batch = input.len() / per;
+    let x = Tensor::from_vec(
+        input,
+        (batch, manifest.net_c, manifest.net_h, manifest.net_w),
+        device,
+    )?;
+    let fwd = net.forward_train(&x)?;
+    let mut rows = Vec::new();
+    for (m, out) in manifest.layers.iter().zip(&fwd.outputs) {
+        match &m.file {
+            None => rows.push(LayerRow {
+                index: m.index,
+                kind: m.kind.clone(),
+                shape: [m.c, m.h, m.w],
+                stats: None,
+                status: Status::NotInReference,
+            }),
+            Some(f) => {
+                let reference = read_f32_file(&dir.join(f))?;
+                let ours = out.flatten_all()?.to_vec1::<f32>()?;
+                rows.push(row_of(
+                    m.index,
+                    &m.kind,
+                    [m.c, m.h, m.w],
+                    &ours,
+                    &reference,
+                    tol,
+                ));
+            }
+        }
+    }
+    let mut costs = Vec::new();
+    for (i, raw) in &fwd.head_inputs {
+        let crate::cfg::LayerConfig::Yolo(y) = &cfg.layers[*i].config else {
+            continue;
+        };
+        let (_, res) =
+            crate::train::yolo_train_head(raw, y, cfg.net.width, cfg.net.height, &truth)?;
+        let m = &manifest.layers[*i];
+        if let Some(f) = &m.delta_file {
+            let reference = read_f32_file(&dir.join(f))?;
+            rows.push(row_of(
+                *i,
+                "yolo_delta",
+                [m.c, m.h, m.w],
+                &res.delta,
+                &reference,
+                tol,
+            ));
+        }
+        if let Some(c) = m.cost {
+            rows.push(row_of(*i, "cost", [1, 1, 1], &[res.cost], &[c], tol));
+        }
+        costs.push(res.cost);
+    }
+    if let Some(total) = manifest.total_loss_get_network_cost {
+        let ours = costs.iter().sum::<f32>() / costs.len().max(1) as f32;
+        rows.push(row_of(
+            manifest.layers.len(),
+            "total_cost",
+            [1, 1, 1],
+            &[ours],
+            &[total],
+            tol,
+        ));
+    }
+    let first_failure = rows.iter().position(|r| r.status == Status::Fail);
+    Ok(Report {
+        reference: dir.to_path_buf(),
+        tolerance: tol,
+        fused_conv_bn: false,
+        input: None,
+        passed: first_failure.is_none(),
+        first_failure,
+        layers: rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +499,11 @@ mod tests {
     #[test]
     fn diff_stats_counts_nan_and_tolerance() {
         let t = Tolerance::default();
-        let s = diff_stats(&[1.0, 2.0, f32::NAN, 100.0], &[1.0, 2.00015, 0.0, 100.005], t);
+        let s = diff_stats(
+            &[1.0, 2.0, f32::NAN, 100.0],
+            &[1.0, 2.00015, 0.0, 100.005],
+            t,
+        );
         // 2.0 vs 2.00015: 1.5e-4 > 1e-4 + 2e-4? no (3e-4) -> pass; NaN fails; 100 vs 100.005: 5e-3 <= 1e-4+1e-2 -> pass.
         assert_eq!(s.failing, 1);
         assert!(s.max_abs.is_nan());

@@ -25,7 +25,11 @@ pub struct DetectOptions {
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        DetectOptions { thresh: 0.25, nms: 0.45, letterbox: false }
+        DetectOptions {
+            thresh: 0.25,
+            nms: 0.45,
+            letterbox: false,
+        }
     }
 }
 
@@ -73,7 +77,10 @@ fn heads_of(cfg: &NetworkConfig) -> Result<Vec<Head>> {
         }
     }
     if heads.is_empty() {
-        bail!("{}: the cfg has no [yolo] layer, so it is not a detector", cfg.file.display());
+        bail!(
+            "{}: the cfg has no [yolo] layer, so it is not a detector",
+            cfg.file.display()
+        );
     }
     Ok(heads)
 }
@@ -83,7 +90,11 @@ pub fn default_names(classes: usize, names_file: Option<&Path>) -> Result<Vec<St
     if let Some(p) = names_file {
         let names = detect::read_names(p)?;
         if names.len() < classes {
-            bail!("{}: {} names for {classes} classes", p.display(), names.len());
+            bail!(
+                "{}: {} names for {classes} classes",
+                p.display(),
+                names.len()
+            );
         }
         return Ok(names);
     }
@@ -95,13 +106,23 @@ pub fn default_names(classes: usize, names_file: Option<&Path>) -> Result<Vec<St
 
 impl Detector {
     /// Loads a cfg and weights (`.weights` or `.safetensors`) with fused conv+BN, as `detector test` does.
-    pub fn load(cfg_path: &Path, weights_path: &Path, names: Option<&Path>, device: &Device) -> Result<Self> {
+    pub fn load(
+        cfg_path: &Path,
+        weights_path: &Path,
+        names: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
         let cfg = NetworkConfig::from_file(cfg_path)?;
         let w = weights::load_any(&cfg, weights_path)?;
         Self::from_parts(cfg, &w, names, device)
     }
 
-    pub fn from_parts(cfg: NetworkConfig, w: &NetWeights, names: Option<&Path>, device: &Device) -> Result<Self> {
+    pub fn from_parts(
+        cfg: NetworkConfig,
+        w: &NetWeights,
+        names: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
         let heads = heads_of(&cfg)?;
         let names = default_names(heads.last().map_or(0, |h| h.classes), names)?;
         let net = Network::from_weights(&cfg, w, device, &LoadOptions { fuse_bn: true })?;
@@ -129,11 +150,23 @@ impl Detector {
         let mut data = Vec::with_capacity(inputs.len() * n.channels * n.height * n.width);
         for im in inputs {
             if (im.c, im.h, im.w) != (n.channels, n.height, n.width) {
-                bail!("input is {}x{}x{}, the network wants {}x{}x{}", im.c, im.h, im.w, n.channels, n.height, n.width);
+                bail!(
+                    "input is {}x{}x{}, the network wants {}x{}x{}",
+                    im.c,
+                    im.h,
+                    im.w,
+                    n.channels,
+                    n.height,
+                    n.width
+                );
             }
             data.extend_from_slice(&im.data);
         }
-        let x = Tensor::from_vec(data, (inputs.len(), n.channels, n.height, n.width), &self.net.device)?;
+        let x = Tensor::from_vec(
+            data,
+            (inputs.len(), n.channels, n.height, n.width),
+            &self.net.device,
+        )?;
         let outs = self.net.forward_heads(&x)?;
         let mut per_image = vec![Vec::with_capacity(outs.len()); inputs.len()];
         for (_, t) in outs {
@@ -146,7 +179,13 @@ impl Detector {
     }
 
     /// Decodes one image's head outputs into detections after NMS (`get_network_boxes` + the last head's NMS).
-    pub fn postprocess(&self, outputs: &[Vec<f32>], im_w: usize, im_h: usize, opts: &DetectOptions) -> Result<Vec<Detection>> {
+    pub fn postprocess(
+        &self,
+        outputs: &[Vec<f32>],
+        im_w: usize,
+        im_h: usize,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Detection>> {
         let cfg = &self.net.cfg;
         let heads: Vec<YoloOutput> = self
             .heads
@@ -154,7 +193,15 @@ impl Detector {
             .zip(outputs)
             .map(|(h, out)| {
                 let s = cfg.layers[h.index].output;
-                YoloOutput { output: out, w: s.w, h: s.h, classes: h.classes, anchors: &h.anchors, mask: &h.mask, new_coords: h.new_coords }
+                YoloOutput {
+                    output: out,
+                    w: s.w,
+                    h: s.h,
+                    classes: h.classes,
+                    anchors: &h.anchors,
+                    mask: &h.mask,
+                    new_coords: h.new_coords,
+                }
             })
             .collect();
         let last = self.heads.last().context("no heads")?;
@@ -176,6 +223,10 @@ impl Detector {
     pub fn detect(&self, images: &[Image], opts: &DetectOptions) -> Result<Vec<Vec<Detection>>> {
         let inputs: Vec<Image> = images.iter().map(|im| self.preprocess(im, opts)).collect();
         let outs = self.forward(&inputs)?;
-        images.iter().zip(outs).map(|(im, o)| self.postprocess(&o, im.w, im.h, opts)).collect()
+        images
+            .iter()
+            .zip(outs)
+            .map(|(im, o)| self.postprocess(&o, im.w, im.h, opts))
+            .collect()
     }
 }

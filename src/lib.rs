@@ -7,11 +7,11 @@
 pub mod anchors;
 pub mod cfg;
 pub mod compare;
-pub mod inference;
 pub mod data;
 pub mod detect;
 pub mod eval;
 pub mod image;
+pub mod inference;
 pub mod layers;
 pub mod models;
 pub mod network;

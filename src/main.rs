@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "candle-darknet", version, about = "Darknet YOLO detectors on candle, checked layer by layer against the original")]
+#[command(
+    name = "candle-darknet",
+    version,
+    about = "Darknet YOLO detectors on candle, checked layer by layer against the original"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +34,10 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Darknet training-data augmentation: regenerate a reference case or write augmented samples.
     Augment(cli::augment::AugmentArgs),
+    /// Train a detector as `darknet detector train` (checkpoints, --resume, chart, mAP).
+    Train(cli::train::TrainArgs),
+    /// Keep the first K layers' weights, as `darknet partial` (e.g. yolov4-tiny.conv.29).
+    Partial(cli::partial::PartialArgs),
 }
 
 fn main() {
@@ -43,6 +51,8 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Augment(a) => cli::augment::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Partial(a) => cli::partial::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -51,7 +51,10 @@ pub fn device(name: &str) -> Result<candle_core::Device> {
     match name {
         "cpu" => Ok(candle_core::Device::Cpu),
         "cuda" | "gpu" => cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+        other => match other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => cuda(n),
             None => anyhow::bail!("unknown device '{other}' (use cpu, cuda or cuda:N)"),
         },
@@ -75,7 +78,11 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 /// Parses `WxH` (or a single number for a square).
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
-    let parse = |v: &str| v.trim().parse::<usize>().with_context(|| format!("bad size '{s}' (expected WxH, e.g. 416x416)"));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .with_context(|| format!("bad size '{s}' (expected WxH, e.g. 416x416)"))
+    };
     match s.split_once(['x', 'X']) {
         Some((w, h)) => Ok((parse(w)?, parse(h)?)),
         None => {

@@ -59,7 +59,12 @@ struct BenchReport {
 fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    Stats { median_ms: q(0.5), p10_ms: q(0.1), p90_ms: q(0.9), mean_ms: v.iter().sum::<f64>() / v.len() as f64 }
+    Stats {
+        median_ms: q(0.5),
+        p10_ms: q(0.1),
+        p90_ms: q(0.9),
+        mean_ms: v.iter().sum::<f64>() / v.len() as f64,
+    }
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {

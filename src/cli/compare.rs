@@ -40,10 +40,16 @@ pub fn run(a: CompareArgs) -> Result<()> {
         Some(p) => {
             let m = Manifest::read(&a.reference)?;
             let im = candle_darknet::image::load_image(p, 3)?;
-            Some(candle_darknet::image::network_input(&im, m.net_w, m.net_h, cfg.net.letter_box).data)
+            Some(
+                candle_darknet::image::network_input(&im, m.net_w, m.net_h, cfg.net.letter_box)
+                    .data,
+            )
         }
     };
-    let tol = Tolerance { atol: a.atol, rtol: a.rtol };
+    let tol = Tolerance {
+        atol: a.atol,
+        rtol: a.rtol,
+    };
     let report = compare(&cfg, &w, &a.reference, &device, tol, our_input.as_deref())?;
     print!("{}", report.table());
     if let Some(j) = &a.json {

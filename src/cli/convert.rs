@@ -23,11 +23,15 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     let w = weights::load_any(&cfg, &a.input)?;
     match a.output.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
-            let text = std::fs::read_to_string(&a.cfg).with_context(|| format!("reading {}", a.cfg.display()))?;
+            let text = std::fs::read_to_string(&a.cfg)
+                .with_context(|| format!("reading {}", a.cfg.display()))?;
             safetensors::write(&cfg, &w, &text, &a.output)?;
         }
         Some("weights") => darknet::write(&cfg, &w, &a.output)?,
-        _ => bail!("{}: output must end in .safetensors or .weights", a.output.display()),
+        _ => bail!(
+            "{}: output must end in .safetensors or .weights",
+            a.output.display()
+        ),
     }
     println!(
         "wrote {} ({} parameter layers, {} parameters, header {}.{}.{} seen {})",

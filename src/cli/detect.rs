@@ -42,7 +42,9 @@ pub struct DetectArgs {
     pub quiet: bool,
 }
 
-const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp", "tga", "gif", "JPG", "JPEG", "PNG"];
+const IMAGE_EXTS: &[&str] = &[
+    "jpg", "jpeg", "png", "bmp", "tga", "gif", "JPG", "JPEG", "PNG",
+];
 
 /// Expands files, directories (sorted, images only) and `.txt` lists into image paths (as given).
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, bool)> {
@@ -54,13 +56,23 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, bool)> {
             let mut v: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("listing {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.contains(&e)))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| IMAGE_EXTS.contains(&e))
+                })
                 .collect();
             v.sort();
             out.extend(v);
         } else if p.extension().and_then(|e| e.to_str()) == Some("txt") {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading list {}", p.display()))?;
-            out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from));
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading list {}", p.display()))?;
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(PathBuf::from),
+            );
         } else {
             out.push(p.clone());
         }
@@ -72,20 +84,29 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, bool)> {
 }
 
 fn out_path(dir: &Path, image: &Path) -> PathBuf {
-    let stem = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
     dir.join(format!("{stem}.jpg"))
 }
 
 pub fn run(a: DetectArgs) -> Result<()> {
     let device = candle_darknet::util::device(&a.device)?;
     let det = Detector::load(&a.cfg, &a.weights, a.names.as_deref(), &device)?;
-    let opts = DetectOptions { thresh: a.thresh, nms: a.nms, letterbox: a.letterbox };
+    let opts = DetectOptions {
+        thresh: a.thresh,
+        nms: a.nms,
+        letterbox: a.letterbox,
+    };
     let (paths, any_dir) = expand_inputs(&a.inputs)?;
     let bar = (any_dir || paths.len() > 20).then(|| {
         let b = indicatif::ProgressBar::new(paths.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, ETA {eta}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} images, {per_sec}, ETA {eta}",
+            )
+            .expect("valid template"),
         );
         b
     });
@@ -112,12 +133,23 @@ pub fn run(a: DetectArgs) -> Result<()> {
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         for ((path, mut im), d) in images.into_iter().zip(dets) {
             if !a.quiet && bar.is_none() {
-                println!("{}: Predicted in {:.3} milli-seconds.", path.display(), ms / ims.len() as f64);
+                println!(
+                    "{}: Predicted in {:.3} milli-seconds.",
+                    path.display(),
+                    ms / ims.len() as f64
+                );
                 for line in format_detections_v3(&d, im.w, im.h, opts.thresh, &det.names, true) {
                     println!("{line}");
                 }
             }
-            records.push(detections_json(&path.to_string_lossy(), &d, im.w, im.h, opts.thresh, &det.names));
+            records.push(detections_json(
+                &path.to_string_lossy(),
+                &d,
+                im.w,
+                im.h,
+                opts.thresh,
+                &det.names,
+            ));
             if let Some(dir) = &a.out {
                 let classes = det.names.len();
                 draw_detections(&mut im, &d, opts.thresh, &det.names, classes);
@@ -130,7 +162,11 @@ pub fn run(a: DetectArgs) -> Result<()> {
     }
     if let Some(b) = bar {
         b.finish();
-        eprintln!("{} images in {:.1}s", records.len(), start.elapsed().as_secs_f64());
+        eprintln!(
+            "{} images in {:.1}s",
+            records.len(),
+            start.elapsed().as_secs_f64()
+        );
     }
     if let Some(j) = &a.json {
         candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&records)?.as_bytes())?;

@@ -36,7 +36,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
             eprintln!("{w}");
         }
     } else if !cfg.warnings.is_empty() {
-        eprintln!("({} unused cfg keys; --warnings lists them)", cfg.warnings.len());
+        eprintln!(
+            "({} unused cfg keys; --warnings lists them)",
+            cfg.warnings.len()
+        );
     }
     print!("{}", cfg.layer_table());
     if a.forward {
@@ -47,10 +50,25 @@ pub fn run(a: InfoArgs) -> Result<()> {
         let x = Tensor::rand(0f32, 1f32, (1, s.c, s.h, s.w), &dev)?;
         let outs = net.forward_all(&x)?;
         for (l, o) in cfg.layers.iter().zip(&outs) {
-            let finite = o.flatten_all()?.to_vec1::<f32>()?.iter().all(|v| v.is_finite());
-            println!("{:4} {:<16} {:?}{}", l.index, l.config.type_name(), o.dims(), if finite { "" } else { "  (non-finite values)" });
+            let finite = o
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            println!(
+                "{:4} {:<16} {:?}{}",
+                l.index,
+                l.config.type_name(),
+                o.dims(),
+                if finite { "" } else { "  (non-finite values)" }
+            );
         }
-        println!("forward ok: {} layers, random weights, input {}x{}", outs.len(), s.w, s.h);
+        println!(
+            "forward ok: {} layers, random weights, input {}x{}",
+            outs.len(),
+            s.w,
+            s.h
+        );
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! One file per subcommand: argument parsing and printing; the work is done in the library.
-pub mod info;
-pub mod convert;
-pub mod random_weights;
-pub mod compare;
-pub mod detect;
-pub mod bench;
-pub mod eval;
 pub mod augment;
+pub mod bench;
+pub mod compare;
+pub mod convert;
+pub mod detect;
+pub mod eval;
+pub mod info;
+pub mod partial;
+pub mod random_weights;
+pub mod train;

@@ -22,9 +22,19 @@ pub fn run(a: RandomWeightsArgs) -> Result<()> {
     let w = NetWeights::random(&cfg, a.seed);
     match a.output.extension().and_then(|e| e.to_str()) {
         Some("weights") => darknet::write(&cfg, &w, &a.output)?,
-        Some("safetensors") => safetensors::write(&cfg, &w, &std::fs::read_to_string(&a.cfg)?, &a.output)?,
-        _ => bail!("{}: output must end in .weights or .safetensors", a.output.display()),
+        Some("safetensors") => {
+            safetensors::write(&cfg, &w, &std::fs::read_to_string(&a.cfg)?, &a.output)?
+        }
+        _ => bail!(
+            "{}: output must end in .weights or .safetensors",
+            a.output.display()
+        ),
     }
-    println!("wrote {} ({} parameters, seed {})", a.output.display(), w.num_params(), a.seed);
+    println!(
+        "wrote {} ({} parameters, seed {})",
+        a.output.display(),
+        w.num_params(),
+        a.seed
+    );
     Ok(())
 }
