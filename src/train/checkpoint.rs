@@ -70,6 +70,21 @@ pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list(dir)?.pop().map(|(_, p)| p))
 }
 
+/// Deletes temporary files left by a checkpoint write that was killed (`.checkpoint-*.tmp.<pid>`); they are
+/// never read as checkpoints, this only reclaims the space.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".checkpoint-") && name.contains(".tmp.") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
 /// Writes a checkpoint atomically and keeps only the newest `keep` (0 = keep all).
 pub fn save(
     dir: &Path,

@@ -445,6 +445,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    checkpoint::remove_stale_temporaries(&opts.out_dir)?;
 
     // Weights, optimizer state and loop state: from the newest checkpoint or from scratch.
     let resume_from = if opts.resume {
@@ -565,6 +566,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             cfg.net.learning_rate,
             cfg.net.momentum,
             cfg.net.decay
+        );
+    }
+    if opts.map && resume_from.is_none() {
+        // mAP of the initial weights (Darknet does not do this; it shows what fine-tuning gained).
+        let m = evaluate_map(&cfg, &weights, &opts.data, &opts.device)?;
+        state.maps.push((state.iteration, m));
+        println!(
+            " mAP@0.50 at iteration {} (initial weights) = {:.4}",
+            state.iteration, m
         );
     }
     while state.iteration < max_batches {
