@@ -350,8 +350,21 @@ impl TrainableNetwork {
         )
     }
 
-    /// Trainable parameters (rolling statistics excluded), sorted by name.
+    /// Layers with an index below the last `stopbackward=1` layer are not trained (parse_network_cfg sets
+    /// `params.train = 0` for them, and update_network skips them); their BN still uses batch statistics.
+    pub fn first_trained_layer(&self) -> usize {
+        self.net
+            .cfg
+            .layers
+            .iter()
+            .rposition(|l| l.stopbackward)
+            .unwrap_or(0)
+    }
+
+    /// Trainable parameters (rolling statistics and layers before the last `stopbackward` excluded), sorted by
+    /// name.
     pub fn parameters(&self) -> Vec<(String, candle_core::Var)> {
+        let first = self.first_trained_layer();
         let mut v: Vec<_> = self
             .varmap
             .data()
@@ -359,6 +372,12 @@ impl TrainableNetwork {
             .expect("VarMap lock")
             .iter()
             .filter(|(k, _)| !k.contains("running_"))
+            .filter(|(k, _)| {
+                k.split('.')
+                    .nth(1)
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .is_none_or(|i| i >= first)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -416,6 +435,12 @@ impl TrainableNetwork {
                     net.cfg.layers[i].config.type_name()
                 )
             })?;
+            // `stopbackward=1`: backward_network stops at this layer (network.c `if (l.stopbackward) break;`).
+            let y = if net.cfg.layers[i].stopbackward {
+                y.detach()
+            } else {
+                y
+            };
             outs[i] = Some(y.clone());
             input = y;
         }
@@ -458,6 +483,9 @@ fn conv_train(c: &Convolutional, x: &Tensor) -> Result<Tensor> {
     if cc.stride_x != cc.stride_y {
         candle_core::bail!("convolution with stride_x != stride_y is not supported");
     }
+    if cc.dilation == 1 && cc.groups == 1 {
+        return conv_im2col(x, &c.weight, cc.pad, cc.stride_x);
+    }
     if cc.dilation == 1 {
         return x.conv2d(&c.weight, cc.pad, cc.stride_x, 1, cc.groups);
     }
@@ -467,4 +495,118 @@ fn conv_train(c: &Convolutional, x: &Tensor) -> Result<Tensor> {
         .pad_with_zeros(3, cc.pad, cc.pad + extra)?;
     let y = x.conv2d(&c.weight, 0, cc.stride_x, cc.dilation, cc.groups)?;
     y.narrow(2, 0, c.output.h)?.narrow(3, 0, c.output.w)
+}
+
+/// Convolution as one matrix product over an im2col matrix built from candle ops (`im2col_cpu` + `gemm`, as
+/// Darknet's `forward_convolutional_layer`), so that autograd's backward is two matrix products too:
+/// candle's own `conv2d` backward goes through a slow direct `conv_transpose2d` on the CPU.
+/// Layout: the columns are `[c·size·size, batch·out_h·out_w]` (Darknet's row order `c, ky, kx`).
+pub fn conv_im2col(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (f, wc, k, k2) = w.dims4()?;
+    if wc != c || k != k2 || stride == 0 || h + 2 * pad < k || wd + 2 * pad < k {
+        candle_core::bail!(
+            "conv_im2col: input {:?} and weight {:?} (pad {pad}, stride {stride}) do not fit",
+            x.dims(),
+            w.dims()
+        );
+    }
+    let oh = (h + 2 * pad - k) / stride + 1;
+    let ow = (wd + 2 * pad - k) / stride + 1;
+    let wm = w.reshape((f, c * k * k))?;
+    // Channel-major input: [c, n, h, w].
+    let xc = x.transpose(0, 1)?.contiguous()?;
+    let col = if k == 1 && stride == 1 && pad == 0 {
+        xc.reshape((c, n * h * wd))?
+    } else {
+        let xp = xc
+            .pad_with_zeros(2, pad, pad)?
+            .pad_with_zeros(3, pad, pad)?;
+        let span_h = stride * (oh - 1) + 1;
+        let span_w = stride * (ow - 1) + 1;
+        let index = |len: usize| -> Result<Tensor> {
+            let v: Vec<u32> = (0..len).map(|i| (i * stride) as u32).collect();
+            Tensor::new(v.as_slice(), x.device())
+        };
+        let (rows, cols_idx) = (index(oh)?, index(ow)?);
+        let mut parts = Vec::with_capacity(k * k);
+        for ky in 0..k {
+            for kx in 0..k {
+                let mut p = xp.narrow(2, ky, span_h)?.narrow(3, kx, span_w)?;
+                if stride > 1 {
+                    p = p
+                        .contiguous()?
+                        .index_select(&rows, 2)?
+                        .contiguous()?
+                        .index_select(&cols_idx, 3)?;
+                }
+                parts.push(p);
+            }
+        }
+        // [c, k·k, n, oh, ow] -> [c·k·k, n·oh·ow]
+        Tensor::stack(&parts, 1)?.reshape((c * k * k, n * oh * ow))?
+    };
+    wm.matmul(&col)?
+        .reshape((f, n, oh, ow))?
+        .transpose(0, 1)?
+        .contiguous()
+}
+
+#[cfg(test)]
+mod im2col_tests {
+    use super::*;
+
+    #[test]
+    fn conv_im2col_matches_conv2d_forward_and_backward() {
+        let dev = Device::Cpu;
+        for &(c, f, k, stride, pad, h, w) in &[
+            (3usize, 4usize, 3usize, 1usize, 1usize, 7usize, 6usize),
+            (3, 5, 3, 2, 1, 9, 11),
+            (4, 2, 1, 1, 0, 5, 5),
+            (2, 3, 5, 1, 2, 6, 7),
+        ] {
+            let x = candle_core::Var::from_tensor(
+                &Tensor::randn(0f32, 1.0, (2, c, h, w), &dev).unwrap(),
+            )
+            .unwrap();
+            let wt = candle_core::Var::from_tensor(
+                &Tensor::randn(0f32, 1.0, (f, c, k, k), &dev).unwrap(),
+            )
+            .unwrap();
+            let a = conv_im2col(x.as_tensor(), wt.as_tensor(), pad, stride).unwrap();
+            let b = x
+                .as_tensor()
+                .conv2d(wt.as_tensor(), pad, stride, 1, 1)
+                .unwrap();
+            assert_eq!(a.dims(), b.dims());
+            let g = Tensor::randn(0f32, 1.0, a.dims(), &dev).unwrap();
+            let ga = (&a * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (&b * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let maxdiff = |p: &Tensor, q: &Tensor| -> f32 {
+                (p - q)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
+            };
+            assert!(maxdiff(&a, &b) < 1e-4);
+            assert!(
+                maxdiff(
+                    ga.get(x.as_tensor()).unwrap(),
+                    gb.get(x.as_tensor()).unwrap()
+                ) < 1e-4
+            );
+            assert!(
+                maxdiff(
+                    ga.get(wt.as_tensor()).unwrap(),
+                    gb.get(wt.as_tensor()).unwrap()
+                ) < 1e-3
+            );
+        }
+    }
 }
