@@ -382,8 +382,14 @@ pub fn evaluate_map(
         let dets = det.detect(std::slice::from_ref(&img), &opts)?;
         let mut out = Vec::new();
         for d in &dets[0] {
+            // Untrained layers (rolling variance 0, as Darknet initialises it) can give infinite boxes; they
+            // cannot match anything and the evaluator rejects them, so they are left out.
+            let b = [d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h];
+            if b.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
             for (class, &p) in d.prob.iter().enumerate() {
-                if p > 0.0 {
+                if p > 0.0 && p.is_finite() {
                     out.push(Det {
                         class,
                         prob: p,
