@@ -716,20 +716,21 @@ fn format_eta(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
-/// The loss chart (Darknet's `chart.png` from `draw_train_chart`/`draw_train_loss`): loss (light blue) and
-/// average loss (blue) against the iteration, mAP (red, right axis 0..1) where evaluated.
+/// The loss chart (Darknet's `chart.png` from `draw_train_chart`/`draw_train_loss`): average loss (blue,
+/// left axis up to min(max, 20)·1.2) against the iteration, mAP@0.5 (red, right axis 0..1) where evaluated.
 pub fn render_chart(state: &TrainerState, max_batches: usize) -> image::RgbImage {
     use crate::eval::plot::{line, text};
     use image::{Rgb, RgbImage};
     let (w, h) = (800i64, 500i64);
     let (l, r, t, b) = (70i64, 60i64, 40i64, 50i64);
     let mut img = RgbImage::from_pixel(w as u32, h as u32, Rgb([255, 255, 255]));
+    // Darknet's chart tops out at `max_chart_loss` (default 20) so the start of training does not flatten the rest.
     let max_loss = state
         .history
         .iter()
         .map(|&(_, _, a)| a)
         .fold(0f32, f32::max)
-        .max(1e-6)
+        .clamp(1e-6, 20.0)
         * 1.2;
     let px = |it: usize| l + ((w - l - r) as f64 * it as f64 / max_batches.max(1) as f64) as i64;
     let py = |v: f64, top: f64| h - b - ((h - t - b) as f64 * (v / top).clamp(0.0, 1.0)) as i64;
