@@ -418,6 +418,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     if max_batches == 0 {
         bail!("{}: max_batches is 0", opts.cfg.display());
     }
+    if opts
+        .data
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        bail!(
+            "{}: training reads a Darknet .data file (train=/valid=/names=, labels beside the images); \
+             a COCO json is only supported for evaluation (candle-darknet eval)",
+            opts.data.display()
+        );
+    }
     let data = DataCfg::read(&opts.data)?;
     let (paths, root) = train_list(&data)?;
     let yolo = last_yolo(&cfg)?.clone();
