@@ -138,7 +138,10 @@ pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats 
             s.max_abs = f32::NAN;
             continue;
         }
-        s.max_abs = s.max_abs.max(d);
+        // f32::max drops a NaN: once a NaN was seen, max_abs stays NaN.
+        if !s.max_abs.is_nan() {
+            s.max_abs = s.max_abs.max(d);
+        }
         if b != 0.0 {
             s.max_rel = s.max_rel.max(d / b.abs());
         }
