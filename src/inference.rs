@@ -52,7 +52,7 @@ struct Head {
 }
 
 /// The 80 class names of Darknet's `data/coco.names` (the default when a cfg has 80 classes).
-pub const COCO_NAMES: &str = include_str!("coco.names");
+pub use crate::models::COCO_NAMES;
 
 fn heads_of(cfg: &NetworkConfig) -> Result<Vec<Head>> {
     let mut heads = Vec::new();

@@ -38,9 +38,41 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Keep the first K layers' weights, as `darknet partial` (e.g. yolov4-tiny.conv.29).
     Partial(cli::partial::PartialArgs),
+    /// Anchor boxes by k-means over the training labels (Darknet's `detector calc_anchors`).
+    Anchors(cli::anchors::AnchorsArgs),
+    /// List the built-in named models and what is present locally.
+    Models(cli::models::ModelsArgs),
+}
+
+/// cuDNN and cuBLAS use TF32 for f32 convolutions and matmuls on Ampere and newer by default, which moves layer
+/// outputs by ~1e-2 (measured on an H200) — far outside Darknet parity. The libraries read
+/// `NVIDIA_TF32_OVERRIDE` when they initialise, so a CUDA build re-executes itself once with TF32 off unless the
+/// user opted in with `CANDLE_DARKNET_TF32=1` (or set the override explicitly).
+#[cfg(feature = "cuda")]
+fn ensure_no_tf32() {
+    if std::env::var_os("NVIDIA_TF32_OVERRIDE").is_some()
+        || std::env::var("CANDLE_DARKNET_TF32").is_ok_and(|v| v == "1")
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("NVIDIA_TF32_OVERRIDE", "0")
+        .status();
+    match status {
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
+        Err(e) => eprintln!(
+            "warning: could not restart with NVIDIA_TF32_OVERRIDE=0 ({e}); TF32 may be used"
+        ),
+    }
 }
 
 fn main() {
+    #[cfg(feature = "cuda")]
+    ensure_no_tf32();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Info(a) => cli::info::run(a),
@@ -53,6 +85,8 @@ fn main() {
         Command::Augment(a) => cli::augment::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Partial(a) => cli::partial::run(a),
+        Command::Anchors(a) => cli::anchors::run(a),
+        Command::Models(a) => cli::models::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

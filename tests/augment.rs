@@ -1,18 +1,12 @@
 //! Differential tests of the training-data pipeline against Darknet's own `load_data_detection`
 //! (shared/reference/augment, cases A-F): every rand() draw, y bit-exact, X exact.
 
+mod common;
+use common::shared_dir;
+
 use candle_darknet::data::rand::{DarknetRand, GlibcRand};
 use candle_darknet::data::reference::{compare_case, make_pub_root, read_case_spec, read_rand_log};
 use std::path::PathBuf;
-
-fn shared_dir() -> PathBuf {
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if local.join("reference/augment").exists() {
-        local
-    } else {
-        PathBuf::from("/work/shared")
-    }
-}
 
 fn augment_dir() -> PathBuf {
     let d = shared_dir().join("reference/augment");

@@ -3,6 +3,9 @@
 //! - `load_image` + `resize_image` against the exact network input tensors (`input.bin`),
 //! - `get_network_boxes` + NMS against `detections.json` (`before_nms` / `after_nms`, with Darknet's order).
 
+mod common;
+use common::shared_dir;
+
 use std::path::{Path, PathBuf};
 
 use candle_darknet::detect::{self, Detection, NmsKind, YoloOutput};
@@ -10,15 +13,8 @@ use candle_darknet::image::{self, Image};
 use serde_json::Value;
 
 /// `<manifest>/../shared` in the main checkout, `/work/shared` from a worktree.
-fn shared_dir() -> PathBuf {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if local.join("reference").is_dir() {
-        return local;
-    }
-    PathBuf::from("/work/shared")
-}
 
-fn reference(rel: &str) -> PathBuf {
+fn reference_dir(rel: &str) -> PathBuf {
     let p = shared_dir().join("reference").join(rel);
     assert!(
         p.exists(),
@@ -60,7 +56,7 @@ fn assert_preprocess_exact(image_path: &Path, net_w: usize, net_h: usize, input_
     );
     let im = image::load_image(image_path, 3).unwrap();
     let sized = image::network_input(&im, net_w, net_h, false);
-    let expect = read_f32(&reference(input_rel));
+    let expect = read_f32(&reference_dir(input_rel));
     assert_eq!(expect.len(), 3 * net_w * net_h);
     let (max, n) = diff_stats(&sized.data, &expect);
     println!(
@@ -113,8 +109,8 @@ fn letterbox_of_dog_follows_the_formulas() {
 /// Decodes the yolo heads listed in `manifest.json`, runs `get_network_boxes` and NMS with the parameters
 /// of `detections.json`, and compares both stages with Darknet's dump.
 fn check_detections(dir: &str, expect_before: usize, expect_after: usize) {
-    let manifest = read_json(&reference(&format!("{dir}/manifest.json")));
-    let dump = read_json(&reference(&format!("{dir}/detections.json")));
+    let manifest = read_json(&reference_dir(&format!("{dir}/manifest.json")));
+    let dump = read_json(&reference_dir(&format!("{dir}/detections.json")));
     let (net_w, net_h) = (
         manifest["net_w"].as_u64().unwrap() as usize,
         manifest["net_h"].as_u64().unwrap() as usize,
@@ -145,7 +141,7 @@ fn check_detections(dir: &str, expect_before: usize, expect_after: usize) {
         .iter()
         .filter(|l| l["type"] == "yolo")
         .map(|l| Head {
-            out: read_f32(&reference(&format!(
+            out: read_f32(&reference_dir(&format!(
                 "{dir}/{}",
                 l["file"].as_str().unwrap()
             ))),
@@ -311,7 +307,7 @@ fn mini_yolov4_detections_match_darknet_including_order() {
 #[test]
 fn bus_report_lines_and_json() {
     let dir = "yolov4-tiny-bus416";
-    let manifest = read_json(&reference(&format!("{dir}/manifest.json")));
+    let manifest = read_json(&reference_dir(&format!("{dir}/manifest.json")));
     let names_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/coco.names");
     assert!(
         names_path.exists(),
@@ -329,7 +325,7 @@ fn bus_report_lines_and_json() {
     let outs: Vec<Vec<f32>> = layers
         .iter()
         .map(|l| {
-            read_f32(&reference(&format!(
+            read_f32(&reference_dir(&format!(
                 "{dir}/{}",
                 l["file"].as_str().unwrap()
             )))
@@ -453,7 +449,7 @@ fn image_crate_jpeg_decoder_differs_from_stb_by_at_most_4_levels() {
                 .collect();
             let alt = Image::from_data(ours.w, ours.h, 3, data).unwrap();
             let sized = image::resize_image(&alt, 416, 416);
-            let expect = read_f32(&reference("yolov4-tiny-bus416/input.bin"));
+            let expect = read_f32(&reference_dir("yolov4-tiny-bus416/input.bin"));
             let (m, cnt) = diff_stats(&sized.data, &expect);
             println!("  bus.jpg with the image-crate decoder, at the 416x416 input: max |diff| {m:e}, {cnt} values differ");
         }

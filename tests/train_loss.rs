@@ -3,19 +3,13 @@
 //! layers, see the reference README). The deltas are computed from Darknet's own yolo outputs, so this checks the
 //! loss alone.
 
+mod common;
+use common::shared_dir;
+
 use std::path::PathBuf;
 
 use candle_darknet::cfg::{LayerConfig, NetworkConfig};
 use candle_darknet::train::{yolo_deltas, YoloGeometry};
-
-fn shared_dir() -> PathBuf {
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if local.join("reference").is_dir() {
-        local
-    } else {
-        PathBuf::from("/work/shared")
-    }
-}
 
 fn read_f32(path: &PathBuf) -> Vec<f32> {
     let bytes = std::fs::read(path)

@@ -176,6 +176,16 @@ pub enum NmsKind {
 }
 
 impl NmsKind {
+    /// `parse_yolo`: `greedynms` and `diounms` select their kinds, every other name (`cornersnms` included) is
+    /// the default `do_nms_sort`.
+    pub fn from_cfg(name: &str) -> Self {
+        match name {
+            "greedynms" => NmsKind::Greedy,
+            "diounms" => NmsKind::Diou,
+            _ => NmsKind::Default,
+        }
+    }
+
     /// The cfg spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -609,12 +619,7 @@ pub(crate) fn parse_yolo(s: &Section, gaussian: bool) -> Result<YoloConfig> {
     let max_boxes = usize_of(s.int_or("max", 200)?, s, "max", 1)?;
     let max_delta = s.float_or("max_delta", f32::MAX)?;
     let classes_multipliers = classes_multipliers(s, classes, max_delta)?;
-    let nms_kind = match s.str_or("nms_kind", "default").as_str() {
-        "greedynms" => NmsKind::Greedy,
-        "diounms" => NmsKind::Diou,
-        // parse_yolo maps every other name (cornersnms included) to the default.
-        _ => NmsKind::Default,
-    };
+    let nms_kind = NmsKind::from_cfg(&s.str_or("nms_kind", "default"));
     let mut anchors = anchor_pairs(&s.float_list("anchors")?.unwrap_or_default());
     anchors.truncate(total);
     anchors.resize(total, (0.0, 0.0));

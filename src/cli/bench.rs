@@ -11,8 +11,9 @@ use candle_darknet::inference::{DetectOptions, Detector};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    pub cfg: PathBuf,
-    pub weights: PathBuf,
+    /// A model name, or a Darknet .cfg followed by its weights.
+    pub model: String,
+    pub weights: Option<PathBuf>,
     /// Image for the pipeline timing (default: a mid-grey 640x480 image).
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -20,6 +21,12 @@ pub struct BenchArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Runs of the whole pipeline (decode..NMS, batch 1); 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    pub pipeline_runs: usize,
+    /// Detection threshold for the pipeline timing (random weights can produce 10^5 boxes at .25).
+    #[arg(long, default_value_t = 0.25)]
+    pub thresh: f32,
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     /// Network size WxH (default: the cfg's).
@@ -49,7 +56,7 @@ struct BenchReport {
     runs: usize,
     bflops_per_image: f64,
     forward: Stats,
-    pipeline: Stats,
+    pipeline: Option<Stats>,
     images_per_s: f64,
     gflops_per_s: f64,
     peak_rss_mib: Option<f64>,
@@ -69,14 +76,18 @@ fn stats(mut v: Vec<f64>) -> Stats {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let device = candle_darknet::util::device(&a.device)?;
-    let mut cfg = candle_darknet::cfg::NetworkConfig::from_file(&a.cfg)?;
+    let (m, _) = super::model_arg::resolve(&a.model, a.weights.iter().cloned().collect())?;
+    let mut cfg = candle_darknet::cfg::NetworkConfig::from_file(&m.cfg)?;
     if let Some(s) = &a.size {
         let (w, h) = candle_darknet::util::parse_size(s)?;
         cfg = cfg.with_size(w, h)?;
     }
-    let weights = candle_darknet::weights::load_any(&cfg, &a.weights)?;
+    let weights = candle_darknet::weights::load_any(&cfg, &m.weights)?;
     let det = Detector::from_parts(cfg, &weights, None, &device)?;
-    let opts = DetectOptions::default();
+    let opts = DetectOptions {
+        thresh: a.thresh,
+        ..DetectOptions::default()
+    };
     let image = match &a.image {
         Some(p) => load_image(p, 3)?,
         None => Image::filled(640, 480, 3, 0.5),
@@ -99,9 +110,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         sync()?;
         fwd.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let forward = stats(fwd);
+    // Printed before the pipeline runs, so a slow post-processing cannot lose it.
+    eprintln!(
+        "forward: median {:.1} ms (p10 {:.1}, p90 {:.1}) at batch {batch}",
+        forward.median_ms, forward.p10_ms, forward.p90_ms
+    );
     // Whole pipeline per image: decode, preprocess, forward, post-process.
-    let mut pipe = Vec::with_capacity(a.runs);
-    for _ in 0..a.runs.max(1) {
+    let mut pipe = Vec::with_capacity(a.pipeline_runs);
+    for _ in 0..a.pipeline_runs {
         let t = Instant::now();
         let im = match &a.image {
             Some(p) => load_image(p, 3)?,
@@ -110,12 +127,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         det.detect(std::slice::from_ref(&im), &opts)?;
         pipe.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let forward = stats(fwd);
-    let pipeline = stats(pipe);
+    let pipeline = (!pipe.is_empty()).then(|| stats(pipe));
     let cfg = det.cfg();
     let bflops = cfg.total_bflops();
     let report = BenchReport {
-        cfg: a.cfg.display().to_string(),
+        cfg: m.cfg.display().to_string(),
         device: a.device.clone(),
         net_w: cfg.net.width,
         net_h: cfg.net.height,
@@ -143,7 +159,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report.images_per_s,
         report.gflops_per_s,
         bflops,
-        report.pipeline.median_ms,
+        report.pipeline.as_ref().map_or(f64::NAN, |p| p.median_ms),
         report.peak_rss_mib.unwrap_or(f64::NAN)
     );
     if let Some(j) = &a.json {

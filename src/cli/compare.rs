@@ -11,9 +11,9 @@ use candle_darknet::weights;
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
-    pub cfg: PathBuf,
-    /// .weights or .safetensors
-    pub weights: PathBuf,
+    /// A model name, or a Darknet .cfg followed by its weights (.weights or .safetensors).
+    pub model: String,
+    pub weights: Option<PathBuf>,
     /// Reference directory (manifest.json, input.bin, layer_XXX_*.bin).
     #[arg(long)]
     pub reference: PathBuf,
@@ -32,8 +32,9 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
-    let cfg = NetworkConfig::from_file(&a.cfg)?;
-    let w = weights::load_any(&cfg, &a.weights)?;
+    let (m, _) = super::model_arg::resolve(&a.model, a.weights.iter().cloned().collect())?;
+    let cfg = NetworkConfig::from_file(&m.cfg)?;
+    let w = weights::load_any(&cfg, &m.weights)?;
     let device = candle_darknet::util::device(&a.device)?;
     let our_input = match &a.image {
         None => None,

@@ -9,22 +9,23 @@ use candle_darknet::weights::{self, darknet, safetensors};
 
 #[derive(clap::Args)]
 pub struct ConvertArgs {
-    /// Darknet .cfg file the weights belong to.
-    pub cfg: PathBuf,
-    /// Input weights (.weights or .safetensors).
-    pub input: PathBuf,
+    /// A model name (its weights are the input), or the Darknet .cfg the weights belong to.
+    pub model: String,
+    /// Input weights (.weights or .safetensors) when the first argument is a cfg.
+    pub input: Option<PathBuf>,
     /// Output file: .safetensors or .weights.
     #[arg(short, long)]
     pub output: PathBuf,
 }
 
 pub fn run(a: ConvertArgs) -> Result<()> {
-    let cfg = NetworkConfig::from_file(&a.cfg)?;
-    let w = weights::load_any(&cfg, &a.input)?;
+    let (m, _) = super::model_arg::resolve(&a.model, a.input.iter().cloned().collect())?;
+    let cfg = NetworkConfig::from_file(&m.cfg)?;
+    let w = weights::load_any(&cfg, &m.weights)?;
     match a.output.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
-            let text = std::fs::read_to_string(&a.cfg)
-                .with_context(|| format!("reading {}", a.cfg.display()))?;
+            let text = std::fs::read_to_string(&m.cfg)
+                .with_context(|| format!("reading {}", m.cfg.display()))?;
             safetensors::write(&cfg, &w, &text, &a.output)?;
         }
         Some("weights") => darknet::write(&cfg, &w, &a.output)?,

@@ -11,10 +11,9 @@ use candle_darknet::inference::{DetectOptions, Detector};
 
 #[derive(clap::Args)]
 pub struct DetectArgs {
-    pub cfg: PathBuf,
-    /// .weights or .safetensors
-    pub weights: PathBuf,
-    /// Image files, directories of images, or .txt files listing image paths (one per line).
+    /// A model name (see `models`), or a Darknet .cfg followed by its weights (.weights or .safetensors).
+    pub model: String,
+    /// [weights] then image files, directories of images, or .txt files listing image paths (one per line).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Class names file (default: coco.names for 80-class models).
@@ -93,13 +92,17 @@ fn out_path(dir: &Path, image: &Path) -> PathBuf {
 
 pub fn run(a: DetectArgs) -> Result<()> {
     let device = candle_darknet::util::device(&a.device)?;
-    let det = Detector::load(&a.cfg, &a.weights, a.names.as_deref(), &device)?;
+    let (m, inputs) = super::model_arg::resolve(&a.model, a.inputs)?;
+    let mut det = Detector::load(&m.cfg, &m.weights, a.names.as_deref(), &device)?;
+    if let (None, Some(names)) = (&a.names, m.names) {
+        det.names = names;
+    }
     let opts = DetectOptions {
         thresh: a.thresh,
         nms: a.nms,
         letterbox: a.letterbox,
     };
-    let (paths, any_dir) = expand_inputs(&a.inputs)?;
+    let (paths, any_dir) = expand_inputs(&inputs)?;
     let bar = (any_dir || paths.len() > 20).then(|| {
         let b = indicatif::ProgressBar::new(paths.len() as u64);
         b.set_style(

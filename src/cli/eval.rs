@@ -1,8 +1,7 @@
 //! `candle-darknet eval`: scores detections with Darknet's mAP and pycocotools' COCO metrics.
 //!
-//! Now: `eval --results <coco results json> --gt <instances json>` scores existing detections without a model.
-//! The model-running mode (`eval <cfg> <weights> --data ...`) is not wired yet: the library side is
-//! `candle_darknet::eval::evaluate(&Dataset, &[ImageDetections], &MapParams)`.
+//! `eval <model | cfg weights> --data <coco json | darknet .data> [--images DIR]` runs the model over the dataset;
+//! `eval --results <coco results json> --gt <instances json>` scores existing detections without a model.
 
 use std::path::PathBuf;
 
@@ -11,10 +10,27 @@ use candle_darknet::eval::{self, coco, MapParams};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Model cfg (model-running mode: not yet wired).
-    pub cfg: Option<PathBuf>,
-    /// Model weights (model-running mode: not yet wired).
+    /// A model name, or a Darknet .cfg (then its weights as the next argument).
+    pub model: Option<String>,
+    /// Weights (.weights or .safetensors) when the first argument is a cfg.
     pub weights: Option<PathBuf>,
+    /// Dataset: COCO instances json or Darknet .data file (its valid= list).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Image folder for a COCO json.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Images per forward pass (results do not depend on it).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Letterbox images (also implied by the cfg's letter_box=1).
+    #[arg(long)]
+    pub letterbox: bool,
+    /// NMS threshold (Darknet's validate uses .45).
+    #[arg(long, default_value_t = 0.45)]
+    pub nms: f32,
     /// COCO results json to score (`[{"image_id","category_id","bbox":[x,y,w,h],"score"}]`).
     #[arg(long)]
     pub results: Option<PathBuf>,
@@ -42,17 +58,17 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.cfg.is_some() || args.weights.is_some() {
-        bail!("eval <cfg> <weights>: running a model is not yet wired; use --results <json> --gt <json>");
-    }
-    let (Some(results), Some(gt)) = (&args.results, &args.gt) else {
-        bail!("eval needs --results <coco results json> and --gt <coco instances json>");
-    };
     let params = MapParams {
         iou_thresh: args.iou_thresh,
         points: args.points,
         thresh_calc_avg_iou: args.thresh,
         ..MapParams::default()
+    };
+    if let Some(model) = &args.model {
+        return run_model(model, &args, &params);
+    }
+    let (Some(results), Some(gt)) = (&args.results, &args.gt) else {
+        bail!("eval needs a model and --data <dataset>, or --results <coco results json> and --gt <coco instances json>");
     };
     let gt_data = coco::CocoGt::read(gt)?;
     let dets = coco::read_results(results)?;
@@ -64,6 +80,46 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     if let Some(p) = &args.save_results {
         coco::write_results(p, &dets)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(dir) = &args.plots {
+        let files = eval::plot::write_pr_plots(dir, &outcome)?;
+        eprintln!("wrote {} plots into {}", files.len(), dir.display());
+    }
+    Ok(())
+}
+
+/// `eval <model> --data ...`: run the model over the dataset, then both metric sets.
+fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
+    let Some(data) = &args.data else {
+        bail!("eval with a model needs --data <coco instances json | darknet .data>");
+    };
+    let (m, _) = super::model_arg::resolve(model, args.weights.iter().cloned().collect())?;
+    let device = candle_darknet::util::device(&args.device)?;
+    let det = candle_darknet::inference::Detector::load(&m.cfg, &m.weights, None, &device)?;
+    let ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
+    // Darknet's `valid` keeps boxes above .001; its `map` filters at .005 itself.
+    let opts = candle_darknet::inference::DetectOptions {
+        thresh: 0.001,
+        nms: args.nms,
+        letterbox: args.letterbox,
+    };
+    let (dets, timing) = eval::model::detect_dataset(&det, &ds, &opts, args.batch, true)?;
+    let outcome = eval::evaluate(&ds, &dets, params)?;
+    print!("{}", outcome.report.to_text());
+    println!(
+        "{} images in {:.1} s: {:.2} images/s, {:.0}% of the time outside the network",
+        timing.images,
+        timing.total_s,
+        timing.images_per_s(),
+        100.0 * timing.outside_network()
+    );
+    if let Some(p) = &args.json {
+        outcome.report.write_json(p)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &args.save_results {
+        coco::write_results(p, &eval::to_coco_results(&ds, &dets)?)?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(dir) = &args.plots {

@@ -1,4 +1,5 @@
 //! One file per subcommand: argument parsing and printing; the work is done in the library.
+pub mod anchors;
 pub mod augment;
 pub mod bench;
 pub mod compare;
@@ -6,6 +7,8 @@ pub mod convert;
 pub mod detect;
 pub mod eval;
 pub mod info;
-pub mod partial;
+pub mod model_arg;
+pub mod models;
 pub mod random_weights;
 pub mod train;
+pub mod partial;

@@ -36,40 +36,8 @@ pub fn track_id_base(label_path: &str) -> i32 {
     ((custom_hash(label_path) % 4000) * 4000) as i32
 }
 
-fn find_replace(s: &str, orig: &str, rep: &str) -> String {
-    s.replacen(orig, rep, 1)
-}
-
-/// Darknet's `replace_image_to_label` (utils.c 275): image path -> label path, e.g.
-/// `x/JPEGImages/a.jpg` -> `x/labels/a.txt`, `pub/dog.jpg` -> `pub/dog.txt`.
-pub fn replace_image_to_label(path: &str) -> String {
-    let mut s = path.to_string();
-    for (o, r) in [
-        ("/images/train2017/", "/labels/train2017/"),
-        ("/images/val2017/", "/labels/val2017/"),
-        ("/JPEGImages/", "/labels/"),
-        ("\\images\\train2017\\", "\\labels\\train2017\\"),
-        ("\\images\\val2017\\", "\\labels\\val2017\\"),
-        ("\\images\\train2014\\", "\\labels\\train2014\\"),
-        ("\\images\\val2014\\", "\\labels\\val2014\\"),
-        ("/images/train2014/", "/labels/train2014/"),
-        ("/images/val2014/", "/labels/val2014/"),
-        ("\\JPEGImages\\", "\\labels\\"),
-    ] {
-        s = find_replace(&s, o, r);
-    }
-    let mut s = s.trim().to_string();
-    // find_replace_extension: only a match at the very end is replaced.
-    for ext in [
-        ".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".bmp", ".BMP", ".ppm", ".PPM", ".tiff",
-        ".TIFF",
-    ] {
-        if let Some(stem) = s.strip_suffix(ext) {
-            s = format!("{stem}.txt");
-        }
-    }
-    s
-}
+/// Darknet's `replace_image_to_label` (utils.c 275), shared with the dataset readers.
+pub use crate::eval::dataset::replace_image_to_label;
 
 /// Parses label text like Darknet's `read_boxes` loop `fscanf("%d %f %f %f %f")`: records of 5
 /// whitespace-separated fields (float32, correctly rounded like `strtof`); `track_id = index + base`.

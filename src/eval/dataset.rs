@@ -68,90 +68,6 @@ pub const COCO80_CATEGORY_IDS: [i64; 80] = [
     85, 86, 87, 88, 89, 90,
 ];
 
-/// Darknet's `data/coco.names`, in class order.
-pub const COCO80_NAMES: [&str; 80] = [
-    "person",
-    "bicycle",
-    "car",
-    "motorbike",
-    "aeroplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "backpack",
-    "umbrella",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "sofa",
-    "pottedplant",
-    "bed",
-    "diningtable",
-    "toilet",
-    "tvmonitor",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-];
-
 /// The six classes whose Darknet name differs from the COCO json name (Darknet, COCO).
 const COCO_NAME_ALIASES: [(&str, &str); 6] = [
     ("motorbike", "motorcycle"),
@@ -307,10 +223,8 @@ pub fn read_list(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Class names, one per line (`names=` file).
-pub fn read_names(path: &Path) -> Result<Vec<String>> {
-    read_list(path)
-}
+/// Class names, one per line (`names=` file): Darknet's `get_labels_custom`, shared with inference.
+pub use crate::detect::read_names;
 
 /// One label line: `class xc yc w h`, relative.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -15,6 +15,7 @@
 pub mod coco;
 pub mod darknet_map;
 pub mod dataset;
+pub mod model;
 pub mod plot;
 pub mod report;
 
@@ -138,25 +139,11 @@ fn map_images(dataset: &Dataset, per_image: Vec<Vec<MapDet>>) -> Vec<MapImage> {
         .collect()
 }
 
-/// Both metric sets for the model's detections on `dataset`.
-///
-/// COCO side: ground truth = the dataset's non-difficult boxes (COCO has no "difficult"; crowd boxes stay
-/// crowd), categories = the model classes (a class without ground truth is -1 there and left out of the means,
-/// as pycocotools does for a category without annotations), every given detection with its clamped box.
-/// Darknet side: [`darknet_map::validate_detector_map`] with `params`.
-pub fn evaluate(
-    dataset: &Dataset,
-    detections: &[ImageDetections],
-    params: &MapParams,
-) -> Result<EvalOutcome> {
-    let per_image = group_by_image(dataset, detections)?;
-    // The dataset's own image ids: COCOeval walks images in sorted id order, which decides how tied scores of
-    // different images meet.
-    let mut seen = std::collections::HashSet::new();
-    if let Some(im) = dataset.images.iter().find(|im| !seen.insert(im.id)) {
-        bail!("dataset image id {} appears twice", im.id);
-    }
-    let gt = CocoGt {
+/// The dataset as a COCO ground truth with category id = model class index: what [`evaluate`] scores against
+/// (difficult boxes left out, crowd boxes kept as crowd). Written with `CocoGt::write`, it lets pycocotools
+/// score the same detections (see [`coco_detections`]).
+pub fn coco_gt(dataset: &Dataset) -> CocoGt {
+    CocoGt {
         images: dataset
             .images
             .iter()
@@ -190,9 +177,13 @@ pub fn evaluate(
                     })
             })
             .collect(),
-    };
+    }
+}
+
+/// Detections in COCO results form against [`coco_gt`] (category id = class index).
+fn coco_detections(dataset: &Dataset, per_image: &[Vec<Det>]) -> Vec<CocoDet> {
     let mut coco_dets = Vec::new();
-    for (im, dets) in dataset.images.iter().zip(&per_image) {
+    for (im, dets) in dataset.images.iter().zip(per_image) {
         for d in dets {
             coco_dets.push(CocoDet {
                 image_id: im.id,
@@ -202,6 +193,40 @@ pub fn evaluate(
             });
         }
     }
+    coco_dets
+}
+
+/// [`coco_detections`] for per-image detections as the model produced them.
+pub fn coco_detections_for(
+    dataset: &Dataset,
+    detections: &[ImageDetections],
+) -> Result<Vec<CocoDet>> {
+    Ok(coco_detections(
+        dataset,
+        &group_by_image(dataset, detections)?,
+    ))
+}
+
+/// Both metric sets for the model's detections on `dataset`.
+///
+/// COCO side: ground truth = the dataset's non-difficult boxes (COCO has no "difficult"; crowd boxes stay
+/// crowd), categories = the model classes (a class without ground truth is -1 there and left out of the means,
+/// as pycocotools does for a category without annotations), every given detection with its clamped box.
+/// Darknet side: [`darknet_map::validate_detector_map`] with `params`.
+pub fn evaluate(
+    dataset: &Dataset,
+    detections: &[ImageDetections],
+    params: &MapParams,
+) -> Result<EvalOutcome> {
+    let per_image = group_by_image(dataset, detections)?;
+    // The dataset's own image ids: COCOeval walks images in sorted id order, which decides how tied scores of
+    // different images meet.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(im) = dataset.images.iter().find(|im| !seen.insert(im.id)) {
+        bail!("dataset image id {} appears twice", im.id);
+    }
+    let gt = coco_gt(dataset);
+    let coco_dets = coco_detections(dataset, &per_image);
     let coco_res = coco::evaluate(&gt, &coco_dets, &CocoParams::default())?;
     let map_dets = per_image
         .into_iter()

@@ -1,0 +1,42 @@
+//! Paths shared by the integration tests: the repository, ../shared (Darknet's cfgs, data and the reference
+//! dumps, read in place) and the official files that `make weights` fetches.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the checkout (also in CI); `/work/shared` for git worktrees elsewhere.
+pub fn shared_dir() -> PathBuf {
+    let local = root().join("../shared");
+    if local.join("reference").is_dir() {
+        local
+    } else {
+        PathBuf::from("/work/shared")
+    }
+}
+
+/// A reference directory under `shared/reference`, which must exist.
+pub fn reference(rel: &str) -> PathBuf {
+    let p = shared_dir().join("reference").join(rel);
+    assert!(p.exists(), "reference data {} is missing", p.display());
+    p
+}
+
+/// An official yolov4-tiny file from `make weights`; a loud failure when it is not there.
+pub fn official(file: &str) -> PathBuf {
+    let p = root().join("weights").join(file);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make weights` first",
+        p.display()
+    );
+    p
+}
+
+/// A raw little-endian f32 file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    candle_darknet::compare::read_f32_file(path).unwrap()
+}
