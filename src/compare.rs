@@ -28,6 +28,21 @@ pub struct Manifest {
     pub batch: Option<usize>,
     pub input: InputEntry,
     pub layers: Vec<LayerEntry>,
+    /// Training-mode references (`mini-yolov4-train`): the `state.truth` array; its presence selects
+    /// [`compare_train`].
+    #[serde(default)]
+    pub truth: Option<TruthEntry>,
+    /// `get_network_cost()` of the training pass.
+    #[serde(default)]
+    pub total_loss_get_network_cost: Option<f32>,
+}
+
+/// `truth` of a training-mode manifest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TruthEntry {
+    pub file: String,
+    pub max_boxes: usize,
+    pub truth_size: usize,
 }
 
 fn three() -> usize {
@@ -48,6 +63,11 @@ pub struct LayerEntry {
     pub h: usize,
     pub w: usize,
     pub file: Option<String>,
+    /// Yolo layers of a training reference: `l.delta` dump and `l.cost[0]`.
+    #[serde(default)]
+    pub delta_file: Option<String>,
+    #[serde(default)]
+    pub cost: Option<f32>,
 }
 
 impl Manifest {
@@ -269,6 +289,9 @@ pub fn compare(
             );
         }
     }
+    if manifest.truth.is_some() {
+        return compare_train(&cfg, weights, dir, &manifest, device, tol);
+    }
     let fused = manifest.fused_conv_bn != 0;
     let net = Network::from_weights(&cfg, weights, device, &LoadOptions { fuse_bn: fused })?;
     let input = read_f32_file(&dir.join(&manifest.input.file))?;
@@ -332,6 +355,143 @@ pub fn compare(
         fused_conv_bn: fused,
         input: input_stats,
         passed: first_failure.is_none() && input_ok,
+        first_failure,
+        layers: rows,
+    })
+}
+
+fn row_of(
+    index: usize,
+    kind: &str,
+    shape: [usize; 3],
+    ours: &[f32],
+    reference: &[f32],
+    tol: Tolerance,
+) -> LayerRow {
+    let s = diff_stats(ours, reference, tol);
+    LayerRow {
+        index,
+        kind: kind.to_string(),
+        shape,
+        stats: Some(s),
+        status: if s.failing == 0 && ours.len() == reference.len() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+    }
+}
+
+/// Training-mode comparison (`state.train = 1`, as the `mini-yolov4-train` reference): the training forward
+/// ([`crate::network::TrainableNetwork::forward_train`], batch statistics in BN) on the reference input, then,
+/// for every yolo layer, Darknet's deltas and cost from [`crate::train::yolo_train_head`] with the reference
+/// truth, computed from OUR layer outputs. Rows: every layer output, then one `yolo_delta` and one `cost` row per
+/// yolo layer, then `total_cost` (`get_network_cost`, the mean of the yolo costs), all with the same tolerance.
+pub fn compare_train(
+    cfg: &NetworkConfig,
+    weights: &NetWeights,
+    dir: &Path,
+    manifest: &Manifest,
+    device: &Device,
+    tol: Tolerance,
+) -> Result<Report> {
+    let truth_entry = manifest
+        .truth
+        .as_ref()
+        .context("not a training reference")?;
+    if truth_entry.truth_size != crate::train::TRUTH_SIZE {
+        bail!(
+            "{}: truth_size {} (we use {})",
+            dir.display(),
+            truth_entry.truth_size,
+            crate::train::TRUTH_SIZE
+        );
+    }
+    let truth = read_f32_file(&dir.join(&truth_entry.file))?;
+    let net = Network::load_trainable(cfg, weights, device)?;
+    let input = read_f32_file(&dir.join(&manifest.input.file))?;
+    let per = cfg.input_shape().numel();
+    if input.is_empty() || input.len() % per != 0 {
+        bail!(
+            "{}: input has {} floats, not a multiple of {}",
+            dir.display(),
+            input.len(),
+            per
+        );
+    }
+    let batch = input.len() / per;
+    let x = Tensor::from_vec(
+        input,
+        (batch, manifest.net_c, manifest.net_h, manifest.net_w),
+        device,
+    )?;
+    let fwd = net.forward_train(&x)?;
+    let mut rows = Vec::new();
+    for (m, out) in manifest.layers.iter().zip(&fwd.outputs) {
+        match &m.file {
+            None => rows.push(LayerRow {
+                index: m.index,
+                kind: m.kind.clone(),
+                shape: [m.c, m.h, m.w],
+                stats: None,
+                status: Status::NotInReference,
+            }),
+            Some(f) => {
+                let reference = read_f32_file(&dir.join(f))?;
+                let ours = out.flatten_all()?.to_vec1::<f32>()?;
+                rows.push(row_of(
+                    m.index,
+                    &m.kind,
+                    [m.c, m.h, m.w],
+                    &ours,
+                    &reference,
+                    tol,
+                ));
+            }
+        }
+    }
+    let mut costs = Vec::new();
+    for (i, raw) in &fwd.head_inputs {
+        let crate::cfg::LayerConfig::Yolo(y) = &cfg.layers[*i].config else {
+            continue;
+        };
+        let (_, res) =
+            crate::train::yolo_train_head(raw, y, cfg.net.width, cfg.net.height, &truth)?;
+        let m = &manifest.layers[*i];
+        if let Some(f) = &m.delta_file {
+            let reference = read_f32_file(&dir.join(f))?;
+            rows.push(row_of(
+                *i,
+                "yolo_delta",
+                [m.c, m.h, m.w],
+                &res.delta,
+                &reference,
+                tol,
+            ));
+        }
+        if let Some(c) = m.cost {
+            rows.push(row_of(*i, "cost", [1, 1, 1], &[res.cost], &[c], tol));
+        }
+        costs.push(res.cost);
+    }
+    if let Some(total) = manifest.total_loss_get_network_cost {
+        let ours = costs.iter().sum::<f32>() / costs.len().max(1) as f32;
+        rows.push(row_of(
+            manifest.layers.len(),
+            "total_cost",
+            [1, 1, 1],
+            &[ours],
+            &[total],
+            tol,
+        ));
+    }
+    let first_failure = rows.iter().position(|r| r.status == Status::Fail);
+    Ok(Report {
+        reference: dir.to_path_buf(),
+        tolerance: tol,
+        fused_conv_bn: false,
+        input: None,
+        passed: first_failure.is_none(),
         first_failure,
         layers: rows,
     })

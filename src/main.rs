@@ -34,6 +34,10 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Darknet training-data augmentation: regenerate a reference case or write augmented samples.
     Augment(cli::augment::AugmentArgs),
+    /// Train a detector as `darknet detector train` (checkpoints, --resume, chart, mAP).
+    Train(cli::train::TrainArgs),
+    /// Keep the first K layers' weights, as `darknet partial` (e.g. yolov4-tiny.conv.29).
+    Partial(cli::partial::PartialArgs),
     /// Anchor boxes by k-means over the training labels (Darknet's `detector calc_anchors`).
     Anchors(cli::anchors::AnchorsArgs),
     /// List the built-in named models and what is present locally.
@@ -80,6 +84,8 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Augment(a) => cli::augment::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Partial(a) => cli::partial::run(a),
         Command::Anchors(a) => cli::anchors::run(a),
         Command::Models(a) => cli::models::run(a),
     };

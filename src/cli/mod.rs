@@ -10,3 +10,5 @@ pub mod info;
 pub mod model_arg;
 pub mod models;
 pub mod random_weights;
+pub mod train;
+pub mod partial;

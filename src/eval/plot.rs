@@ -80,7 +80,7 @@ fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
 }
 
 /// Text at `(x, y)` (top-left), each font pixel drawn as `scale`×`scale`.
-fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, scale: i64, c: Rgb<u8>) {
+pub(crate) fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, scale: i64, c: Rgb<u8>) {
     for (i, ch) in s.chars().enumerate() {
         let g = glyph(ch);
         let x0 = x + i as i64 * 6 * scale;
@@ -99,7 +99,7 @@ fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, scale: i64, c: Rgb<u8>) {
 }
 
 /// Bresenham line, 2 px thick.
-fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb<u8>) {
+pub(crate) fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb<u8>) {
     let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
     let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
     let (mut x, mut y, mut err) = (x0, y0, dx + dy);

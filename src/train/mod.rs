@@ -9,10 +9,12 @@
 
 pub mod batchnorm;
 pub mod box_iou;
+pub mod checkpoint;
 pub mod loss;
 pub mod optimizer;
 pub mod policy;
 pub mod surrogate;
+pub mod trainer;
 
 pub use batchnorm::{
     batchnorm_train, BatchNormTrain, DARKNET_BN_EPS, DARKNET_CPU_ROLLING_MOMENTUM,

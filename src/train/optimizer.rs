@@ -114,7 +114,9 @@ impl DarknetSgd {
             p.var
                 .set(&new_w)
                 .with_context(|| format!("updating {}", p.name))?;
-            p.update = p.update.affine(self.momentum as f64, 0.0)?;
+            // detach: `update` was built from the Var `w` (decay term); without it every iteration's
+            // accumulator would keep the previous one alive through the op graph (unbounded memory).
+            p.update = p.update.affine(self.momentum as f64, 0.0)?.detach();
         }
         Ok(())
     }

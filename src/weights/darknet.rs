@@ -191,3 +191,152 @@ pub fn write(cfg: &NetworkConfig, w: &NetWeights, path: &Path) -> Result<()> {
     let bytes = to_bytes(cfg, w)?;
     crate::util::write_atomic(path, &bytes)
 }
+
+/// `save_weights_upto(net, file, cutoff)` as used by Darknet's `partial`: the header (with `seen` as given)
+/// and the parameters of the convolutional layers with index `< cutoff` only.
+pub fn to_bytes_upto(cfg: &NetworkConfig, w: &NetWeights, cutoff: usize) -> Result<Vec<u8>> {
+    let kept: Vec<(usize, ConvParams)> = w
+        .convs
+        .iter()
+        .filter(|(i, _)| *i < cutoff)
+        .cloned()
+        .collect();
+    let cut_cfg = NetworkConfig {
+        layers: cfg.layers[..cutoff.min(cfg.layers.len())].to_vec(),
+        ..cfg.clone()
+    };
+    to_bytes(
+        &cut_cfg,
+        &NetWeights {
+            header: w.header,
+            convs: kept,
+        },
+    )
+}
+
+/// Reads a possibly truncated `.weights` file for fine-tuning, as Darknet's `load_weights` does with the output
+/// of `partial` (e.g. `yolov4-tiny.conv.29`): layers present in the file are loaded, the file may end at a layer
+/// boundary, and every convolutional layer after that keeps Darknet's initialisation from
+/// `make_convolutional_layer`: weights `sqrt(2/(size·size·c/groups))·rand_uniform(-1, 1)`, biases 0, BN scales 1,
+/// rolling mean 0, rolling variance 0 (calloc). The draws come from [`crate::data::FastRand`] seeded by
+/// `(seed, layer index)` instead of glibc `rand()`. A file that ends inside a layer, or has trailing bytes, is
+/// still an error. Returns the weights and the number of convolutional layers read from the file.
+pub fn from_bytes_partial(
+    cfg: &NetworkConfig,
+    bytes: &[u8],
+    path: &Path,
+    seed: u64,
+) -> Result<(NetWeights, usize)> {
+    let mut c = Cursor {
+        bytes,
+        pos: 0,
+        path,
+    };
+    let header = read_header(&mut c)?;
+    let mut convs = Vec::new();
+    let mut loaded = 0;
+    for (index, n, per, bn) in parameter_layers(cfg) {
+        if c.pos == bytes.len() {
+            convs.push((index, darknet_init(index, n, per, bn, seed)));
+            continue;
+        }
+        let what = |part: &'static str| move || format!("layer {index} (convolutional) {part}");
+        let biases = c.f32s(n, &what("biases"))?;
+        let bn = if bn {
+            Some(BatchNormParams {
+                scales: c.f32s(n, &what("batch-norm scales"))?,
+                rolling_mean: c.f32s(n, &what("rolling mean"))?,
+                rolling_var: c.f32s(n, &what("rolling variance"))?,
+            })
+        } else {
+            None
+        };
+        let mut weights = c.f32s(n * per, &what("weights"))?;
+        if flipped(cfg, index) {
+            weights = transpose(&weights, per, n);
+        }
+        loaded += 1;
+        convs.push((
+            index,
+            ConvParams {
+                biases,
+                bn,
+                weights,
+            },
+        ));
+    }
+    if c.pos != bytes.len() {
+        bail!(
+            "{}: {} trailing bytes after the last layer (byte offset {} of {}): the weights do not match the cfg {}",
+            path.display(),
+            bytes.len() - c.pos,
+            c.pos,
+            bytes.len(),
+            cfg.file.display()
+        );
+    }
+    Ok((NetWeights { header, convs }, loaded))
+}
+
+/// [`from_bytes_partial`] on a file.
+pub fn read_partial(cfg: &NetworkConfig, path: &Path, seed: u64) -> Result<(NetWeights, usize)> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+    from_bytes_partial(cfg, &bytes, path, seed)
+}
+
+/// `make_convolutional_layer`'s initial parameters for a layer with `n` filters of `per` weights.
+pub fn darknet_init(index: usize, n: usize, per: usize, bn: bool, seed: u64) -> ConvParams {
+    use crate::data::rand::{rand_uniform, FastRand};
+    let mut rng = FastRand::new(crate::data::loader::batch_seed(seed, index as u64));
+    let scale = (2.0f32 / per as f32).sqrt();
+    let weights = (0..n * per)
+        .map(|_| scale * rand_uniform(&mut rng, -1.0, 1.0))
+        .collect();
+    ConvParams {
+        biases: vec![0.0; n],
+        bn: bn.then(|| BatchNormParams {
+            scales: vec![1.0; n],
+            rolling_mean: vec![0.0; n],
+            rolling_var: vec![0.0; n],
+        }),
+        weights,
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+
+    #[test]
+    fn partial_round_trip_and_random_rest() {
+        let text = "[net]\nwidth=16\nheight=16\nchannels=3\n[convolutional]\nfilters=4\nsize=3\nbatch_normalize=1\n\
+                    activation=leaky\n[maxpool]\nsize=2\nstride=2\n[convolutional]\nfilters=5\nsize=1\nactivation=linear\n\
+                    [convolutional]\nfilters=6\nsize=1\nbatch_normalize=1\nactivation=leaky\n";
+        let cfg = NetworkConfig::parse(text, Path::new("p.cfg")).unwrap();
+        let w = NetWeights::random(&cfg, 3);
+        let full = to_bytes(&cfg, &w).unwrap();
+        let cut = to_bytes_upto(&cfg, &w, 2).unwrap();
+        // Header + layer 0 (4 biases, 3×4 bn, 4·27 weights).
+        assert_eq!(cut.len(), 20 + 4 * (4 + 12 + 108));
+        assert_eq!(&cut[..], &full[..cut.len()]);
+        // The strict reader refuses the truncated file; the partial reader fills layers 2 and 3.
+        assert!(from_bytes(&cfg, &cut, Path::new("cut")).is_err());
+        let (p, loaded) = from_bytes_partial(&cfg, &cut, Path::new("cut"), 9).unwrap();
+        assert_eq!(loaded, 1);
+        assert_eq!(p.convs[0], w.convs[0]);
+        assert_eq!(p.convs[1].1.biases, vec![0.0; 5]);
+        let lim = (2.0f32 / 4.0).sqrt();
+        assert!(p.convs[1].1.weights.iter().all(|v| v.abs() <= lim));
+        assert!(p.convs[1].1.weights.iter().any(|v| *v != 0.0));
+        assert_eq!(p.convs[2].1.bn.as_ref().unwrap().scales, vec![1.0; 6]);
+        // The full file reads the same either way; a cut inside a layer is an error.
+        assert_eq!(
+            from_bytes_partial(&cfg, &full, Path::new("f"), 9)
+                .unwrap()
+                .0,
+            w
+        );
+        assert!(from_bytes_partial(&cfg, &cut[..cut.len() - 4], Path::new("c"), 9).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! `candle-darknet train <cfg> --data <.data>`: Darknet's `detector train` loop
+//! ([`candle_darknet::train::trainer`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use candle_darknet::train::trainer::{train, TrainOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Model cfg (training keys of [net]: batch, subdivisions, learning_rate, burn_in, policy, ...).
+    pub cfg: PathBuf,
+    /// Darknet `.data` file (train=, valid=, names=).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Initial weights: `.weights` (a `partial` file is fine), or safetensors.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Overrides the cfg's max_batches.
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Output directory (checkpoints, chart.png, final weights).
+    #[arg(long, default_value = "backup")]
+    pub out: PathBuf,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Use Darknet's single glibc rand() stream for augmentation (not resumable exactly).
+    #[arg(long)]
+    pub darknet_rng: bool,
+    /// Compute mAP@0.5 on valid= periodically and at the end.
+    #[arg(long)]
+    pub map: bool,
+    /// mAP interval in iterations (default: max(100, one epoch)).
+    #[arg(long)]
+    pub map_every: Option<usize>,
+    /// Checkpoint interval in iterations.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Checkpoints to keep (0 = all).
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+    /// Loader threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Reset `seen` of the initial weights (Darknet's -clear).
+    #[arg(long)]
+    pub clear: bool,
+    /// No per-iteration line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut o = TrainOptions::new(args.cfg, args.data, args.out);
+    o.weights = args.weights;
+    o.device = candle_darknet::util::device(&args.device)?;
+    o.seed = args.seed;
+    o.max_batches = args.max_batches;
+    o.resume = args.resume;
+    o.darknet_rng = args.darknet_rng;
+    o.map = args.map;
+    o.map_every = args.map_every;
+    o.checkpoint_every = args.checkpoint_every;
+    o.keep_checkpoints = args.keep;
+    o.workers = args.workers;
+    o.clear = args.clear;
+    o.verbose = !args.quiet;
+    let s = train(&o)?;
+    let last = s.history.last().copied().unwrap_or((0, f32::NAN, f32::NAN));
+    println!(
+        "done: {} iterations, {} images seen, last loss {:.4}, avg loss {:.4}, {:.2} images/s",
+        s.iterations, s.seen, last.1, last.2, s.images_per_sec
+    );
+    for (it, m) in &s.maps {
+        println!("mAP@0.50 at {it}: {m:.4}");
+    }
+    println!(
+        "wrote {}, {}, {}",
+        s.final_weights.display(),
+        s.final_safetensors.display(),
+        s.chart.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! Training loop tests: the training-mode forward of the whole network against Darknet's
+//! `mini-yolov4-train` dump (every layer output, every yolo delta and cost, computed through our network), the
+//! gradient reaching each yolo layer's input, and kill/resume determinism of the loop.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_darknet::cfg::{LayerConfig, NetworkConfig};
+use candle_darknet::compare::{compare, read_f32_file, Status, Tolerance};
+use candle_darknet::network::Network;
+use candle_darknet::weights;
+
+fn shared_dir() -> PathBuf {
+    let near = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if near.join("reference").exists() {
+        near
+    } else {
+        PathBuf::from("/work/shared")
+    }
+}
+
+fn mini() -> (NetworkConfig, weights::NetWeights, PathBuf) {
+    let r = shared_dir().join("reference");
+    assert!(
+        r.join("mini-yolov4-train/manifest.json").exists(),
+        "MISSING REFERENCE: {}/mini-yolov4-train",
+        r.display()
+    );
+    let cfg = NetworkConfig::from_file(r.join("mini-yolov4/mini-yolov4.cfg")).unwrap();
+    let w = weights::load_any(&cfg, &r.join("mini-yolov4/mini-yolov4.weights")).unwrap();
+    (cfg, w, r.join("mini-yolov4-train"))
+}
+
+#[test]
+fn training_forward_matches_darknet_layers_deltas_costs() {
+    let (cfg, w, dir) = mini();
+    let report = compare(&cfg, &w, &dir, &Device::Cpu, Tolerance::default(), None).unwrap();
+    println!("{}", report.table());
+    assert!(report.passed, "training-mode comparison failed");
+    let count = |k: &str| {
+        report
+            .layers
+            .iter()
+            .filter(|r| r.kind == k && r.status == Status::Pass)
+            .count()
+    };
+    assert_eq!(count("yolo_delta"), 3);
+    assert_eq!(count("cost"), 3);
+    assert_eq!(count("total_cost"), 1);
+    assert_eq!(
+        report
+            .layers
+            .iter()
+            .filter(|r| r.status == Status::Pass)
+            .count(),
+        40 + 7
+    );
+}
+
+#[test]
+fn gradient_at_each_yolo_input_is_minus_darknet_delta() {
+    let (cfg, w, dir) = mini();
+    let net = Network::load_trainable(&cfg, &w, &Device::Cpu).unwrap();
+    let input = read_f32_file(&dir.join("input.bin")).unwrap();
+    let truth = read_f32_file(&dir.join("truth.bin")).unwrap();
+    let x = Tensor::from_vec(input, (1, 3, 128, 128), &Device::Cpu).unwrap();
+    let fwd = net.forward_train(&x).unwrap();
+    assert_eq!(fwd.head_inputs.len(), 3);
+    let mut total: Option<Tensor> = None;
+    let mut deltas = Vec::new();
+    // candle keeps gradients of Vars only: a zero Var added to each yolo input reads the gradient there.
+    let probes: Vec<candle_core::Var> = fwd
+        .head_inputs
+        .iter()
+        .map(|(_, raw)| candle_core::Var::from_tensor(&raw.zeros_like().unwrap()).unwrap())
+        .collect();
+    for ((i, raw), probe) in fwd.head_inputs.iter().zip(&probes) {
+        let LayerConfig::Yolo(y) = &cfg.layers[*i].config else {
+            unreachable!()
+        };
+        let at_input = (raw + probe.as_tensor()).unwrap();
+        let (s, res) =
+            candle_darknet::train::yolo_train_head(&at_input, y, 128, 128, &truth).unwrap();
+        deltas.push((*i, res.delta));
+        total = Some(match total {
+            None => s,
+            Some(t) => (t + s).unwrap(),
+        });
+    }
+    let grads = total.unwrap().backward().unwrap();
+    for ((i, _), ((_, delta), probe)) in fwd.head_inputs.iter().zip(deltas.iter().zip(&probes)) {
+        let reference = read_f32_file(&dir.join(format!("layer_{i:03}_yolo_delta.bin"))).unwrap();
+        let g: Vec<f32> = grads
+            .get(probe.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut worst = 0f32;
+        for ((gv, d), r) in g.iter().zip(delta).zip(&reference) {
+            // Exactly −(our delta), and within the comparison tolerance of −(Darknet's delta).
+            assert_eq!(*gv, -*d, "layer {i}");
+            assert!(
+                (gv + r).abs() <= 1e-4 + 1e-4 * r.abs(),
+                "layer {i}: grad {gv} vs -delta {}",
+                -r
+            );
+            worst = worst.max((gv + r).abs());
+        }
+        println!(
+            "layer {i}: max |grad + darknet delta| = {worst:.3e} over {} values",
+            g.len()
+        );
+    }
+    // The gradient also reaches the first layer's weights.
+    let first = net.varmap.data().lock().unwrap()["layers.0.conv.weight"].clone();
+    let g0 = grads.get(first.as_tensor()).unwrap();
+    let n: f32 = g0.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+    assert!(n > 0.0 && n.is_finite());
+}
+
+/// A tiny training set: `n` 64x64 JPEGs with 1-2 coloured squares each, Darknet labels beside them.
+fn tiny_dataset(dir: &Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut list = String::new();
+    for i in 0..n {
+        let mut im =
+            image::RgbImage::from_pixel(64, 64, image::Rgb([90 + (i * 20) as u8, 120, 100]));
+        let mut labels = String::new();
+        for k in 0..1 + i % 2 {
+            let (cls, x0, y0, s) = (
+                (i + k) % 3,
+                6 + 25 * k as u32 + i as u32,
+                8 + 5 * i as u32,
+                16 + 4 * k as u32,
+            );
+            let col = [[230, 30, 30], [30, 220, 40], [30, 60, 240]][cls];
+            for y in y0..y0 + s {
+                for x in x0..x0 + s {
+                    im.put_pixel(x, y, image::Rgb(col));
+                }
+            }
+            labels.push_str(&format!(
+                "{cls} {} {} {} {}\n",
+                (x0 as f32 + s as f32 / 2.0) / 64.0,
+                (y0 as f32 + s as f32 / 2.0) / 64.0,
+                s as f32 / 64.0,
+                s as f32 / 64.0
+            ));
+        }
+        let p = dir.join(format!("img/{i}.jpg"));
+        im.save(&p).unwrap();
+        std::fs::write(dir.join(format!("img/{i}.txt")), labels).unwrap();
+        list.push_str(&format!("{}\n", p.display()));
+    }
+    std::fs::write(dir.join("train.txt"), &list).unwrap();
+    std::fs::write(dir.join("names.txt"), "a\nb\nc\n").unwrap();
+    let data = dir.join("tiny.data");
+    std::fs::write(
+        &data,
+        format!(
+            "classes=3\ntrain={0}/train.txt\nvalid={0}/train.txt\nnames={0}/names.txt\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    data
+}
+
+/// mini-yolov4 at 64x64, batch 4 in 2 subdivisions, 8 iterations, burn-in 2.
+fn tiny_cfg(dir: &Path) -> PathBuf {
+    let src = std::fs::read_to_string(shared_dir().join("reference/mini-yolov4/mini-yolov4.cfg"))
+        .unwrap();
+    let mut out = String::new();
+    let mut in_net = false;
+    for line in src.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_net = t == "[net]";
+            out.push_str(line);
+            out.push('\n');
+            if in_net {
+                out.push_str(
+                    "width=64\nheight=64\nchannels=3\nbatch=4\nsubdivisions=2\nlearning_rate=0.002\nburn_in=2\n\
+                     max_batches=8\npolicy=steps\nsteps=6\nscales=.1\nmomentum=0.9\ndecay=0.0005\n",
+                );
+            }
+            continue;
+        }
+        let key = t.split('=').next().unwrap_or("").trim();
+        if in_net
+            && matches!(
+                key,
+                "width"
+                    | "height"
+                    | "channels"
+                    | "batch"
+                    | "subdivisions"
+                    | "learning_rate"
+                    | "burn_in"
+                    | "max_batches"
+                    | "policy"
+                    | "steps"
+                    | "scales"
+                    | "momentum"
+                    | "decay"
+            )
+        {
+            continue;
+        }
+        if key == "random" {
+            continue; // fixed size keeps the test short
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    let p = dir.join("tiny.cfg");
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+fn run_train(cfg: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_candle-darknet"))
+        .arg("train")
+        .arg(cfg)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--seed",
+            "5",
+            "--checkpoint-every",
+            "1",
+            "--keep",
+            "0",
+            "--workers",
+            "2",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_result() {
+    let base = std::env::temp_dir().join(format!("train-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let data = tiny_dataset(&base.join("data"), 6);
+    let cfg = tiny_cfg(&base);
+
+    // Uninterrupted run.
+    let full = base.join("full");
+    let o = run_train(&cfg, &data, &full, &[])
+        .wait_with_output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        log,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!("{log}");
+    let losses: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(" ") && l.contains("avg loss"))
+        .collect();
+    assert_eq!(losses.len(), 8);
+
+    // Killed (SIGKILL) after the third checkpoint appears, then resumed.
+    let cut = base.join("cut");
+    let mut child = run_train(&cfg, &data, &cut, &[]);
+    let t0 = std::time::Instant::now();
+    while !cut.join("checkpoint-00000003.safetensors").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint 3 after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run should have been killed");
+    // Every checkpoint present is complete (loads), whatever moment the kill hit.
+    let all = candle_darknet::train::checkpoint::list(&cut).unwrap();
+    assert!(all.len() >= 3 && all.len() < 8, "{} checkpoints", all.len());
+    for (_, p) in &all {
+        candle_darknet::train::checkpoint::load(p, &Device::Cpu).unwrap();
+    }
+    let o = run_train(&cfg, &data, &cut, &["--resume"])
+        .wait_with_output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("resuming from"), "{err}");
+
+    // Same final weights and the same loss history.
+    let a = std::fs::read(full.join("tiny_final.weights")).unwrap();
+    let b = std::fs::read(cut.join("tiny_final.weights")).unwrap();
+    assert_eq!(a.len(), b.len());
+    let fa: Vec<f32> = a[20..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let fb: Vec<f32> = b[20..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let worst = fa
+        .iter()
+        .zip(&fb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    println!(
+        "max |uninterrupted - resumed| over {} weights: {worst:e}",
+        fa.len()
+    );
+    assert_eq!(&a[..20], &b[..20], "headers (seen) differ");
+    assert!(a == b, "final weights differ (max abs {worst:e})");
+    let ca = candle_darknet::train::checkpoint::load(
+        &full.join("checkpoint-00000008.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let cb = candle_darknet::train::checkpoint::load(
+        &cut.join("checkpoint-00000008.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(ca.state.history, cb.state.history);
+    assert_eq!(ca.state.seen, 8 * 4);
+    // The loss went down over the 8 iterations.
+    let h = &ca.state.history;
+    println!("loss history {h:?}");
+    assert!(h[7].2 < h[0].2, "average loss did not decrease: {h:?}");
+    assert!(full.join("chart.png").exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
