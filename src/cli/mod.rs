@@ -9,6 +9,6 @@ pub mod eval;
 pub mod info;
 pub mod model_arg;
 pub mod models;
+pub mod partial;
 pub mod random_weights;
 pub mod train;
-pub mod partial;

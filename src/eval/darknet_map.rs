@@ -132,26 +132,15 @@ pub struct MapOutcome {
     pub overall_curve: Vec<PrPoint>,
 }
 
-/// `box_iou` of `src/box.c` in `f32`, same operation order (`overlap`, `box_intersection`, `box_union`).
+/// `box_iou` of `src/box.c` on `[x, y, w, h]` relative boxes (the one implementation in [`crate::detect`]).
 pub fn box_iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    fn overlap(x1: f32, w1: f32, x2: f32, w2: f32) -> f32 {
-        let l1 = x1 - w1 / 2.0;
-        let l2 = x2 - w2 / 2.0;
-        let left = if l1 > l2 { l1 } else { l2 };
-        let r1 = x1 + w1 / 2.0;
-        let r2 = x2 + w2 / 2.0;
-        let right = if r1 < r2 { r1 } else { r2 };
-        right - left
-    }
-    let w = overlap(a[0], a[2], b[0], b[2]);
-    let h = overlap(a[1], a[3], b[1], b[3]);
-    let i = if w < 0.0 || h < 0.0 { 0.0 } else { w * h };
-    let u = a[2] * a[3] + b[2] * b[3] - i;
-    if i == 0.0 || u == 0.0 {
-        0.0
-    } else {
-        i / u
-    }
+    let bx = |v: [f32; 4]| crate::detect::BoxF {
+        x: v[0],
+        y: v[1],
+        w: v[2],
+        h: v[3],
+    };
+    crate::detect::box_iou(bx(a), bx(b))
 }
 
 /// `box_prob` of detector.c.

@@ -89,43 +89,59 @@ pub fn from_bytes(cfg: &NetworkConfig, bytes: &[u8], path: &Path) -> Result<NetW
     let header = read_header(&mut c)?;
     let mut convs = Vec::new();
     for (index, n, per, bn) in parameter_layers(cfg) {
-        let what = |part: &'static str| move || format!("layer {index} (convolutional) {part}");
-        let biases = c.f32s(n, &what("biases"))?;
-        let bn = if bn {
-            Some(BatchNormParams {
-                scales: c.f32s(n, &what("batch-norm scales"))?,
-                rolling_mean: c.f32s(n, &what("rolling mean"))?,
-                rolling_var: c.f32s(n, &what("rolling variance"))?,
-            })
-        } else {
-            None
-        };
-        let mut weights = c.f32s(n * per, &what("weights"))?;
-        if flipped(cfg, index) {
-            // Darknet transposes a (per × n) matrix into (n × per) after reading.
-            weights = transpose(&weights, per, n);
-        }
-        convs.push((
-            index,
-            ConvParams {
-                biases,
-                bn,
-                weights,
-            },
-        ));
+        convs.push((index, read_conv(&mut c, cfg, index, n, per, bn)?));
     }
-    if c.pos != bytes.len() {
+    check_consumed(&c, cfg)?;
+    Ok(NetWeights { header, convs })
+}
+
+/// One convolutional layer's parameters in `load_convolutional_weights` order: biases, [scales, rolling mean,
+/// rolling variance], weights (transposed back for `flipped=1`).
+fn read_conv(
+    c: &mut Cursor,
+    cfg: &NetworkConfig,
+    index: usize,
+    n: usize,
+    per: usize,
+    bn: bool,
+) -> Result<ConvParams> {
+    let what = |part: &'static str| move || format!("layer {index} (convolutional) {part}");
+    let biases = c.f32s(n, &what("biases"))?;
+    let bn = if bn {
+        Some(BatchNormParams {
+            scales: c.f32s(n, &what("batch-norm scales"))?,
+            rolling_mean: c.f32s(n, &what("rolling mean"))?,
+            rolling_var: c.f32s(n, &what("rolling variance"))?,
+        })
+    } else {
+        None
+    };
+    let mut weights = c.f32s(n * per, &what("weights"))?;
+    if flipped(cfg, index) {
+        // Darknet transposes a (per × n) matrix into (n × per) after reading.
+        weights = transpose(&weights, per, n);
+    }
+    Ok(ConvParams {
+        biases,
+        bn,
+        weights,
+    })
+}
+
+/// Bytes left after the last layer mean the cfg and the weights do not belong together.
+fn check_consumed(c: &Cursor, cfg: &NetworkConfig) -> Result<()> {
+    if c.pos != c.bytes.len() {
         bail!(
             "{}: {} trailing bytes after the last layer (byte offset {} of {}): the weights do not match the cfg {} \
              (more layers, or different filters/classes)",
-            path.display(),
-            bytes.len() - c.pos,
+            c.path.display(),
+            c.bytes.len() - c.pos,
             c.pos,
-            bytes.len(),
+            c.bytes.len(),
             cfg.file.display()
         );
     }
-    Ok(NetWeights { header, convs })
+    Ok(())
 }
 
 fn flipped(cfg: &NetworkConfig, index: usize) -> bool {
@@ -240,41 +256,10 @@ pub fn from_bytes_partial(
             convs.push((index, darknet_init(index, n, per, bn, seed)));
             continue;
         }
-        let what = |part: &'static str| move || format!("layer {index} (convolutional) {part}");
-        let biases = c.f32s(n, &what("biases"))?;
-        let bn = if bn {
-            Some(BatchNormParams {
-                scales: c.f32s(n, &what("batch-norm scales"))?,
-                rolling_mean: c.f32s(n, &what("rolling mean"))?,
-                rolling_var: c.f32s(n, &what("rolling variance"))?,
-            })
-        } else {
-            None
-        };
-        let mut weights = c.f32s(n * per, &what("weights"))?;
-        if flipped(cfg, index) {
-            weights = transpose(&weights, per, n);
-        }
+        convs.push((index, read_conv(&mut c, cfg, index, n, per, bn)?));
         loaded += 1;
-        convs.push((
-            index,
-            ConvParams {
-                biases,
-                bn,
-                weights,
-            },
-        ));
     }
-    if c.pos != bytes.len() {
-        bail!(
-            "{}: {} trailing bytes after the last layer (byte offset {} of {}): the weights do not match the cfg {}",
-            path.display(),
-            bytes.len() - c.pos,
-            c.pos,
-            bytes.len(),
-            cfg.file.display()
-        );
-    }
+    check_consumed(&c, cfg)?;
     Ok((NetWeights { header, convs }, loaded))
 }
 
