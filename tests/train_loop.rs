@@ -10,14 +10,9 @@ use candle_darknet::compare::{compare, read_f32_file, Status, Tolerance};
 use candle_darknet::network::Network;
 use candle_darknet::weights;
 
-fn shared_dir() -> PathBuf {
-    let near = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if near.join("reference").exists() {
-        near
-    } else {
-        PathBuf::from("/work/shared")
-    }
-}
+mod common;
+use common::shared_dir;
+
 
 fn mini() -> (NetworkConfig, weights::NetWeights, PathBuf) {
     let r = shared_dir().join("reference");
