@@ -13,7 +13,6 @@ use candle_darknet::weights;
 mod common;
 use common::shared_dir;
 
-
 fn mini() -> (NetworkConfig, weights::NetWeights, PathBuf) {
     let r = shared_dir().join("reference");
     assert!(

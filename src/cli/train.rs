@@ -10,9 +10,12 @@ use candle_darknet::train::trainer::{train, TrainOptions};
 pub struct TrainArgs {
     /// Model cfg (training keys of [net]: batch, subdivisions, learning_rate, burn_in, policy, ...).
     pub cfg: PathBuf,
-    /// Darknet `.data` file (train=, valid=, names=).
+    /// Darknet `.data` file (train=, valid=, names=), or a COCO instances json (see --images).
     #[arg(long)]
     pub data: PathBuf,
+    /// Image folder of a COCO json.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
     /// Initial weights: `.weights` (a `partial` file is fine), or safetensors.
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -59,6 +62,7 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut o = TrainOptions::new(args.cfg, args.data, args.out);
     o.weights = args.weights;
+    o.images = args.images;
     o.device = candle_darknet::util::device(&args.device)?;
     o.seed = args.seed;
     o.max_batches = args.max_batches;

@@ -438,6 +438,60 @@ impl Dataset {
         })
     }
 
+    /// Writes this dataset in Darknet's layout under `dir` (so the training loader, which reads Darknet label files
+    /// beside the images, can use a COCO json): `img/<n>_<file>` links to the images, `img/<n>_<stem>.txt` labels
+    /// (`class xc yc w h`, crowd boxes left out as Darknet has no crowd), `list.txt`, `names.txt` and
+    /// `dataset.data` (train = valid = the list). Returns the `.data` path.
+    pub fn write_darknet(&self, dir: &Path) -> Result<PathBuf> {
+        let img = dir.join("img");
+        std::fs::create_dir_all(&img).with_context(|| format!("creating {}", img.display()))?;
+        let mut list = String::new();
+        for (n, im) in self.images.iter().enumerate() {
+            let file = im
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let link = img.join(format!("{n}_{file}"));
+            let target = std::fs::canonicalize(&im.path)
+                .with_context(|| format!("image {}", im.path.display()))?;
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+            let label: String = im
+                .boxes
+                .iter()
+                .filter(|b| !b.iscrowd)
+                .map(|b| {
+                    format!(
+                        "{} {} {} {} {}\n",
+                        b.class, b.bbox_rel[0], b.bbox_rel[1], b.bbox_rel[2], b.bbox_rel[3]
+                    )
+                })
+                .collect();
+            crate::util::write_atomic(
+                Path::new(&replace_image_to_label(&link.to_string_lossy())),
+                label.as_bytes(),
+            )?;
+            list.push_str(&format!("{}\n", link.display()));
+        }
+        crate::util::write_atomic(&dir.join("list.txt"), list.as_bytes())?;
+        crate::util::write_atomic(
+            &dir.join("names.txt"),
+            (self.classes.join("\n") + "\n").as_bytes(),
+        )?;
+        let data = dir.join("dataset.data");
+        let text = format!(
+            "classes = {}\ntrain = {}\nvalid = {}\nnames = {}\n",
+            self.classes.len(),
+            dir.join("list.txt").display(),
+            dir.join("list.txt").display(),
+            dir.join("names.txt").display()
+        );
+        crate::util::write_atomic(&data, text.as_bytes())?;
+        Ok(data)
+    }
+
     /// Reads a COCO instances json; `image_dir` is prepended to `file_name`. With `class_names` (the model's
     /// classes) categories are matched by name (Darknet spellings such as `motorbike` match COCO's
     /// `motorcycle`); annotations of categories the model lacks are dropped. Without it the classes are the
@@ -718,5 +772,51 @@ mod tests {
         assert_eq!(b.bbox_rel, [0.05, 0.1, 0.1, 0.2]);
         let ds = Dataset::from_coco_gt(&gt, None, None).unwrap();
         assert_eq!(ds.classes, vec!["person", "motorcycle", "zebra"]);
+    }
+}
+
+#[cfg(test)]
+mod darknet_layout_tests {
+    use super::*;
+
+    /// A COCO json written in Darknet's layout reads back with the same boxes (crowd left out), so training on a
+    /// COCO json sees exactly its annotations.
+    #[test]
+    fn coco_json_round_trips_through_darknet_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("a.jpg");
+        image::RgbImage::new(200, 100).save(&img).unwrap();
+        let json = d.path().join("gt.json");
+        std::fs::write(
+            &json,
+            r#"{"images":[{"id":7,"width":200,"height":100,"file_name":"a.jpg"}],
+                "categories":[{"id":3,"name":"car"},{"id":1,"name":"person"}],
+                "annotations":[{"id":1,"image_id":7,"category_id":3,"bbox":[10,20,50,40],"area":2000,"iscrowd":0},
+                               {"id":2,"image_id":7,"category_id":1,"bbox":[0,0,100,100],"area":10000,"iscrowd":1},
+                               {"id":3,"image_id":7,"category_id":1,"bbox":[100,50,20,10],"area":200,"iscrowd":0}]}"#,
+        )
+        .unwrap();
+        let ds = Dataset::from_coco_json(&json, Some(d.path()), None).unwrap();
+        let data = ds.write_darknet(&d.path().join("out")).unwrap();
+        let back = Dataset::from_darknet_data(&data).unwrap();
+        assert_eq!(back.classes, vec!["person".to_string(), "car".to_string()]);
+        assert_eq!(back.images.len(), 1);
+        let got: Vec<(usize, [f32; 4])> = back.images[0]
+            .boxes
+            .iter()
+            .map(|b| (b.class, b.bbox_rel))
+            .collect();
+        // Classes are the json's categories sorted by id: person = 0, car = 1; the crowd box is gone.
+        let want = [
+            (1usize, [35.0 / 200.0, 40.0 / 100.0, 0.25, 0.4]),
+            (0, [110.0 / 200.0, 55.0 / 100.0, 0.1, 0.1]),
+        ];
+        assert_eq!(got.len(), 2, "{got:?}");
+        for ((c, b), (wc, wb)) in got.iter().zip(want) {
+            assert_eq!(*c, wc);
+            for k in 0..4 {
+                assert!((b[k] - wb[k]).abs() < 1e-6, "{got:?}");
+            }
+        }
     }
 }

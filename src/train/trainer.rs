@@ -45,8 +45,10 @@ use crate::weights::NetWeights;
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     pub cfg: PathBuf,
-    /// A Darknet `.data` file (`train=`, `valid=`, `names=`).
+    /// A Darknet `.data` file (`train=`, `valid=`, `names=`), or a COCO instances json (with `images`).
     pub data: PathBuf,
+    /// Image folder of a COCO json (prepended to `file_name`).
+    pub images: Option<PathBuf>,
     /// Initial weights (`.weights`, possibly truncated by `partial`, or safetensors).
     pub weights: Option<PathBuf>,
     pub device: Device,
@@ -80,6 +82,7 @@ impl TrainOptions {
         TrainOptions {
             cfg,
             data,
+            images: None,
             weights: None,
             device: Device::Cpu,
             seed: 0,
@@ -418,18 +421,22 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     if max_batches == 0 {
         bail!("{}: max_batches is 0", opts.cfg.display());
     }
-    if opts
+    // A COCO json is written out once in Darknet's layout (labels beside image links) under the output folder.
+    let data_path = if opts
         .data
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
     {
-        bail!(
-            "{}: training reads a Darknet .data file (train=/valid=/names=, labels beside the images); \
-             a COCO json is only supported for evaluation (candle-darknet eval)",
-            opts.data.display()
-        );
-    }
-    let data = DataCfg::read(&opts.data)?;
+        let ds = crate::eval::dataset::Dataset::from_coco_json(
+            &opts.data,
+            opts.images.as_deref(),
+            None,
+        )?;
+        ds.write_darknet(&opts.out_dir.join("coco-as-darknet"))?
+    } else {
+        opts.data.clone()
+    };
+    let data = DataCfg::read(&data_path)?;
     let (paths, root) = train_list(&data)?;
     let yolo = last_yolo(&cfg)?.clone();
     if let Some(other) = cfg.layers.iter().find_map(|l| match &l.config {
@@ -587,7 +594,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     }
     if opts.map && resume_from.is_none() {
         // mAP of the initial weights (Darknet does not do this; it shows what fine-tuning gained).
-        let m = evaluate_map(&cfg, &weights, &opts.data, &opts.device)?;
+        let m = evaluate_map(&cfg, &weights, &data_path, &opts.device)?;
         state.maps.push((state.iteration, m));
         println!(
             " mAP@0.50 at iteration {} (initial weights) = {:.4}",
@@ -661,7 +668,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             let m = evaluate_map(
                 &cfg0,
                 &net.to_weights(state.seen)?,
-                &opts.data,
+                &data_path,
                 &opts.device,
             )?;
             last_map_at = state.iteration;
