@@ -59,51 +59,36 @@ impl Convolutional {
     ) -> Result<Self> {
         let w_shape = (cfg.filters, input.c / cfg.groups, cfg.size, cfg.size);
         let weight = vb.pp("conv").get(w_shape, "weight")?;
-        if !cfg.batch_normalize {
-            let bias = vb.pp("conv").get(cfg.filters, "bias")?;
-            return Self {
-                cfg: cfg.clone(),
-                input,
-                output,
-                weight,
-                bias: Some(bias),
-                bn: None,
-                cpu: None,
+        // (weight, bias added after the convolution, unfused batch norm)
+        let (weight, bias, bn) = if !cfg.batch_normalize {
+            (weight, Some(vb.pp("conv").get(cfg.filters, "bias")?), None)
+        } else {
+            let bnvb = vb.pp("bn");
+            let scale = bnvb.get(cfg.filters, "weight")?;
+            let bias = bnvb.get(cfg.filters, "bias")?;
+            let mean = bnvb.get(cfg.filters, "running_mean")?;
+            let var = bnvb.get(cfg.filters, "running_var")?;
+            if fuse_bn {
+                let (weight, bias) = fuse(&weight, &bias, &scale, &mean, &var)?;
+                (weight, Some(bias), None)
+            } else {
+                let r = |t: Tensor| t.reshape((1, cfg.filters, 1, 1));
+                let bn = BatchNorm {
+                    scale: r(scale)?,
+                    bias: r(bias)?,
+                    running_mean: r(mean)?,
+                    running_var: r(var)?,
+                };
+                (weight, None, Some(bn))
             }
-            .packed();
-        }
-        let bnvb = vb.pp("bn");
-        let scale = bnvb.get(cfg.filters, "weight")?;
-        let bias = bnvb.get(cfg.filters, "bias")?;
-        let mean = bnvb.get(cfg.filters, "running_mean")?;
-        let var = bnvb.get(cfg.filters, "running_var")?;
-        if fuse_bn {
-            let (weight, bias) = fuse(&weight, &bias, &scale, &mean, &var)?;
-            return Self {
-                cfg: cfg.clone(),
-                input,
-                output,
-                weight,
-                bias: Some(bias),
-                bn: None,
-                cpu: None,
-            }
-            .packed();
-        }
-        let r = |t: Tensor| t.reshape((1, cfg.filters, 1, 1));
-        let bn = BatchNorm {
-            scale: r(scale)?,
-            bias: r(bias)?,
-            running_mean: r(mean)?,
-            running_var: r(var)?,
         };
         Self {
             cfg: cfg.clone(),
             input,
             output,
             weight,
-            bias: None,
-            bn: Some(bn),
+            bias,
+            bn,
             cpu: None,
         }
         .packed()
