@@ -58,6 +58,12 @@ pub struct BoxF {
     pub h: f32,
 }
 
+impl BoxF {
+    pub fn new(x: f32, y: f32, w: f32, h: f32) -> Self {
+        Self { x, y, w, h }
+    }
+}
+
 /// Darknet's `detection` (the fields `detector test` uses).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {

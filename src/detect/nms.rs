@@ -29,7 +29,7 @@ fn overlap(x1: f32, w1: f32, x2: f32, w2: f32) -> f32 {
 }
 
 /// `box_intersection`.
-fn box_intersection(a: BoxF, b: BoxF) -> f32 {
+pub fn box_intersection(a: BoxF, b: BoxF) -> f32 {
     let w = overlap(a.x, a.w, b.x, b.w);
     let h = overlap(a.y, a.h, b.y, b.h);
     if w < 0.0 || h < 0.0 {
@@ -39,7 +39,7 @@ fn box_intersection(a: BoxF, b: BoxF) -> f32 {
 }
 
 /// `box_union`.
-fn box_union(a: BoxF, b: BoxF) -> f32 {
+pub fn box_union(a: BoxF, b: BoxF) -> f32 {
     let i = box_intersection(a, b);
     a.w * a.h + b.w * b.h - i
 }

@@ -8,20 +8,10 @@ use std::f64::consts::PI;
 
 use crate::cfg::IouLoss;
 
-/// A box in centre format (`box` in darknet.h): centre x, y and width, height, all relative to the image.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Bbox {
-    pub x: f32,
-    pub y: f32,
-    pub w: f32,
-    pub h: f32,
-}
-
-impl Bbox {
-    pub fn new(x: f32, y: f32, w: f32, h: f32) -> Self {
-        Self { x, y, w, h }
-    }
-}
+/// Darknet's `box` and the overlap measures of src/box.c that inference shares (one implementation, in
+/// `crate::detect::nms`); this module adds GIoU, CIoU and the IoU-loss gradient.
+pub use crate::detect::nms::{box_diou, box_intersection, box_iou, box_union};
+pub use crate::detect::BoxF as Bbox;
 
 /// The derivative of the IoU-type score w.r.t. the predicted box's x, y, w, h (`dxrep`; Darknet keeps them in
 /// the fields `dt, db, dl, dr`, which `dx_box_iou` fills with dx, dy, dw, dh).
@@ -59,38 +49,6 @@ fn edges(a: Bbox) -> Edges {
     }
 }
 
-/// `overlap`: length of the intersection of two 1-D segments (negative when disjoint).
-fn overlap(x1: f32, w1: f32, x2: f32, w2: f32) -> f32 {
-    let left = (x1 - w1 / 2.0).max(x2 - w2 / 2.0);
-    let right = (x1 + w1 / 2.0).min(x2 + w2 / 2.0);
-    right - left
-}
-
-/// `box_intersection`.
-pub fn box_intersection(a: Bbox, b: Bbox) -> f32 {
-    let w = overlap(a.x, a.w, b.x, b.w);
-    let h = overlap(a.y, a.h, b.y, b.h);
-    if w < 0.0 || h < 0.0 {
-        return 0.0;
-    }
-    w * h
-}
-
-/// `box_union`.
-pub fn box_union(a: Bbox, b: Bbox) -> f32 {
-    a.w * a.h + b.w * b.h - box_intersection(a, b)
-}
-
-/// `box_iou`: 0 when either the intersection or the union is 0.
-pub fn box_iou(a: Bbox, b: Bbox) -> f32 {
-    let i = box_intersection(a, b);
-    let u = box_union(a, b);
-    if i == 0.0 || u == 0.0 {
-        return 0.0;
-    }
-    i / u
-}
-
 /// `box_giou`: IoU − (C − U)/C with C the enclosing box's area.
 pub fn box_giou(a: Bbox, b: Bbox) -> f32 {
     let e = enclosing(a, b);
@@ -100,19 +58,6 @@ pub fn box_giou(a: Bbox, b: Bbox) -> f32 {
         return iou;
     }
     iou - (c - box_union(a, b)) / c
-}
-
-/// `box_diou`: IoU − (d²/c²)^0.6. The exponent 0.6 is what Darknet uses (not the paper's 1).
-pub fn box_diou(a: Bbox, b: Bbox) -> f32 {
-    let e = enclosing(a, b);
-    let (w, h) = (e.right - e.left, e.bot - e.top);
-    let c = w * w + h * h;
-    let iou = box_iou(a, b);
-    if c == 0.0 {
-        return iou;
-    }
-    let d = (a.x - b.x) * (a.x - b.x) + (a.y - b.y) * (a.y - b.y);
-    iou - ((d / c) as f64).powf(0.6) as f32
 }
 
 /// Aspect-ratio term of CIoU, `4/π² (atan(w_gt/h_gt) − atan(w/h))²`, in double as Darknet computes it.
