@@ -24,6 +24,9 @@ use rayon::prelude::*;
 use super::activation::{self, Affine};
 use crate::cfg::{Activation, ConvConfig, Shape};
 
+/// Fewest 2×2 output tiles per image for Winograd (a 7×7 map has 16).
+const WINOGRAD_MIN_TILES: usize = 16;
+
 /// A convolution ready to run on the CPU (see the module doc).
 pub struct PackedConv {
     filters: usize,
@@ -134,8 +137,7 @@ impl PackedConv {
             && cfg.groups == 1
             && input.c >= 8
             && cfg.filters >= 8
-            // Measured: with fewer tiles per image (13×13 maps) the 16 thin GEMMs lose to the direct form.
-            && output.h.div_ceil(2) * output.w.div_ceil(2) >= 100
+            && output.h.div_ceil(2) * output.w.div_ceil(2) >= WINOGRAD_MIN_TILES
             && super::winograd_enabled())
         .then(|| super::winograd::transform_weights(&w, cfg.filters, input.c));
         Ok(Some(PackedConv {
@@ -233,135 +235,189 @@ impl PackedConv {
         }
     }
 
-    /// Winograd F(2×2, 3×3): tasks are (image, block of tile rows, block of output channels).
+    /// Winograd F(2×2, 3×3). The tile rows of the whole batch (image-major) are cut into chunks; a chunk goes
+    /// through three steps — input transform `V`, 16 GEMMs `M_ξ = U_ξ V_ξ`, output transform and epilogue — which
+    /// either one thread runs alone (many chunks: each stays in its core's cache) or all threads share step by
+    /// step (few chunks: 13×13 or 26×26 maps at batch 1), so that every GEMM keeps ≥ 64 tiles (or the whole map). Measured with
+    /// one-row chunks (13 tiles on a 26×26 map) the GEMMs ran at half speed.
     fn run_winograd(&self, u: &[f32], x: &[f32], y: &mut [f32], batch: usize) {
-        let (th, tw) = (self.output.h.div_ceil(2), self.output.w.div_ceil(2));
+        let th = self.output.h.div_ceil(2);
+        let tw = self.output.w.div_ceil(2);
         let (c, m) = (self.input.c, self.filters);
-        // Tiles per task so that V (16·c·nt) and M (16·m·nt) stay around 1-2 MiB.
-        let target = ((1usize << 18) / (16 * (c + m))).max(16);
-        let rows = (target / tw).clamp(1, th);
-        let n_blocks = th.div_ceil(rows);
-        let rows = th.div_ceil(n_blocks);
-        let n_blocks = th.div_ceil(rows);
+        let rows_total = batch * th;
         let threads = rayon::current_num_threads().max(1);
-        let want = 2 * threads;
-        let m_splits = if batch * n_blocks >= want {
-            1
-        } else {
-            want.div_ceil(batch * n_blocks).min(m.div_ceil(32)).max(1)
-        };
-        let m_block = m.div_ceil(m_splits).div_ceil(8) * 8;
-        let m_splits = m.div_ceil(m_block);
-        let tasks = batch * n_blocks * m_splits;
+        // V (16·c·nt) and M (16·m·nt) of a chunk around 1 MiB, but at least 64 tiles for the GEMMs' sake
+        // (measured on yolov4-tiny: 32 is slower, 48-96 about equal).
+        let target = ((1usize << 18) / (16 * (c + m))).max(64);
+        let rows = target.div_ceil(tw).clamp(1, rows_total);
+        let mut n_chunks = rows_total.div_ceil(rows);
+        if n_chunks < 4 * threads && n_chunks >= threads {
+            // Whole rounds of chunks, so that no core idles at the end.
+            n_chunks = (n_chunks.div_ceil(threads) * threads).min(rows_total);
+        }
         let yp = SendPtr(y.as_mut_ptr());
-        let run_task = |t: usize| {
-            let mb = t % m_splits;
-            let blk = (t / m_splits) % n_blocks;
-            let b = t / (m_splits * n_blocks);
-            let ty0 = blk * rows;
-            let ty1 = (ty0 + rows).min(th);
-            let m0 = mb * m_block;
-            let mlen = m_block.min(m - m0);
-            // SAFETY: tasks write disjoint (image, channel block, output rows) regions of y.
-            unsafe { self.winograd_task(u, x, yp, b, ty0, ty1, m0, mlen) };
-        };
-        if tasks == 1 {
-            run_task(0);
-        } else {
-            (0..tasks).into_par_iter().for_each(run_task);
+        let chunk = |i: usize| (i * rows_total / n_chunks, (i + 1) * rows_total / n_chunks);
+        if n_chunks >= 2 * threads || threads == 1 {
+            (0..n_chunks).into_par_iter().for_each(|i| {
+                let (r0, r1) = chunk(i);
+                WINO.with(|bufs| {
+                    let mut bufs = bufs.borrow_mut();
+                    let (v, mm) = &mut *bufs;
+                    let nt = (r1 - r0) * tw;
+                    grow(v, 16 * c * nt);
+                    grow(mm, 16 * m * nt);
+                    let (vp, mp) = (SendPtr(v.as_mut_ptr()), SendPtr(mm.as_mut_ptr()));
+                    // SAFETY: this thread's own buffers, sized above; the chunk's output rows are its own.
+                    unsafe {
+                        self.wino_input(x, vp, r0, r1, 0, c);
+                        self.wino_gemm(u, vp, mp, nt, 0, 16, 0, m);
+                        self.wino_output(mp, yp, r0, r1, 0, m);
+                    }
+                });
+            });
+            return;
+        }
+        // Few chunks: every step of a chunk is split over the threads (channels; ξ × filter blocks; filters).
+        let max_nt = rows_total.div_ceil(n_chunks) * tw;
+        let mut v: Vec<f32> = Vec::with_capacity(16 * c * max_nt);
+        let mut mm: Vec<f32> = Vec::with_capacity(16 * m * max_nt);
+        // SAFETY: f32 has no invalid bit patterns; every element read is written first by the step before.
+        #[allow(clippy::uninit_vec)]
+        unsafe {
+            v.set_len(16 * c * max_nt);
+            mm.set_len(16 * m * max_nt);
+        }
+        let (vp, mp) = (SendPtr(v.as_mut_ptr()), SendPtr(mm.as_mut_ptr()));
+        let per = |n: usize, parts: usize| n.div_ceil(parts).max(1);
+        for i in 0..n_chunks {
+            let (r0, r1) = chunk(i);
+            let nt = (r1 - r0) * tw;
+            let cb = per(c, 4 * threads);
+            // SAFETY: tasks write disjoint channel rows of V, (ξ, filter block) blocks of M, filters of y.
+            (0..c.div_ceil(cb)).into_par_iter().for_each(|j| unsafe {
+                self.wino_input(x, vp, r0, r1, j * cb, ((j + 1) * cb).min(c))
+            });
+            let m_splits = (2 * threads).div_ceil(16).min(m.div_ceil(32)).max(1);
+            let mb = per(m, m_splits).div_ceil(8) * 8;
+            let m_splits = m.div_ceil(mb);
+            (0..16 * m_splits).into_par_iter().for_each(|t| unsafe {
+                let (xi, k) = (t / m_splits, t % m_splits);
+                self.wino_gemm(u, vp, mp, nt, xi, xi + 1, k * mb, ((k + 1) * mb).min(m))
+            });
+            let fb = per(m, 4 * threads);
+            (0..m.div_ceil(fb)).into_par_iter().for_each(|j| unsafe {
+                self.wino_output(mp, yp, r0, r1, j * fb, ((j + 1) * fb).min(m))
+            });
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn winograd_task(
-        &self,
-        u: &[f32],
-        x: &[f32],
-        y: SendPtr,
-        b: usize,
-        ty0: usize,
-        ty1: usize,
-        m0: usize,
-        mlen: usize,
-    ) {
-        use super::winograd::{input_tile, output_tile};
+    /// `V[ξ][ci][t]` (row stride nt) for channels `c0..c1` and the batch's global tile rows `r0..r1`.
+    unsafe fn wino_input(&self, x: &[f32], v: SendPtr, r0: usize, r1: usize, c0: usize, c1: usize) {
+        use super::winograd::input_tile;
         let (c, h, w) = (self.input.c, self.input.h, self.input.w);
-        let (oh, ow) = (self.output.h, self.output.w);
-        let tw = ow.div_ceil(2);
-        let nt = (ty1 - ty0) * tw;
+        let (th, tw) = (self.output.h.div_ceil(2), self.output.w.div_ceil(2));
+        let nt = (r1 - r0) * tw;
         let pad = self.pad as isize;
-        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
-        WINO.with(|bufs| {
-            let mut bufs = bufs.borrow_mut();
-            let (v, mm) = &mut *bufs;
-            if v.len() < 16 * c * nt {
-                v.resize(16 * c * nt, 0.0);
-            }
-            if mm.len() < 16 * mlen * nt {
-                mm.resize(16 * mlen * nt, 0.0);
-            }
-            // V[ξ][ci][t].
-            for ci in 0..c {
-                let plane = &xb[ci * h * w..(ci + 1) * h * w];
-                for ty in ty0..ty1 {
-                    for tx in 0..tw {
-                        let t = (ty - ty0) * tw + tx;
-                        let iy = (2 * ty) as isize - pad;
-                        let ix = (2 * tx) as isize - pad;
-                        input_tile(plane, h, w, iy, ix, &mut v[ci * nt + t..], c * nt);
-                    }
+        for ci in c0..c1 {
+            for r in r0..r1 {
+                let (b, ty) = (r / th, r % th);
+                let plane = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                for tx in 0..tw {
+                    let t = (r - r0) * tw + tx;
+                    let (iy, ix) = ((2 * ty) as isize - pad, (2 * tx) as isize - pad);
+                    input_tile(plane, h, w, iy, ix, v.0.add(ci * nt + t), c * nt);
                 }
             }
-            // M[ξ][m][t] = U[ξ][m0+m][:] · V[ξ][:][t].
-            for xi in 0..16 {
-                gemm::gemm(
-                    mlen,
-                    nt,
-                    c,
-                    mm.as_mut_ptr().add(xi * mlen * nt),
-                    1,
-                    nt as isize,
-                    false,
-                    u.as_ptr().add((xi * self.filters + m0) * c),
-                    1,
-                    c as isize,
-                    v.as_ptr().add(xi * c * nt),
-                    1,
-                    nt as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            let oy0 = 2 * ty0;
-            let oy1 = (2 * ty1).min(oh);
-            for mi in 0..mlen {
-                let f = m0 + mi;
-                let out = y.0.add((b * self.filters + f) * oh * ow);
-                for ty in ty0..ty1 {
+        }
+    }
+
+    /// `M[ξ][f][t] = U[ξ][f][:] · V[ξ][:][t]` for ξ in `x0..x1` and filters `f0..f1`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wino_gemm(
+        &self,
+        u: &[f32],
+        v: SendPtr,
+        mm: SendPtr,
+        nt: usize,
+        x0: usize,
+        x1: usize,
+        f0: usize,
+        f1: usize,
+    ) {
+        let (c, m) = (self.input.c, self.filters);
+        for xi in x0..x1 {
+            gemm::gemm(
+                f1 - f0,
+                nt,
+                c,
+                mm.0.add((xi * m + f0) * nt),
+                1,
+                nt as isize,
+                false,
+                u.as_ptr().add((xi * m + f0) * c),
+                1,
+                c as isize,
+                v.0.add(xi * c * nt),
+                1,
+                nt as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+
+    /// `Y = Aᵀ M A` into the output for filters `f0..f1` and global tile rows `r0..r1`, then the epilogue on
+    /// the output rows they cover.
+    unsafe fn wino_output(
+        &self,
+        mm: SendPtr,
+        y: SendPtr,
+        r0: usize,
+        r1: usize,
+        f0: usize,
+        f1: usize,
+    ) {
+        use super::winograd::output_tile;
+        let (oh, ow) = (self.output.h, self.output.w);
+        let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+        let (m, nt) = (self.filters, (r1 - r0) * tw);
+        let mm = std::slice::from_raw_parts(mm.0, 16 * m * nt);
+        for f in f0..f1 {
+            let mut r = r0;
+            while r < r1 {
+                // The rows of one image in this chunk.
+                let b = r / th;
+                let re = r1.min((b + 1) * th);
+                let out = y.0.add((b * m + f) * oh * ow);
+                for gr in r..re {
+                    let ty = gr % th;
+                    let oy = 2 * ty;
                     for tx in 0..tw {
-                        let t = (ty - ty0) * tw + tx;
-                        let r = output_tile(&mm[mi * nt + t..], mlen * nt);
-                        let (oy, ox) = (2 * ty, 2 * tx);
-                        *out.add(oy * ow + ox) = r[0];
+                        let t = (gr - r0) * tw + tx;
+                        let o = output_tile(&mm[f * nt + t..], m * nt);
+                        let ox = 2 * tx;
+                        *out.add(oy * ow + ox) = o[0];
                         if ox + 1 < ow {
-                            *out.add(oy * ow + ox + 1) = r[1];
+                            *out.add(oy * ow + ox + 1) = o[1];
                         }
                         if oy + 1 < oh {
-                            *out.add((oy + 1) * ow + ox) = r[2];
+                            *out.add((oy + 1) * ow + ox) = o[2];
                             if ox + 1 < ow {
-                                *out.add((oy + 1) * ow + ox + 1) = r[3];
+                                *out.add((oy + 1) * ow + ox + 1) = o[3];
                             }
                         }
                     }
                 }
-                let row = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
-                activation::epilogue(row, self.affine[f], self.activation);
+                let (oy0, oy1) = (2 * (r % th), (2 * ((re - 1) % th) + 2).min(oh));
+                let rows = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
+                activation::epilogue(rows, self.affine[f], self.activation);
+                r = re;
             }
-        });
+        }
     }
 
     /// One task: for every group, the output channels `m0..m0+mlen` of that group over pixels `p0..p0+np` of
@@ -513,6 +569,13 @@ impl PackedConv {
                 }
             }
         }
+    }
+}
+
+/// Grows a reused buffer to at least `n` elements.
+fn grow(buf: &mut Vec<f32>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
     }
 }
 
@@ -702,7 +765,7 @@ mod tests {
                 && case.groups == 1
                 && case.c >= 8
                 && case.filters >= 8
-                && output.h.div_ceil(2) * output.w.div_ceil(2) >= 100
+                && output.h.div_ceil(2) * output.w.div_ceil(2) >= WINOGRAD_MIN_TILES
         );
         for (name, got) in [("winograd-or-direct", got), ("direct", got_direct)] {
             assert_eq!(got.dims(), want.dims());
@@ -755,6 +818,9 @@ mod tests {
             (64, 13, 13, 96, 3, 1, 1, 1, 1, Leaky, false),
             (32, 40, 40, 48, 1, 1, 0, 1, 1, Mish, false),
             (16, 37, 41, 32, 3, 1, 1, 1, 1, Leaky, false),
+            // Winograd on small odd maps (30 and 16 tiles per image: one chunk shared by the threads).
+            (24, 9, 11, 16, 3, 1, 1, 1, 1, Leaky, true),
+            (8, 7, 7, 12, 3, 1, 1, 1, 1, Mish, false),
             // Several pixel tiles per image (k = 576 → tiles of ~455 pixels).
             (64, 30, 31, 20, 3, 1, 1, 1, 1, Leaky, true),
             (64, 50, 47, 8, 3, 2, 1, 1, 1, Mish, false),

@@ -40,14 +40,17 @@ pub fn transform_weights(w: &[f32], filters: usize, channels: usize) -> Vec<f32>
 
 /// `V = Bᵀ d B` of the 4×4 patch whose top-left input pixel is (`iy`, `ix`) (may be outside: zeros), written to
 /// `v[ξ·stride]` for ξ = 0..16.
+///
+/// # Safety
+/// `v.add(ξ·stride)` must be valid for writes for ξ = 0..16 (other threads write other elements of the buffer).
 #[inline(always)]
-pub fn input_tile(
+pub unsafe fn input_tile(
     plane: &[f32],
     h: usize,
     w: usize,
     iy: isize,
     ix: isize,
-    v: &mut [f32],
+    v: *mut f32,
     stride: usize,
 ) {
     let mut d = [[0f32; 4]; 4];
@@ -80,7 +83,7 @@ pub fn input_tile(
     for (i, r) in t.iter().enumerate() {
         let row = [r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]];
         for (j, x) in row.iter().enumerate() {
-            v[(i * 4 + j) * stride] = *x;
+            *v.add((i * 4 + j) * stride) = *x;
         }
     }
 }
