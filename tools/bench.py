@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""CPU speed of candle-darknet against OpenCV DNN, measured in the same run (`make bench`).
+"""CPU speed of candle-darknet against OpenCV DNN (and ONNX Runtime), measured in the same run (`make bench`).
 
     tools/bench.py --bin target/release/candle-darknet [--cfg weights/yolov4-tiny.cfg]
         [--weights weights/yolov4-tiny.weights] [--image weights/bus.jpg] [--yolov4-cfg PATH] [--runs 20]
-        [--warmup 5] [--threads 2] [--skip-yolov4] [--json out.json]
+        [--warmup 5] [--threads 2] [--skip-yolov4] [--no-ort] [--json out.json]
 
 Builds nothing: `--bin` must be an existing (release) binary. Cases: yolov4-tiny 416 batch 1, yolov4-tiny 416
 batch 8, and yolov4 416 batch 1 with random weights (`candle-darknet random-weights`, written once to
@@ -11,7 +11,10 @@ target/bench/yolov4-random.weights; the speed of a dense network does not depend
 
 For every case, ours (`candle-darknet bench --json`, RAYON_NUM_THREADS=threads) and then OpenCV DNN
 (tools/bench_opencv.py `measure()`, cv2.setNumThreads(threads), its defaults: fusion and Winograd on) run on the
-same image, each in its own process (so each peak RSS is that engine's alone), each reporting the median of
+same image, each in its own process (so each peak RSS is that engine's alone); then ONNX Runtime (CPU provider,
+intra-op threads = threads) on the graph tools/darknet_to_onnx.py builds from the same cfg/weights (cached in
+target/bench/), when `onnx` and `onnxruntime` are importable (`make bench` installs them; --no-ort skips it).
+Each engine reports the median of
 `runs` forward calls of the whole batch after `warmup` untimed ones. Printed: medians, ours/OpenCV ratio (< 1
 means we are faster), GFLOP/s (Darknet's BFLOP count), peak RSS, and how far ours is from the compute floor
 (BFLOPs / PEAK_GFLOPS; PEAK_GFLOPS = 157, this 2-core AVX2+FMA machine's f32 peak) — and the 1-minute load
@@ -54,6 +57,49 @@ def opencv(cfg, weights, image, batch, runs, warmup, threads) -> dict:
     p.join()
     if "error" in r:
         raise RuntimeError(f"OpenCV DNN failed on {cfg}: {r['error']}")
+    return r
+
+
+def _ort_worker(q, kwargs):
+    import darknet_to_onnx as d2o
+
+    try:
+        q.put(d2o.measure_ort(**kwargs))
+    except Exception as e:  # reported by the parent
+        q.put({"error": repr(e)})
+
+
+def ort_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def onnxruntime_peer(cfg, weights, image, batch, runs, warmup, threads) -> dict:
+    """ONNX Runtime on our Darknet->ONNX graph of cfg/weights at 416 (built once per batch), in a fresh process."""
+    import onnx
+
+    import darknet_to_onnx as d2o
+
+    stem = os.path.splitext(os.path.basename(weights))[0]
+    path = os.path.join("target", "bench", f"{stem}-416-b{batch}.onnx")
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        model, _ = d2o.build_onnx(cfg, weights, 416, 416, batch=batch)
+        onnx.save(model, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_ort_worker, args=(q, dict(onnx_path=path, image=image, batch=batch, runs=runs,
+                                                       warmup=warmup, threads=threads)))
+    p.start()
+    r = q.get()
+    p.join()
+    if "error" in r:
+        raise RuntimeError(f"ONNX Runtime failed on {path}: {r['error']}")
     return r
 
 
@@ -100,6 +146,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-yolov4", action="store_true")
+    p.add_argument("--no-ort", action="store_true", help="do not measure ONNX Runtime")
     p.add_argument("--json", help="also write all results here")
     a = p.parse_args(argv)
     if a.runs < 20:
@@ -115,11 +162,16 @@ def main(argv=None) -> int:
         random_weights(a.bin, a.yolov4_cfg, w)
         cases.append(("yolov4", a.yolov4_cfg, w, 1))
 
+    use_ort = not a.no_ort and ort_available()
+    if not a.no_ort and not use_ort:
+        print("ONNX Runtime: not measured (pip install onnx onnxruntime)", flush=True)
     load0 = os.getloadavg()[0]
     results = []
     for name, cfg, weights, batch in cases:
         o = ours(a.bin, cfg, weights, a.image, batch, a.runs, a.warmup, a.threads)
         c = opencv(cfg, weights, a.image, batch, a.runs, a.warmup, a.threads)
+        t = onnxruntime_peer(cfg, weights, a.image, batch, a.runs, a.warmup, a.threads) if use_ort else None
+        ort_ms = t["latency_ms"]["median"] if t else float("nan")
         bflops = o["bflops_per_image"]
         ours_ms, cv_ms = o["forward"]["median_ms"], c["latency_ms"]["median"]
         floor_ms = bflops * batch / PEAK_GFLOPS * 1000.0
@@ -129,25 +181,32 @@ def main(argv=None) -> int:
             "ours_gflops": bflops * batch / (ours_ms / 1000.0), "opencv_gflops": bflops * batch / (cv_ms / 1000.0),
             "ours_peak_rss_mib": o.get("peak_rss_mib"), "opencv_peak_rss_mb": c["peak_rss_mb"],
             "floor_ms": floor_ms, "ours_over_floor": ours_ms / floor_ms,
-            "ours": o, "opencv": c,
+            "ort_ms": ort_ms if t else None, "ratio_ours_over_ort": ours_ms / ort_ms if t else None,
+            "ort_peak_rss_mb": t["peak_rss_mb"] if t else None,
+            "ours": o, "opencv": c, "onnxruntime": t,
         })
         r = results[-1]
         print(f"{name} 416 batch {batch}: ours {ours_ms:.1f} ms, OpenCV {c['opencv_version']} {cv_ms:.1f} ms, "
-              f"ours/OpenCV {r['ratio_ours_over_opencv']:.2f}", flush=True)
+              f"ours/OpenCV {r['ratio_ours_over_opencv']:.2f}"
+              + (f", ONNX Runtime {t['onnxruntime_version']} {ort_ms:.1f} ms, ours/ORT {ours_ms / ort_ms:.2f}"
+                 if t else ""), flush=True)
     load1 = os.getloadavg()[0]
 
     print()
     print(f"median of {a.runs} runs after {a.warmup} warm-up, {a.threads} threads each; "
           f"load average (1 min) {load0:.2f} before, {load1:.2f} after; floor = BFLOPs / {PEAK_GFLOPS:.0f} GFLOP/s")
     hdr = (f"{'model':<12} {'batch':>5} {'ours ms':>9} {'OpenCV ms':>10} {'ours/OpenCV':>12} {'ours GF/s':>10} "
-           f"{'OpenCV GF/s':>12} {'ours RSS MiB':>13} {'OpenCV RSS MB':>14} {'floor ms':>9} {'ours/floor':>10}")
+           f"{'OpenCV GF/s':>12} {'ours RSS MiB':>13} {'OpenCV RSS MB':>14} {'floor ms':>9} {'ours/floor':>10} "
+           f"{'ORT ms':>8} {'ours/ORT':>9} {'ORT RSS MB':>11}")
     print(hdr)
     for r in results:
         rss = r["ours_peak_rss_mib"]
         print(f"{r['model']:<12} {r['batch']:>5} {r['ours_ms']:>9.1f} {r['opencv_ms']:>10.1f} "
               f"{r['ratio_ours_over_opencv']:>12.2f} {r['ours_gflops']:>10.1f} {r['opencv_gflops']:>12.1f} "
               f"{(rss if rss is not None else float('nan')):>13.0f} {r['opencv_peak_rss_mb']:>14.0f} "
-              f"{r['floor_ms']:>9.1f} {r['ours_over_floor']:>10.2f}")
+              f"{r['floor_ms']:>9.1f} {r['ours_over_floor']:>10.2f} "
+              + (f"{r['ort_ms']:>8.1f} {r['ratio_ours_over_ort']:>9.2f} {r['ort_peak_rss_mb']:>11.0f}"
+                 if r["ort_ms"] is not None else f"{'-':>8} {'-':>9} {'-':>11}"))
     if a.json:
         tmp = a.json + ".tmp"
         with open(tmp, "w") as f:

@@ -183,11 +183,17 @@ impl PackedConv {
     }
 
     /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB (at least 128 pixels), and the
-    /// pixels are shared evenly between the tiles so that no tile is a thin remainder.
-    fn tile(&self) -> usize {
+    /// pixels are shared evenly between the tiles so that no tile is a thin remainder. When there are only a
+    /// few tasks, their number is rounded up to whole rounds of `threads` (measured: layer 0 of yolov4-tiny had
+    /// 5 tiles for 2 threads).
+    fn tile(&self, batch: usize, threads: usize) -> usize {
         let n = self.output.h * self.output.w;
         let target = ((1 << 18) / self.k().max(1)).max(128);
-        let n_tiles = n.div_ceil(target).max(1);
+        let mut n_tiles = n.div_ceil(target).max(1);
+        let tasks = batch * n_tiles;
+        if tasks >= threads && tasks < 4 * threads && n_tiles > 1 {
+            n_tiles = (tasks.div_ceil(threads) * threads).div_ceil(batch);
+        }
         n.div_ceil(n_tiles)
             .div_ceil(16)
             .saturating_mul(16)
@@ -202,9 +208,9 @@ impl PackedConv {
             return self.run_winograd(u, x, y, batch);
         }
         let n = self.output.h * self.output.w;
-        let tile = self.tile();
-        let n_tiles = n.div_ceil(tile);
         let threads = rayon::current_num_threads().max(1);
+        let tile = self.tile(batch, threads);
+        let n_tiles = n.div_ceil(tile);
         let mg = self.filters / self.groups;
         // Split output channels when images × tiles cannot keep every core busy (13×13 layers at batch 1).
         let want = 2 * threads;
@@ -313,22 +319,20 @@ impl PackedConv {
 
     /// `V[ξ][ci][t]` (row stride nt) for channels `c0..c1` and the batch's global tile rows `r0..r1`.
     unsafe fn wino_input(&self, x: &[f32], v: SendPtr, r0: usize, r1: usize, c0: usize, c1: usize) {
-        use super::winograd::input_tile;
         let (c, h, w) = (self.input.c, self.input.h, self.input.w);
         let (th, tw) = (self.output.h.div_ceil(2), self.output.w.div_ceil(2));
         let nt = (r1 - r0) * tw;
-        let pad = self.pad as isize;
-        for ci in c0..c1 {
-            for r in r0..r1 {
-                let (b, ty) = (r / th, r % th);
-                let plane = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
-                for tx in 0..tw {
-                    let t = (r - r0) * tw + tx;
-                    let (iy, ix) = ((2 * ty) as isize - pad, (2 * tx) as isize - pad);
-                    input_tile(plane, h, w, iy, ix, v.0.add(ci * nt + t), c * nt);
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            for ci in c0..c1 {
+                for r in r0..r1 {
+                    let (b, ty) = (r / th, r % th);
+                    let plane = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                    let dst = v.0.add(ci * nt + (r - r0) * tw);
+                    super::winograd::input_row(plane, h, w, self.pad, ty, tw, dst, c * nt, scratch);
                 }
             }
-        }
+        });
     }
 
     /// `M[ξ][f][t] = U[ξ][f][:] · V[ξ][:][t]` for ξ in `x0..x1` and filters `f0..f1`.
@@ -381,11 +385,9 @@ impl PackedConv {
         f0: usize,
         f1: usize,
     ) {
-        use super::winograd::output_tile;
         let (oh, ow) = (self.output.h, self.output.w);
         let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
         let (m, nt) = (self.filters, (r1 - r0) * tw);
-        let mm = std::slice::from_raw_parts(mm.0, 16 * m * nt);
         for f in f0..f1 {
             let mut r = r0;
             while r < r1 {
@@ -394,23 +396,12 @@ impl PackedConv {
                 let re = r1.min((b + 1) * th);
                 let out = y.0.add((b * m + f) * oh * ow);
                 for gr in r..re {
-                    let ty = gr % th;
-                    let oy = 2 * ty;
-                    for tx in 0..tw {
-                        let t = (gr - r0) * tw + tx;
-                        let o = output_tile(&mm[f * nt + t..], m * nt);
-                        let ox = 2 * tx;
-                        *out.add(oy * ow + ox) = o[0];
-                        if ox + 1 < ow {
-                            *out.add(oy * ow + ox + 1) = o[1];
-                        }
-                        if oy + 1 < oh {
-                            *out.add((oy + 1) * ow + ox) = o[2];
-                            if ox + 1 < ow {
-                                *out.add((oy + 1) * ow + ox + 1) = o[3];
-                            }
-                        }
-                    }
+                    let oy = 2 * (gr % th);
+                    let src = mm.0.add(f * nt + (gr - r0) * tw);
+                    let out0 = std::slice::from_raw_parts_mut(out.add(oy * ow), ow);
+                    let out1 = (oy + 1 < oh)
+                        .then(|| std::slice::from_raw_parts_mut(out.add((oy + 1) * ow), ow));
+                    super::winograd::output_row(src, m * nt, tw, out0, out1);
                 }
                 let (oy0, oy1) = (2 * (r % th), (2 * ((re - 1) % th) + 2).min(oh));
                 let rows = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
@@ -558,9 +549,22 @@ impl PackedConv {
                                 dst.copy_from_slice(&src[i0..i0 + dst.len()]);
                             } else {
                                 let i0 = (a as isize * s + offx) as usize;
-                                let taps = src[i0..].iter().step_by(s as usize);
-                                for (v, x) in dst.iter_mut().zip(taps) {
-                                    *v = *x;
+                                let s = s as usize;
+                                // The last tap read, (i0 + (len-1)·s), is inside the row: z <= ox_hi.
+                                let taps = &src[i0..i0 + (dst.len() - 1) * s + 1];
+                                if s == 2 {
+                                    // Stride 2 as its own loop: LLVM vectorises it (even/odd shuffles), and
+                                    // stride-2 layers are ~10% of yolov4-tiny.
+                                    let (tp, n) = (taps.as_ptr(), dst.len());
+                                    let dp = dst.as_mut_ptr();
+                                    // SAFETY: j < n, 2j <= 2(n-1) < taps.len().
+                                    for j in 0..n {
+                                        unsafe { *dp.add(j) = *tp.add(2 * j) };
+                                    }
+                                } else {
+                                    for (v, x) in dst.iter_mut().zip(taps.iter().step_by(s)) {
+                                        *v = *x;
+                                    }
                                 }
                             }
                         }
@@ -582,6 +586,8 @@ fn grow(buf: &mut Vec<f32>, n: usize) {
 thread_local! {
     /// The im2col tile buffer of this thread, reused across tasks and calls.
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Scratch rows of the Winograd transforms of this thread.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The Winograd V and M buffers of this thread.
     static WINO: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
