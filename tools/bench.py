@@ -36,37 +36,32 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 PEAK_GFLOPS = 157.0
 
 
-def _opencv_worker(q, kwargs):
-    import bench_opencv
+def _worker(q, module, func, kwargs):
+    import importlib
 
     try:
-        q.put(bench_opencv.measure(**kwargs))
+        q.put(getattr(importlib.import_module(module), func)(**kwargs))
     except Exception as e:  # reported by the parent
         q.put({"error": repr(e)})
 
 
-def opencv(cfg, weights, image, batch, runs, warmup, threads) -> dict:
-    """`bench_opencv.measure` in a fresh process (clean peak RSS)."""
+def _in_fresh_process(what, module, func, **kwargs) -> dict:
+    """`module.func(**kwargs)` in a spawned process (so its peak RSS is that engine's alone)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_opencv_worker, args=(q, dict(cfg=cfg, weights=weights, image=image, size=416,
-                                                          batch=batch, runs=runs, warmup=warmup,
-                                                          threads=threads)))
+    p = ctx.Process(target=_worker, args=(q, module, func, kwargs))
     p.start()
     r = q.get()
     p.join()
     if "error" in r:
-        raise RuntimeError(f"OpenCV DNN failed on {cfg}: {r['error']}")
+        raise RuntimeError(f"{what} failed: {r['error']}")
     return r
 
 
-def _ort_worker(q, kwargs):
-    import darknet_to_onnx as d2o
-
-    try:
-        q.put(d2o.measure_ort(**kwargs))
-    except Exception as e:  # reported by the parent
-        q.put({"error": repr(e)})
+def opencv(cfg, weights, image, batch, runs, warmup, threads) -> dict:
+    """`bench_opencv.measure` in a fresh process."""
+    return _in_fresh_process(f"OpenCV DNN on {cfg}", "bench_opencv", "measure", cfg=cfg, weights=weights,
+                             image=image, size=416, batch=batch, runs=runs, warmup=warmup, threads=threads)
 
 
 def ort_available() -> bool:
@@ -91,16 +86,8 @@ def onnxruntime_peer(cfg, weights, image, batch, runs, warmup, threads) -> dict:
         model, _ = d2o.build_onnx(cfg, weights, 416, 416, batch=batch)
         onnx.save(model, path + ".tmp")
         os.replace(path + ".tmp", path)
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_ort_worker, args=(q, dict(onnx_path=path, image=image, batch=batch, runs=runs,
-                                                       warmup=warmup, threads=threads)))
-    p.start()
-    r = q.get()
-    p.join()
-    if "error" in r:
-        raise RuntimeError(f"ONNX Runtime failed on {path}: {r['error']}")
-    return r
+    return _in_fresh_process(f"ONNX Runtime on {path}", "darknet_to_onnx", "measure_ort", onnx_path=path,
+                             image=image, batch=batch, runs=runs, warmup=warmup, threads=threads)
 
 
 def ours(binary, cfg, weights, image, batch, runs, warmup, threads) -> dict:

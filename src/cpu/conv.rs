@@ -350,26 +350,16 @@ impl PackedConv {
     ) {
         let (c, m) = (self.input.c, self.filters);
         for xi in x0..x1 {
-            gemm::gemm(
+            sgemm(
                 f1 - f0,
                 nt,
                 c,
                 mm.0.add((xi * m + f0) * nt),
-                1,
-                nt as isize,
-                false,
+                nt,
                 u.as_ptr().add((xi * m + f0) * c),
-                1,
-                c as isize,
+                c,
                 v.0.add(xi * c * nt),
-                1,
-                nt as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                nt,
             );
         }
     }
@@ -447,27 +437,7 @@ impl PackedConv {
                 let f0 = g * mg + m0;
                 let dst = y.0.add((b * self.filters + f0) * n + p0);
                 let lhs = self.weight.as_ptr().add(f0 * k);
-                gemm::gemm(
-                    mlen,
-                    np,
-                    k,
-                    dst,
-                    1,
-                    n as isize,
-                    false,
-                    lhs,
-                    1,
-                    k as isize,
-                    rhs,
-                    1,
-                    rs as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+                sgemm(mlen, np, k, dst, n, lhs, k, rhs, rs);
                 for m in 0..mlen {
                     let row = std::slice::from_raw_parts_mut(dst.add(m * n), np);
                     activation::epilogue(row, self.affine[f0 + m], self.activation);
@@ -574,6 +544,46 @@ impl PackedConv {
             }
         }
     }
+}
+
+/// `dst[m×n] = a[m×k] · b[k×n]`, all row-major with row strides `ldd`, `lda`, `ldb`: the `gemm` crate's
+/// single-threaded GEMM (the callers split the work over threads themselves).
+///
+/// # Safety
+/// The three matrices must be valid for those shapes and strides; `dst` must not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        ldd as isize,
+        false,
+        a,
+        1,
+        lda as isize,
+        b,
+        1,
+        ldb as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// Grows a reused buffer to at least `n` elements.
