@@ -176,6 +176,10 @@ unsafe fn input_row_generic(
 ) {
     // Scratch: a zero row (w), the four padded Bᵀ rows (4·l), their even and odd halves (8·(tw+1)).
     let l = 2 * tw + 2;
+    assert!(
+        l >= w + 2 * pad,
+        "Winograd row: {tw} tiles cannot cover width {w} with padding {pad}"
+    );
     let need = w + 4 * l + 8 * (tw + 1);
     if scratch.len() < need {
         scratch.resize(need, 0.0);
