@@ -244,8 +244,8 @@ impl PackedConv {
     /// Winograd F(2×2, 3×3). The tile rows of the whole batch (image-major) are cut into chunks; a chunk goes
     /// through three steps — input transform `V`, 16 GEMMs `M_ξ = U_ξ V_ξ`, output transform and epilogue — which
     /// either one thread runs alone (many chunks: each stays in its core's cache) or all threads share step by
-    /// step (few chunks: 13×13 or 26×26 maps at batch 1), so that every GEMM keeps ≥ 64 tiles (or the whole map). Measured with
-    /// one-row chunks (13 tiles on a 26×26 map) the GEMMs ran at half speed.
+    /// step (few chunks: 13×13 or 26×26 maps at batch 1), so that every GEMM keeps ≥ 64 tiles (or the whole
+    /// map). Measured with one-row chunks (13 tiles on a 26×26 map) the GEMMs ran at half speed.
     fn run_winograd(&self, u: &[f32], x: &[f32], y: &mut [f32], batch: usize) {
         let th = self.output.h.div_ceil(2);
         let tw = self.output.w.div_ceil(2);
