@@ -50,28 +50,12 @@ pub enum Affine {
 
 /// Applies `affine` then `act` to `row` in place (one output channel's pixels).
 pub fn epilogue(row: &mut [f32], affine: Affine, act: Activation) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            unsafe { epilogue_avx2(row, affine, act) };
-            return;
-        }
-    }
-    epilogue_generic(row, affine, act)
+    // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them (checked at run time).
+    unsafe { epilogue_isa(row, affine, act) }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2_fma() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn epilogue_avx2(row: &mut [f32], affine: Affine, act: Activation) {
-    epilogue_generic(row, affine, act)
+crate::cpu::multiversion! {
+    unsafe fn epilogue_isa(row: &mut [f32], affine: Affine, act: Activation) = epilogue_generic
 }
 
 // Plain loops over inline(always) scalar functions, no closures: LLVM only vectorises what it inlines, and it

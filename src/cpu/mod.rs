@@ -7,17 +7,123 @@
 
 pub mod activation;
 pub mod conv;
+pub mod gemm;
 pub mod pool;
 pub mod winograd;
+
+/// The instruction set the CPU kernels run with, chosen once at run time: the best the CPU supports among
+/// those this build was compiled for (AVX-512 only with the `avx512` cargo feature, on by default; building
+/// without it forces the AVX2 kernels on an AVX-512 machine, for comparisons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F (+ AVX2, FMA): our kernels at 16 lanes, and the `gemm` crate's AVX-512 microkernels.
+    Avx512,
+    /// AVX2 + FMA: 8 lanes.
+    Avx2,
+    /// The target's baseline (SSE2 on x86-64; other architectures).
+    Baseline,
+}
+
+impl Isa {
+    /// The name `bench` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Baseline => "baseline",
+        }
+    }
+}
+
+/// The instruction set of this process's CPU kernels (see [`Isa`]).
+pub fn isa() -> Isa {
+    use std::sync::OnceLock;
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let v3 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if v3 && cfg!(feature = "avx512") && is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if v3 {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    })
+}
+
+/// Defines `unsafe fn $name(args) -> ret` that runs the `#[inline(always)]` function `$generic` compiled for
+/// [`isa()`]: copies of it built with AVX-512F and with AVX2+FMA enabled (so that LLVM vectorises its loops at
+/// 16 or 8 lanes), or the baseline. The copies perform the same operations in the same order (Rust never
+/// contracts a multiply and an add into an FMA by itself), so every ISA gives bit-identical results.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis unsafe fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? = $generic:path) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
+                    $generic($($arg),*)
+                }
+                match $crate::cpu::isa() {
+                    $crate::cpu::Isa::Avx512 => return v4($($arg),*),
+                    $crate::cpu::Isa::Avx2 => return v3($($arg),*),
+                    $crate::cpu::Isa::Baseline => {}
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
 
 /// Whether the CPU fast path may be used (`CANDLE_DARKNET_CPU_CONV=0` turns it off).
 pub fn enabled() -> bool {
     std::env::var("CANDLE_DARKNET_CPU_CONV").map_or(true, |v| v != "0")
 }
 
-/// Whether 3×3 stride-1 convolutions use Winograd F(2×2, 3×3) (`CANDLE_DARKNET_WINOGRAD=0` turns it off).
-pub fn winograd_enabled() -> bool {
-    std::env::var("CANDLE_DARKNET_WINOGRAD").map_or(true, |v| v != "0")
+/// Which Winograd tile 3×3 stride-1 convolutions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WinogradChoice {
+    /// F(4×4, 3×3) where it needs a quarter fewer multiplies than F(2×2, 3×3) (small maps waste part of a 4×4
+    /// tile), F(2×2) otherwise.
+    #[default]
+    Auto,
+    /// Always F(2×2, 3×3).
+    F2,
+    /// Always F(4×4, 3×3).
+    F4,
+    /// Never: the direct im2col + GEMM form.
+    Off,
+}
+
+/// Settings of the CPU inference path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuOptions {
+    pub winograd: WinogradChoice,
+}
+
+impl CpuOptions {
+    /// `CANDLE_DARKNET_WINOGRAD` = `0`/`off`, `2`, `4` or `auto` (the default).
+    pub fn from_env() -> Self {
+        let winograd = match std::env::var("CANDLE_DARKNET_WINOGRAD").as_deref() {
+            Ok("0") | Ok("off") => WinogradChoice::Off,
+            Ok("2") => WinogradChoice::F2,
+            Ok("4") => WinogradChoice::F4,
+            _ => WinogradChoice::Auto,
+        };
+        CpuOptions { winograd }
+    }
 }
 
 /// Makes glibc keep freed memory in the heap for reuse (`mallopt(M_MMAP_MAX, 0)`, `M_TRIM_THRESHOLD` = max):

@@ -113,6 +113,7 @@ impl Convolutional {
             self.bias.as_ref(),
             bn,
             BN_EPS,
+            &crate::cpu::CpuOptions::from_env(),
         )?;
         self.cpu = p.map(Arc::new);
         Ok(self)

@@ -1,12 +1,10 @@
-//! Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions (groups 1, dilation 1) on the CPU: the same result as
-//! Darknet's `im2col_cpu_ext` + `gemm` in `forward_convolutional_layer` up to rounding (Lavin & Gray 2015; OpenCV
-//! DNN uses Winograd for these layers by default too). Per 2×2 output tile, 4×4 input patch `d`:
+//! Winograd F(2×2, 3×3) (Lavin & Gray 2015; see [`super`]). Per 2×2 output tile, 4×4 input patch `d`:
 //! `V = Bᵀ d B`, `U = G g Gᵀ` (per filter/channel, at load, in f64), then 16 GEMMs `M_ξ = U_ξ · V_ξ` over the
 //! channels and `Y = Aᵀ M A`; 16 multiplies per 4 outputs per channel instead of 36.
 //!
 //! Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1], Aᵀ = [1 1 1 0; 0 1 -1 -1].
 //! Rounding differs from the direct sum by a few ulp of the partial sums (checked against candle's conv2d in
-//! the tests of [`super::conv`], and against the Darknet dumps by `candle-darknet compare`).
+//! the tests of [`super::super::conv`], and against the Darknet dumps by `candle-darknet compare`).
 
 /// `U = G g Gᵀ` for every (filter, channel), stored as 16 row-major `[filters, channels]` matrices.
 pub fn transform_weights(w: &[f32], filters: usize, channels: usize) -> Vec<f32> {
@@ -114,51 +112,27 @@ fn sub4(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]]
 }
 
-/// [`input_tile`] for a whole row of tiles at once: `V` of the `tw` tiles of tile row `ty` of one channel plane
-/// (`h`×`w`, padding `pad`), written to `v[ξ·vstride + tx]`. The same additions in the same order as
-/// [`input_tile`] (so bit-identical results), arranged as contiguous loops that vectorise: the four `Bᵀ` row
-/// combinations over whole input rows, an even/odd split of each (the tiles advance by two pixels), then the
-/// four `B` column combinations.
-///
-/// # Safety
-/// `v.add(ξ·vstride + tx)` must be valid for writes for ξ < 16, tx < tw; `2·tw + 2 ≥ w + 2·pad` (true for a
-/// 3×3 stride-1 layer, whose output width is `w + 2·pad - 2`).
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn input_row(
-    plane: &[f32],
-    h: usize,
-    w: usize,
-    pad: usize,
-    ty: usize,
-    tw: usize,
-    v: *mut f32,
-    vstride: usize,
-    scratch: &mut Vec<f32>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::activation::has_avx2_fma() {
-            return input_row_avx2(plane, h, w, pad, ty, tw, v, vstride, scratch);
-        }
-    }
-    input_row_generic(plane, h, w, pad, ty, tw, v, vstride, scratch)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_row_avx2(
-    plane: &[f32],
-    h: usize,
-    w: usize,
-    pad: usize,
-    ty: usize,
-    tw: usize,
-    v: *mut f32,
-    vstride: usize,
-    scratch: &mut Vec<f32>,
-) {
-    input_row_generic(plane, h, w, pad, ty, tw, v, vstride, scratch)
+crate::cpu::multiversion! {
+    /// [`input_tile`] for a whole row of tiles at once: `V` of the `tw` tiles of tile row `ty` of one channel plane
+    /// (`h`×`w`, padding `pad`), written to `v[ξ·vstride + tx]`. The same additions in the same order as
+    /// [`input_tile`] (so bit-identical results), arranged as contiguous loops that vectorise: the four `Bᵀ` row
+    /// combinations over whole input rows, an even/odd split of each (the tiles advance by two pixels), then the
+    /// four `B` column combinations.
+    ///
+    /// # Safety
+    /// `v.add(ξ·vstride + tx)` must be valid for writes for ξ < 16, tx < tw; `2·tw + 2 ≥ w + 2·pad` (true for a
+    /// 3×3 stride-1 layer, whose output width is `w + 2·pad - 2`).
+    pub unsafe fn input_row(
+        plane: &[f32],
+        h: usize,
+        w: usize,
+        pad: usize,
+        ty: usize,
+        tw: usize,
+        v: *mut f32,
+        vstride: usize,
+        scratch: &mut Vec<f32>,
+    ) = input_row_generic
 }
 
 #[inline(always)]
@@ -241,38 +215,22 @@ unsafe fn input_row_generic(
     }
 }
 
-/// [`output_tile`] for a whole row of tiles: `Y = Aᵀ M A` of the `tw` tiles whose GEMM outputs are
-/// `m[ξ·mstride + tx]`, written to output rows `out0` (2·ty) and `out1` (2·ty + 1, absent past the bottom
-/// edge), each `ow` wide. The same additions in the same order as [`output_tile`].
-///
-/// # Safety
-/// `m.add(ξ·mstride + tx)` must be valid for reads for ξ < 16, tx < tw, and `ow <= 2·tw`.
-pub unsafe fn output_row(
-    m: *const f32,
-    mstride: usize,
-    tw: usize,
-    out0: &mut [f32],
-    out1: Option<&mut [f32]>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::activation::has_avx2_fma() {
-            return output_row_avx2(m, mstride, tw, out0, out1);
-        }
-    }
-    output_row_generic(m, mstride, tw, out0, out1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn output_row_avx2(
-    m: *const f32,
-    mstride: usize,
-    tw: usize,
-    out0: &mut [f32],
-    out1: Option<&mut [f32]>,
-) {
-    output_row_generic(m, mstride, tw, out0, out1)
+crate::cpu::multiversion! {
+    /// [`output_tile`] for a whole row of tiles: `Y = Aᵀ M A` of the `tw` tiles whose GEMM outputs are
+    /// `m[ξ·mstride + tx]`, written to output rows `out0` (2·ty) and `out1` (2·ty + 1, absent past the bottom
+    /// edge), each `ow` wide. The same additions in the same order as [`output_tile`].
+    ///
+    /// # Safety
+    /// `m.add(ξ·mstride + tx)` must be valid for reads for ξ < 16, tx < tw; `out0` and `out1` valid for writes of
+    /// `ow` floats (they may be uninitialised) and accessed by no other thread; `ow <= 2·tw`.
+    pub unsafe fn output_row(
+        m: *const f32,
+        mstride: usize,
+        tw: usize,
+        ow: usize,
+        out0: *mut f32,
+        out1: Option<*mut f32>,
+    ) = output_row_generic
 }
 
 #[inline(always)]
@@ -280,13 +238,14 @@ unsafe fn output_row_generic(
     m: *const f32,
     mstride: usize,
     tw: usize,
-    out0: &mut [f32],
-    out1: Option<&mut [f32]>,
+    ow: usize,
+    out0: *mut f32,
+    out1: Option<*mut f32>,
 ) {
     // Rows 0-2 of M give output row 2·ty (s0), rows 1-3 output row 2·ty + 1 (s1).
-    write_output_row::<false>(out0, tw, m, mstride, 0);
+    write_output_row::<false>(out0, ow, tw, m, mstride, 0);
     if let Some(out1) = out1 {
-        write_output_row::<true>(out1, tw, m, mstride, 4);
+        write_output_row::<true>(out1, ow, tw, m, mstride, 4);
     }
 }
 
@@ -301,11 +260,12 @@ fn col<const SUB: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// One output row from M rows `ξ = base + 4k + j` (k = 0..3): `s_j = col(M_j, M_{4+j}, M_{8+j})`, then pixel
-/// `2·tx = (s0 + s1) + s2` and `2·tx + 1 = (s1 - s2) - s3`. Unchecked indexing (`out.len() <= 2·tw`, every M
-/// row holds tw values) so that the loop vectorises.
+/// `2·tx = (s0 + s1) + s2` and `2·tx + 1 = (s1 - s2) - s3`. Unchecked indexing (`ow <= 2·tw`, every M row
+/// holds tw values) so that the loop vectorises.
 #[inline(always)]
 unsafe fn write_output_row<const SUB: bool>(
-    out: &mut [f32],
+    o: *mut f32,
+    ow: usize,
     tw: usize,
     m: *const f32,
     mstride: usize,
@@ -315,8 +275,6 @@ unsafe fn write_output_row<const SUB: bool>(
     let (a0, a1, a2, a3) = (p(0, 0), p(0, 1), p(0, 2), p(0, 3));
     let (b0, b1, b2, b3) = (p(1, 0), p(1, 1), p(1, 2), p(1, 3));
     let (c0, c1, c2, c3) = (p(2, 0), p(2, 1), p(2, 2), p(2, 3));
-    let ow = out.len();
-    let o = out.as_mut_ptr();
     let s = |a: *const f32, b: *const f32, c: *const f32, tx: usize| {
         col::<SUB>(*a.add(tx), *b.add(tx), *c.add(tx))
     };
@@ -399,7 +357,16 @@ mod tests {
                 let m = rand_vec(16 * tw, ty as u64 + 7);
                 let mut o0 = vec![0f32; ow];
                 let mut o1 = vec![0f32; ow];
-                unsafe { output_row(m.as_ptr(), tw, tw, &mut o0, Some(&mut o1)) };
+                unsafe {
+                    output_row(
+                        m.as_ptr(),
+                        tw,
+                        tw,
+                        ow,
+                        o0.as_mut_ptr(),
+                        Some(o1.as_mut_ptr()),
+                    )
+                };
                 for tx in 0..tw {
                     let r = output_tile(&m[tx..], tw);
                     assert_eq!(o0[2 * tx].to_bits(), r[0].to_bits());

@@ -1,0 +1,206 @@
+//! The direct form of [`PackedConv`]: Darknet's `im2col_cpu_ext` + `gemm` (src/im2col.c, src/gemm.c) on tiles of
+//! output pixels, with the epilogue applied while each tile is in cache.
+
+use rayon::prelude::*;
+
+use super::{activation, gemm, PackedConv, SendPtr, COL, MR};
+
+impl PackedConv {
+    /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB (at least 128 pixels), and the
+    /// pixels are shared evenly between the tiles so that no tile is a thin remainder. When there are only a
+    /// few tasks, their number is rounded up to whole rounds of `threads` (measured: layer 0 of yolov4-tiny had
+    /// 5 tiles for 2 threads).
+    fn tile(&self, batch: usize, threads: usize) -> usize {
+        let n = self.output.h * self.output.w;
+        let target = ((1 << 18) / self.k().max(1)).max(128);
+        let mut n_tiles = n.div_ceil(target).max(1);
+        let tasks = batch * n_tiles;
+        if tasks >= threads && tasks < 4 * threads && n_tiles > 1 {
+            n_tiles = (tasks.div_ceil(threads) * threads).div_ceil(batch);
+        }
+        n.div_ceil(n_tiles)
+            .div_ceil(16)
+            .saturating_mul(16)
+            .min(n)
+            .max(1)
+    }
+
+    /// Runs every (image, tile, channel block) task on `x` (`[batch, c, h, w]` contiguous) into `y`
+    /// (`[batch, filters, oh, ow]`, every element written once).
+    ///
+    /// # Safety
+    /// As [`PackedConv::run`].
+    pub(super) unsafe fn run_direct(&self, x: &[f32], y: SendPtr, batch: usize) {
+        let n = self.output.h * self.output.w;
+        let threads = rayon::current_num_threads().max(1);
+        let tile = self.tile(batch, threads);
+        let n_tiles = n.div_ceil(tile);
+        let mg = self.filters / self.groups;
+        // Split output channels when images × tiles cannot keep every core busy (13×13 layers at batch 1).
+        let want = 2 * threads;
+        let m_splits = if batch * n_tiles >= want || self.groups > 1 {
+            1
+        } else {
+            want.div_ceil(batch * n_tiles).min(mg.div_ceil(16)).max(1)
+        };
+        let m_block = mg.div_ceil(m_splits).div_ceil(MR) * MR;
+        let m_splits = mg.div_ceil(m_block);
+        let tasks = batch * n_tiles * m_splits;
+        let run_task = |t: usize| {
+            let mb = t % m_splits;
+            let tile_i = (t / m_splits) % n_tiles;
+            let b = t / (m_splits * n_tiles);
+            let p0 = tile_i * tile;
+            let np = tile.min(n - p0);
+            let m0 = mb * m_block;
+            let mlen = m_block.min(mg - m0);
+            // SAFETY: tasks write disjoint (image, channel block, pixel tile) regions of y, which together
+            // cover it (t ranges over every image × tile × block).
+            unsafe { self.task(x, y, b, p0, np, m0, mlen) };
+        };
+        if tasks == 1 {
+            run_task(0);
+        } else {
+            (0..tasks).into_par_iter().for_each(run_task);
+        }
+    }
+
+    /// One task: for every group, the output channels `m0..m0+mlen` of that group over pixels `p0..p0+np` of
+    /// image `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn task(
+        &self,
+        x: &[f32],
+        y: SendPtr,
+        b: usize,
+        p0: usize,
+        np: usize,
+        m0: usize,
+        mlen: usize,
+    ) {
+        let (c, h, w) = (self.input.c, self.input.h, self.input.w);
+        let n = self.output.h * self.output.w;
+        let cg = c / self.groups;
+        let mg = self.filters / self.groups;
+        let k = self.k();
+        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
+        COL.with(|col| {
+            let mut col = col.borrow_mut();
+            for g in 0..self.groups {
+                let xg = &xb[g * cg * h * w..(g + 1) * cg * h * w];
+                // Right operand: k × np, row stride rs.
+                let (rhs, rs): (*const f32, usize) = if self.is_pointwise() {
+                    (xg.as_ptr().add(p0), h * w)
+                } else {
+                    if col.len() < k * np {
+                        col.resize(k * np, 0.0);
+                    }
+                    self.im2col(xg, &mut col[..k * np], p0, np);
+                    (col.as_ptr(), np)
+                };
+                let f0 = g * mg + m0;
+                let dst = y.0.add((b * self.filters + f0) * n + p0);
+                gemm::gemm(&self.weight[g], m0, mlen, np, rhs, rs, dst, n);
+                for m in 0..mlen {
+                    let row = std::slice::from_raw_parts_mut(dst.add(m * n), np);
+                    activation::epilogue(row, self.affine[f0 + m], self.activation);
+                }
+            }
+        });
+    }
+
+    /// `im2col_cpu_ext` restricted to output pixels `p0..p0+np`: `col[(ci·size + ky)·size + kx][p - p0]` is the
+    /// input pixel read by that weight for output pixel p, 0 outside the image.
+    fn im2col(&self, xg: &[f32], col: &mut [f32], p0: usize, np: usize) {
+        // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them.
+        unsafe { im2col_isa(self, xg, col, p0, np) }
+    }
+
+    #[inline(always)]
+    fn im2col_generic(&self, xg: &[f32], col: &mut [f32], p0: usize, np: usize) {
+        let (h, w) = (self.input.h as isize, self.input.w as isize);
+        let ow = self.output.w;
+        let (s, d, pad, size) = (
+            self.stride as isize,
+            self.dilation as isize,
+            self.pad as isize,
+            self.size,
+        );
+        let cg = self.input.c / self.groups;
+        for ci in 0..cg {
+            let plane = &xg[ci * (h * w) as usize..(ci + 1) * (h * w) as usize];
+            for ky in 0..size {
+                for kx in 0..size {
+                    let r = (ci * size + ky) * size + kx;
+                    let out = &mut col[r * np..(r + 1) * np];
+                    let offx = kx as isize * d - pad;
+                    let offy = ky as isize * d - pad;
+                    // Output columns whose input column lies inside the image: 0 <= ox·s + offx < w.
+                    let ox_lo = if offx >= 0 { 0 } else { ((-offx) + s - 1) / s };
+                    let ox_hi = if w - offx <= 0 {
+                        0
+                    } else {
+                        (w - offx + s - 1) / s
+                    };
+                    let ox_hi = (ox_hi as usize).min(ow);
+                    let ox_lo = (ox_lo as usize).min(ox_hi);
+                    let mut p = p0;
+                    let end = p0 + np;
+                    while p < end {
+                        let oy = p / ow;
+                        let ox0 = p % ow;
+                        let ox1 = ow.min(ox0 + (end - p));
+                        let seg = &mut out[p - p0..p - p0 + (ox1 - ox0)];
+                        let iy = oy as isize * s + offy;
+                        if iy < 0 || iy >= h {
+                            seg.fill(0.0);
+                        } else {
+                            let src = &plane[(iy * w) as usize..((iy + 1) * w) as usize];
+                            let a = ox_lo.clamp(ox0, ox1);
+                            let z = ox_hi.clamp(a, ox1);
+                            seg[..a - ox0].fill(0.0);
+                            seg[z - ox0..].fill(0.0);
+                            let dst = &mut seg[a - ox0..z - ox0];
+                            if dst.is_empty() {
+                                // No input column of this segment is inside the image (a narrow map whose
+                                // window lies past the right edge): i0 below would be out of range.
+                            } else if s == 1 {
+                                let i0 = (a as isize + offx) as usize;
+                                dst.copy_from_slice(&src[i0..i0 + dst.len()]);
+                            } else {
+                                let i0 = (a as isize * s + offx) as usize;
+                                let s = s as usize;
+                                // The last tap read, (i0 + (len-1)·s), is inside the row: z <= ox_hi.
+                                let taps = &src[i0..i0 + (dst.len() - 1) * s + 1];
+                                if s == 2 {
+                                    // Stride 2 as its own loop: LLVM vectorises it (even/odd shuffles), and
+                                    // stride-2 layers are ~10% of yolov4-tiny.
+                                    let (tp, n) = (taps.as_ptr(), dst.len());
+                                    let dp = dst.as_mut_ptr();
+                                    // SAFETY: j < n, 2j <= 2(n-1) < taps.len().
+                                    for j in 0..n {
+                                        unsafe { *dp.add(j) = *tp.add(2 * j) };
+                                    }
+                                } else {
+                                    for (v, x) in dst.iter_mut().zip(taps.iter().step_by(s)) {
+                                        *v = *x;
+                                    }
+                                }
+                            }
+                        }
+                        p += ox1 - ox0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+crate::cpu::multiversion! {
+    unsafe fn im2col_isa(p: &PackedConv, xg: &[f32], col: &mut [f32], p0: usize, np: usize) = im2col_any
+}
+
+#[inline(always)]
+fn im2col_any(p: &PackedConv, xg: &[f32], col: &mut [f32], p0: usize, np: usize) {
+    p.im2col_generic(xg, col, p0, np)
+}

@@ -1,0 +1,308 @@
+//! CPU inference forward of `[convolutional]`: mirrors `forward_convolutional_layer` (src/convolutional_layer.c)
+//! — `im2col_cpu_ext` then `gemm` per group, then `normalize_cpu`/`scale_bias` (unfused) or nothing (fused),
+//! `add_bias` and `activate_array` — but organised for speed on a few cores:
+//!
+//! - the weights are copied once, at load, into one contiguous row-major `[filters, c/groups·size·size]` matrix
+//!   (Darknet's `l.weights` layout, the GEMM's left operand); the batch-norm statistics are reduced to per-channel
+//!   constants (`std = sqrtf(var + .00001f)`);
+//! - the output pixels are cut into tiles; each task im2cols one tile of one image into a reused thread-local
+//!   buffer (1×1 stride-1 convolutions read the input directly, as Darknet does), runs the `gemm` crate's
+//!   single-threaded GEMM into the output and applies bias/normalisation and the activation to the tile while it
+//!   is still in cache ([`super::activation`]);
+//! - tasks are (image, pixel tile, block of output channels), scheduled with rayon, so a batch is split over
+//!   images and tiles, and a small 13×13 layer over output channels, keeping every core busy ([`direct`]);
+//! - 3×3 stride-1 layers run as Winograd F(4×4, 3×3) or F(2×2, 3×3) instead ([`winograd`],
+//!   [`super::winograd`]).
+//!
+//! Output size and padding follow Darknet (`convolutional_out_height`: `(h + 2·pad - size)/stride + 1`, which
+//! ignores dilation; im2col reads zeros outside the image), so dilation needs no special case.
+
+mod direct;
+#[cfg(test)]
+mod tests;
+mod winograd;
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape as CShape, Tensor};
+
+use super::activation::{self, Affine};
+use super::gemm::{self, PackedA, MR};
+use super::winograd::Tile;
+use super::CpuOptions;
+use crate::cfg::{Activation, ConvConfig, Shape};
+
+/// A convolution ready to run on the CPU (see the module doc).
+pub struct PackedConv {
+    filters: usize,
+    groups: usize,
+    size: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    input: Shape,
+    output: Shape,
+    /// Per group, its `[filters/groups, k]` weights (k = c/groups·size·size) packed for [`gemm`].
+    weight: Vec<PackedA>,
+    /// Per output channel: bias, or the batch-norm constants.
+    affine: Vec<Affine>,
+    /// Activation applied in the epilogue (Linear when [`Self::post_activation`] is set).
+    activation: Activation,
+    /// Activation the epilogue does not implement, to apply afterwards with candle ops.
+    pub post_activation: Option<Activation>,
+    /// Winograd tile size and transformed weights (per ξ, `[filters, c]` packed for [`gemm`]) for 3×3
+    /// stride-1 layers ([`super::winograd`]).
+    winograd: Option<(Tile, Vec<PackedA>)>,
+}
+
+impl std::fmt::Debug for PackedConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PackedConv({} → {}, {}×{}/{}, groups {}, {:?})",
+            self.input.c,
+            self.filters,
+            self.size,
+            self.size,
+            self.stride,
+            self.groups,
+            self.activation
+        )
+    }
+}
+
+/// Batch-norm tensors (`[filters]` or `[1, filters, 1, 1]`) of an unfused layer.
+pub struct BnTensors<'a> {
+    pub scale: &'a Tensor,
+    pub bias: &'a Tensor,
+    pub mean: &'a Tensor,
+    pub var: &'a Tensor,
+}
+
+fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+impl PackedConv {
+    /// Packs a layer's tensors. `None` when the layer is not supported here (unequal strides); the caller keeps
+    /// candle's conv2d for it.
+    pub fn new(
+        cfg: &ConvConfig,
+        input: Shape,
+        output: Shape,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        bn: Option<BnTensors>,
+        bn_eps: f64,
+        opts: &CpuOptions,
+    ) -> Result<Option<Self>> {
+        if cfg.stride_x != cfg.stride_y || cfg.groups == 0 || !input.c.is_multiple_of(cfg.groups) {
+            return Ok(None);
+        }
+        if !cfg.filters.is_multiple_of(cfg.groups) {
+            return Ok(None);
+        }
+        let k = input.c / cfg.groups * cfg.size * cfg.size;
+        let w = to_vec(weight)?;
+        if w.len() != cfg.filters * k {
+            candle_core::bail!(
+                "weight has {} values, expected {}",
+                w.len(),
+                cfg.filters * k
+            );
+        }
+        let affine = match (bn, bias) {
+            (Some(bn), _) => {
+                let (s, b, m, v) = (
+                    to_vec(bn.scale)?,
+                    to_vec(bn.bias)?,
+                    to_vec(bn.mean)?,
+                    to_vec(bn.var)?,
+                );
+                (0..cfg.filters)
+                    .map(|f| Affine::BatchNorm {
+                        mean: m[f],
+                        // normalize_cpu: sqrtf(variance + .00001f), in f32.
+                        std: (v[f] + bn_eps as f32).sqrt(),
+                        scale: s[f],
+                        bias: b[f],
+                    })
+                    .collect()
+            }
+            (None, Some(b)) => to_vec(b)?.into_iter().map(Affine::Bias).collect(),
+            (None, None) => vec![Affine::Bias(0.0); cfg.filters],
+        };
+        let (activation, post_activation) = if activation::supported(cfg.activation) {
+            (cfg.activation, None)
+        } else {
+            (Activation::Linear, Some(cfg.activation))
+        };
+        let dilation = cfg.dilation.max(1);
+        let eligible = cfg.size == 3
+            && cfg.stride_x == 1
+            && dilation == 1
+            && cfg.groups == 1
+            && input.c >= 8
+            && cfg.filters >= 8;
+        let winograd = eligible
+            .then(|| winograd::choose_tile(opts.winograd, output))
+            .flatten()
+            .map(|tile| {
+                let (f, c) = (cfg.filters, input.c);
+                let u = tile.transform_weights(&w, f, c);
+                let packed = (0..tile.xi())
+                    .map(|xi| PackedA::new(&u[xi * f * c..(xi + 1) * f * c], f, c, c))
+                    .collect();
+                (tile, packed)
+            });
+        let mg = cfg.filters / cfg.groups;
+        let weight = (0..cfg.groups)
+            .map(|g| PackedA::new(&w[g * mg * k..(g + 1) * mg * k], mg, k, k))
+            .collect();
+        Ok(Some(PackedConv {
+            winograd,
+            filters: cfg.filters,
+            groups: cfg.groups,
+            size: cfg.size,
+            stride: cfg.stride_x,
+            pad: cfg.pad,
+            dilation: cfg.dilation.max(1),
+            input,
+            output,
+            weight,
+            affine,
+            activation,
+            post_activation,
+        }))
+    }
+
+    /// The same layer without the Winograd form (direct im2col + GEMM), for comparisons.
+    pub fn without_winograd(mut self) -> Self {
+        self.winograd = None;
+        self
+    }
+
+    /// The Winograd tile size this layer runs with, if any.
+    pub fn winograd_tile(&self) -> Option<Tile> {
+        self.winograd.as_ref().map(|(t, _)| *t)
+    }
+
+    /// Which kernel runs this layer, for `bench --layers`: `winograd-f4`, `winograd-f2`, `gemm-1x1` (the input
+    /// is the GEMM's right operand) or `im2col-gemm`.
+    pub fn kernel_name(&self) -> &'static str {
+        match self.winograd_tile() {
+            Some(Tile::F4) => "winograd-f4",
+            Some(Tile::F2) => "winograd-f2",
+            None if self.is_pointwise() => "gemm-1x1",
+            None => "im2col-gemm",
+        }
+    }
+
+    /// Runs the convolution with bias/normalisation and the epilogue activation on a CPU f32 tensor
+    /// `[batch, c, h, w]`. The caller applies [`Self::post_activation`] if set.
+    pub fn forward(self: &Arc<Self>, x: &Tensor) -> Result<Tensor> {
+        x.apply_op1_no_bwd(&ConvOp(self.clone()))
+    }
+
+    fn k(&self) -> usize {
+        self.input.c / self.groups * self.size * self.size
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.size == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Runs the layer on `x` (`[batch, c, h, w]` contiguous) into `y` (`[batch, filters, oh, ow]`), writing
+    /// every element of `y` exactly once through the pointer (never reading it before).
+    ///
+    /// # Safety
+    /// `y` must be valid for writes of `batch·filters·oh·ow` floats, and nothing else may access them meanwhile.
+    unsafe fn run(&self, x: &[f32], y: SendPtr, batch: usize) {
+        match &self.winograd {
+            Some((tile, u)) => self.run_winograd(*tile, u, x, y, batch),
+            None => self.run_direct(x, y, batch),
+        }
+    }
+}
+
+/// Grows a reused buffer to at least `n` elements.
+fn grow(buf: &mut Vec<f32>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+}
+
+thread_local! {
+    /// The im2col tile buffer of this thread, reused across tasks and calls.
+    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Scratch rows of the Winograd transforms of this thread.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The Winograd V and M buffers of this thread.
+    static WINO: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// An output (or scratch) buffer shared by the rayon tasks of one call, each of which writes its own disjoint
+/// region through raw pointers: the regions are (image, channel block, pixel tile) rectangles of a row-major
+/// array, interleaved in memory, which `par_chunks_mut` cannot express.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: a SendPtr is only created by `ConvOp::cpu_fwd` and the Winograd driver for a buffer that outlives the
+// parallel section using it, and every task derives from it pointers to a region no other task touches (see
+// the SAFETY comment at each use).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// The candle custom op wrapping [`PackedConv::run`] (CPU only, no backward: inference path).
+struct ConvOp(Arc<PackedConv>);
+
+impl CustomOp1 for ConvOp {
+    fn name(&self) -> &'static str {
+        "darknet-conv-cpu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, CShape)> {
+        let p = &self.0;
+        let x = match storage {
+            CpuStorage::F32(v) => v.as_slice(),
+            _ => candle_core::bail!("darknet-conv-cpu: f32 input required"),
+        };
+        let dims = layout.dims();
+        if dims.len() != 4 || dims[1] != p.input.c || dims[2] != p.input.h || dims[3] != p.input.w {
+            candle_core::bail!(
+                "darknet-conv-cpu: input {:?}, expected [batch, {}, {}, {}]",
+                dims,
+                p.input.c,
+                p.input.h,
+                p.input.w
+            );
+        }
+        let x = match layout.contiguous_offsets() {
+            Some((a, z)) => &x[a..z],
+            None => candle_core::bail!("darknet-conv-cpu: contiguous input required"),
+        };
+        let batch = dims[0];
+        let len = batch * p.filters * p.output.h * p.output.w;
+        let mut y: Vec<f32> = Vec::with_capacity(len);
+        if len > 0 {
+            // The output is written through a raw pointer into the spare capacity and only then given its
+            // length: no reference to uninitialised memory is ever made (zero-filling it first would cost a
+            // full pass over every activation). SAFETY: the capacity holds `len` floats and `y` is not
+            // otherwise used until `run` returns.
+            unsafe {
+                p.run(
+                    x,
+                    SendPtr(y.spare_capacity_mut().as_mut_ptr().cast()),
+                    batch,
+                )
+            };
+        }
+        // SAFETY: `run` wrote all `len` elements (each (image, filter, pixel) exactly once: the GEMMs run with
+        // read_dst = false, the Winograd output transform writes every output pixel), see `PackedConv::run`.
+        unsafe { y.set_len(len) };
+        Ok((
+            CpuStorage::F32(y),
+            CShape::from((batch, p.filters, p.output.h, p.output.w)),
+        ))
+    }
+}

@@ -1,0 +1,282 @@
+use super::*;
+use crate::cpu::winograd::Tile;
+use crate::cpu::WinogradChoice;
+use crate::layers::convolutional::{BatchNorm, Convolutional};
+use candle_core::Device;
+
+/// Deterministic values in [-1, 1) (a 64-bit LCG).
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Case {
+    c: usize,
+    h: usize,
+    w: usize,
+    filters: usize,
+    size: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    dilation: usize,
+    act: Activation,
+    bn: bool,
+}
+
+/// Our kernel against the candle path (`conv2d` + broadcast bias/BN + candle activation) of the same layer,
+/// batch 2.
+fn check(case: &Case, seed: u64) {
+    let dev = Device::Cpu;
+    let cfg = ConvConfig {
+        filters: case.filters,
+        size: case.size,
+        stride_x: case.stride,
+        stride_y: case.stride,
+        dilation: case.dilation,
+        pad: case.pad,
+        groups: case.groups,
+        activation: case.act,
+        batch_normalize: case.bn,
+        share_index: None,
+        flipped: false,
+    };
+    let input = Shape::new(case.c, case.h, case.w);
+    let out = |x: usize| (x + 2 * case.pad - case.size) / case.stride + 1;
+    let output = Shape::new(case.filters, out(case.h), out(case.w));
+    let wshape = (case.filters, case.c / case.groups, case.size, case.size);
+    let nw = wshape.0 * wshape.1 * wshape.2 * wshape.3;
+    let weight = Tensor::from_vec(rand_vec(nw, seed), wshape, &dev).unwrap();
+    let f = case.filters;
+    let vec_t = |v: Vec<f32>| Tensor::from_vec(v, (1, f, 1, 1), &dev).unwrap();
+    let (bias, bn) = if case.bn {
+        let var: Vec<f32> = rand_vec(f, seed + 3)
+            .iter()
+            .map(|v| v.abs() + 0.1)
+            .collect();
+        let bn = BatchNorm {
+            scale: vec_t(rand_vec(f, seed + 1)),
+            bias: vec_t(rand_vec(f, seed + 2)),
+            running_mean: vec_t(rand_vec(f, seed + 4)),
+            running_var: vec_t(var),
+        };
+        (None, Some(bn))
+    } else {
+        (
+            Some(Tensor::from_vec(rand_vec(f, seed + 1), f, &dev).unwrap()),
+            None,
+        )
+    };
+    let pack = |winograd: WinogradChoice| {
+        let packed = PackedConv::new(
+            &cfg,
+            input,
+            output,
+            &weight,
+            bias.as_ref(),
+            bn.as_ref().map(|bn| BnTensors {
+                scale: &bn.scale,
+                bias: &bn.bias,
+                mean: &bn.running_mean,
+                var: &bn.running_var,
+            }),
+            crate::layers::convolutional::BN_EPS,
+            &CpuOptions { winograd },
+        )
+        .unwrap()
+        .expect("supported");
+        Arc::new(packed)
+    };
+    let mut layer = Convolutional {
+        cfg: cfg.clone(),
+        input,
+        output,
+        weight: weight.clone(),
+        bias: bias.clone(),
+        bn: bn.clone(),
+        cpu: None,
+    };
+    let x = Tensor::from_vec(
+        rand_vec(2 * case.c * case.h * case.w, seed + 9),
+        (2, case.c, case.h, case.w),
+        &dev,
+    )
+    .unwrap();
+    let want = layer.forward_candle(&x).unwrap();
+    let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let qualifies = case.size == 3
+        && case.stride == 1
+        && case.dilation == 1
+        && case.groups == 1
+        && case.c >= 8
+        && case.filters >= 8
+        && output.h.div_ceil(2) * output.w.div_ceil(2) >= 16;
+    // Every CPU form: direct im2col + GEMM, and both Winograd tile sizes where the layer qualifies.
+    for (choice, want_tile) in [
+        (WinogradChoice::Off, None),
+        (WinogradChoice::F2, qualifies.then_some(Tile::F2)),
+        (WinogradChoice::F4, qualifies.then_some(Tile::F4)),
+    ] {
+        let packed = pack(choice);
+        assert_eq!(packed.winograd_tile(), want_tile, "{choice:?}");
+        layer.cpu = Some(packed);
+        let got = layer.forward(&x).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let worst = g
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 2e-5 * scale,
+            "{choice:?} c{} {}x{} f{} size{} s{} p{} g{} d{} {:?} bn={}: worst |diff| {worst} (scale {scale})",
+            case.c,
+            case.h,
+            case.w,
+            case.filters,
+            case.size,
+            case.stride,
+            case.pad,
+            case.groups,
+            case.dilation,
+            case.act,
+            case.bn
+        );
+        eprintln!("{choice:?}: worst {worst:e} (scale {scale})");
+    }
+}
+
+#[test]
+fn matches_candle_conv2d() {
+    use Activation::*;
+    #[rustfmt::skip]
+    let cases = [
+        // c, h, w, filters, size, stride, pad, groups, dilation, act, bn
+        (3, 17, 19, 16, 3, 1, 1, 1, 1, Leaky, false),
+        (8, 13, 13, 40, 3, 1, 1, 1, 1, Mish, true),
+        (8, 16, 15, 24, 3, 2, 1, 1, 1, Leaky, true),
+        (16, 9, 11, 33, 1, 1, 0, 1, 1, Linear, false),
+        (12, 10, 10, 12, 3, 1, 1, 2, 1, Swish, false),
+        (12, 10, 10, 12, 3, 1, 1, 12, 1, Logistic, true),
+        (6, 12, 12, 8, 3, 1, 1, 1, 2, Leaky, false),
+        (4, 14, 13, 10, 5, 2, 2, 1, 1, Relu, false),
+        (5, 8, 8, 7, 1, 2, 0, 1, 1, Tanh, false),
+        // Maps narrower than the kernel reach (4×4 with 3×3/2, 5×5/2 and 1×1/2): segments with no input.
+        (6, 4, 4, 8, 3, 2, 1, 1, 1, Leaky, false),
+        (6, 4, 5, 8, 5, 2, 2, 1, 1, Leaky, false),
+        (6, 3, 3, 8, 3, 1, 1, 1, 2, Leaky, false),
+        (64, 13, 13, 96, 3, 1, 1, 1, 1, Leaky, false),
+        (32, 40, 40, 48, 1, 1, 0, 1, 1, Mish, false),
+        (16, 37, 41, 32, 3, 1, 1, 1, 1, Leaky, false),
+        // Winograd on small odd maps (30 and 16 tiles per image: one chunk shared by the threads).
+        (24, 9, 11, 16, 3, 1, 1, 1, 1, Leaky, true),
+        (8, 7, 7, 12, 3, 1, 1, 1, 1, Mish, false),
+        // Several pixel tiles per image (k = 576 → tiles of ~455 pixels).
+        (64, 30, 31, 20, 3, 1, 1, 1, 1, Leaky, true),
+        (64, 50, 47, 8, 3, 2, 1, 1, 1, Mish, false),
+    ];
+    for (i, &(c, h, w, filters, size, stride, pad, groups, dilation, act, bn)) in
+        cases.iter().enumerate()
+    {
+        let case = Case {
+            c,
+            h,
+            w,
+            filters,
+            size,
+            stride,
+            pad,
+            groups,
+            dilation,
+            act,
+            bn,
+        };
+        check(&case, 100 * i as u64);
+    }
+}
+
+/// `cargo test --release --lib cpu::conv::tests::layer_speed -- --ignored --nocapture`: ms per forward of
+/// single layers of yolov4-tiny at batch 1 with each form (best of 7 rounds; the machine is shared).
+#[test]
+#[ignore]
+fn layer_speed() {
+    let dev = Device::Cpu;
+    for &(c, hw, f) in &[
+        (512, 13, 512),
+        (256, 26, 256),
+        (128, 26, 128),
+        (64, 104, 64),
+        (384, 26, 256),
+    ] {
+        let cfg = ConvConfig {
+            filters: f,
+            size: 3,
+            stride_x: 1,
+            stride_y: 1,
+            dilation: 1,
+            pad: 1,
+            groups: 1,
+            activation: Activation::Leaky,
+            batch_normalize: false,
+            share_index: None,
+            flipped: false,
+        };
+        let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
+        let weight = Tensor::from_vec(rand_vec(f * c * 9, 1), (f, c, 3, 3), &dev).unwrap();
+        let bias = Tensor::from_vec(rand_vec(f, 2), f, &dev).unwrap();
+        let x = Tensor::from_vec(rand_vec(c * hw * hw, 3), (1, c, hw, hw), &dev).unwrap();
+        for choice in [WinogradChoice::Off, WinogradChoice::F2, WinogradChoice::F4] {
+            let p = Arc::new(
+                PackedConv::new(
+                    &cfg,
+                    input,
+                    output,
+                    &weight,
+                    Some(&bias),
+                    None,
+                    1e-5,
+                    &CpuOptions { winograd: choice },
+                )
+                .unwrap()
+                .unwrap(),
+            );
+            let best = (0..7)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    for _ in 0..10 {
+                        p.forward(&x).unwrap();
+                    }
+                    t.elapsed().as_secs_f64() / 10.0
+                })
+                .fold(f64::MAX, f64::min);
+            // Cold: weights evicted from the caches before each forward (as in a network at batch 1).
+            let mut junk = vec![1u8; 256 << 20];
+            let cold = (0..7)
+                .map(|i| {
+                    junk.iter_mut()
+                        .step_by(64)
+                        .for_each(|b| *b = b.wrapping_add(i as u8));
+                    let t = std::time::Instant::now();
+                    p.forward(&x).unwrap();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min);
+            eprintln!(
+                "{c}x{hw}x{hw} -> {f}: {choice:?} {:.3} ms, cold {:.3} ms",
+                best * 1e3,
+                cold * 1e3
+            );
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! Single-threaded `C = A·B` for the convolutions, with `A` (the weights, `m × k`) packed once at load: Darknet's
+//! `gemm_nn` (src/gemm.c) computes the same sums, `C[i][j] = Σ_k A[i][k]·B[k][j]`, in another order.
+//!
+//! Why not a general GEMM library: the layers of a detector multiply the same weights by a new `B` on every
+//! call, and a general GEMM packs `A` again each time; on 13×13 maps (`n` = 49 Winograd tiles) that packing
+//! cost about as much as the arithmetic (measured with the `gemm` crate: 16 GEMMs of 512×512×49 ran at ~160
+//! GFLOP/s on two cores where wide ones ran at ~340).
+//!
+//! Layout: `A` is cut into panels of [`MR`] rows stored k-major (`panel[k][r]`, zero rows past `m`), so the
+//! microkernel reads one contiguous [`MR`]-vector per `k`; `B` (`k × n`, row stride `ldb`) and `C` (row stride
+//! `ldc`) are read and written in place, with masked loads and stores for the last columns. The microkernel keeps
+//! an `MR × NV·LANES` block of `C` in registers (6 × 64 with AVX-512, 6 × 16 with AVX2) and runs over a block of
+//! [`KC`] rows of `B`, which stays in the L1 cache while every panel of `A` passes over it.
+
+use super::Isa;
+
+/// Rows of `A` per panel (and of `C` per microkernel call).
+pub const MR: usize = 6;
+/// Rows of `B` per block: a packed block of `KC × 64` floats is 32 KiB, inside the L1 cache of current cores
+/// (measured 64, 128 and 256 within noise of each other).
+const KC: usize = 128;
+
+/// `A` (`m × k`, row-major) packed into panels of [`MR`] rows.
+#[derive(Debug, Clone)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs row-major `a` (`m × k`, row stride `lda`).
+    pub fn new(a: &[f32], m: usize, k: usize, lda: usize) -> Self {
+        let panels = m.div_ceil(MR);
+        let mut data = vec![0f32; panels * k * MR];
+        for r in 0..m {
+            for (kk, v) in a[r * lda..r * lda + k].iter().enumerate() {
+                data[Self::index(panels, k, r, kk)] = *v;
+            }
+        }
+        PackedA { m, k, data }
+    }
+
+    /// Where element (`r`, `kk`) lives: blocks of [`KC`] columns, each holding every panel in turn (panel-major,
+    /// then k, then the panel's [`MR`] rows). For one block of k the panels follow each other, so a GEMM reads
+    /// the weights as one sequential stream: at batch 1 the Winograd weights of a 13×13 layer (16 MB) come from
+    /// memory, and the hardware prefetchers only keep up with such streams (measured: 2.4 ms vs 1.4 ms for a
+    /// 256→256 26×26 layer with the panels k-major across blocks).
+    fn index(panels: usize, k: usize, r: usize, kk: usize) -> usize {
+        let (k0, kc) = (kk / KC * KC, KC.min(k - kk / KC * KC));
+        (k0 * panels + (r / MR) * kc + (kk - k0)) * MR + r % MR
+    }
+
+    /// The start of panel `p`'s rows for the block of k starting at `k0` (`kc` = its length).
+    fn panel(&self, p: usize, k0: usize, kc: usize) -> *const f32 {
+        let panels = self.m.div_ceil(MR);
+        // SAFETY: within `data` for p < panels, k0 < k (the block holds panels·kc·MR values).
+        unsafe { self.data.as_ptr().add((k0 * panels + p * kc) * MR) }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+}
+
+/// `C[r][j] = Σ_kk A[r0 + r][kk] · B[kk][j]` for `r < mlen`, `j < n`: rows `r0..r0 + mlen` of `a` (`r0` a
+/// multiple of [`MR`]), `B` with row stride `ldb`, `C` with row stride `ldc` (overwritten, never read first).
+///
+/// # Safety
+/// `b` must be valid for reads of `k` rows of `n` floats at stride `ldb`, `c` for writes of `mlen` rows of `n`
+/// floats at stride `ldc` (they may be uninitialised; nothing else may access them meanwhile), and `c` must not
+/// overlap `b`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    a: &PackedA,
+    r0: usize,
+    mlen: usize,
+    n: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    gemm_isa(super::isa(), a, r0, mlen, n, b, ldb, c, ldc)
+}
+
+/// [`gemm`] with the kernels of `isa`, which the CPU must support.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_isa(
+    isa: Isa,
+    a: &PackedA,
+    r0: usize,
+    mlen: usize,
+    n: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    assert!(
+        r0.is_multiple_of(MR) && r0 + mlen <= a.m,
+        "gemm: rows {r0}..{} of {}",
+        r0 + mlen,
+        a.m
+    );
+    if mlen == 0 || n == 0 {
+        return;
+    }
+    match isa {
+        // The buffer is borrowed here, outside the `target_feature` functions: a closure inside them would be
+        // compiled without those features (measured: the intrinsics became calls, 100× slower).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::BUF
+            .with(|buf| x86::gemm_avx512(a, r0, mlen, n, b, ldb, c, ldc, &mut buf.borrow_mut())),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::BUF
+            .with(|buf| x86::gemm_avx2(a, r0, mlen, n, b, ldb, c, ldc, &mut buf.borrow_mut())),
+        _ => gemm_scalar(a, r0, mlen, n, b, ldb, c, ldc),
+    }
+}
+
+/// The portable form: the same blocking, one column at a time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_scalar(
+    a: &PackedA,
+    r0: usize,
+    mlen: usize,
+    n: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let (k, panels) = (a.k, a.m.div_ceil(MR));
+    for r in 0..mlen {
+        let cr = c.add(r * ldc);
+        for j in 0..n {
+            let mut s = 0f32;
+            for kk in 0..k {
+                s += a.data[PackedA::index(panels, k, r0 + r, kk)] * *b.add(kk * ldb + j);
+            }
+            *cr.add(j) = s;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{PackedA, KC, MR};
+    use std::arch::x86_64::*;
+
+    /// The vector operations the microkernel needs, for one register width.
+    pub(super) trait Simd: Copy {
+        const LANES: usize;
+        /// Vectors per row of the microkernel's C block.
+        const NV: usize;
+        type Mask: Copy;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(x: f32) -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+        unsafe fn add(a: Self, b: Self) -> Self;
+        unsafe fn store(p: *mut f32, v: Self);
+        /// A mask of the first `n` lanes (`1 ≤ n ≤ LANES`).
+        unsafe fn mask(n: usize) -> Self::Mask;
+        unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self;
+        unsafe fn store_masked(p: *mut f32, v: Self, m: Self::Mask);
+    }
+
+    #[derive(Clone, Copy)]
+    pub(super) struct V512(__m512);
+    #[derive(Clone, Copy)]
+    pub(super) struct V256(__m256);
+
+    impl Simd for V512 {
+        const LANES: usize = 16;
+        const NV: usize = 4;
+        type Mask = __mmask16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            V512(_mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            V512(_mm512_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            V512(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            V512(_mm512_fmadd_ps(a.0, b.0, c.0))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            V512(_mm512_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: Self) {
+            _mm512_storeu_ps(p, v.0)
+        }
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __mmask16 {
+            ((1u32 << n) - 1) as __mmask16
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: __mmask16) -> Self {
+            V512(_mm512_maskz_loadu_ps(m, p))
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, v: Self, m: __mmask16) {
+            _mm512_mask_storeu_ps(p, m, v.0)
+        }
+    }
+
+    impl Simd for V256 {
+        const LANES: usize = 8;
+        const NV: usize = 2;
+        type Mask = __m256i;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            V256(_mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            V256(_mm256_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            V256(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            V256(_mm256_fmadd_ps(a.0, b.0, c.0))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            V256(_mm256_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: Self) {
+            _mm256_storeu_ps(p, v.0)
+        }
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __m256i {
+            // Lane i is on when i < n (the sign bit of each 32-bit lane selects it).
+            let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: __m256i) -> Self {
+            V256(_mm256_maskload_ps(p, m))
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, v: Self, m: __m256i) {
+            _mm256_maskstore_ps(p, m, v.0)
+        }
+    }
+
+    /// One `MR × NV·LANES` block of C (`rows ≤ MR` of them stored; the last vector masked to `tail` lanes when
+    /// `tail < LANES`): `C (=|+=) Σ_{kk<kc} A_panel[kk] ⊗ B[kk]`. `ACC`: add to C instead of overwriting it.
+    ///
+    /// # Safety
+    /// `a` valid for `kc·MR` reads; `b` for `kc` rows of `NV·LANES` floats at stride `ldb`; `c` for `rows`
+    /// rows of `(NV-1)·LANES + tail` floats at stride `ldc` (read too when `ACC`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel<V: Simd, const NV: usize, const ACC: bool>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        tail: usize,
+    ) {
+        let mask = V::mask(tail);
+        let full = tail == V::LANES;
+        let mut acc = [[V::zero(); NV]; MR];
+        for kk in 0..kc {
+            let br = b.add(kk * ldb);
+            let bv: [V; NV] = std::array::from_fn(|v| V::load(br.add(v * V::LANES)));
+            let ar = a.add(kk * MR);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let av = V::splat(*ar.add(r));
+                for v in 0..NV {
+                    accr[v] = V::fma(av, bv[v], accr[v]);
+                }
+            }
+        }
+        for (r, accr) in acc.iter().enumerate().take(rows) {
+            let cr = c.add(r * ldc);
+            for (v, x) in accr.iter().enumerate() {
+                let p = cr.add(v * V::LANES);
+                if v + 1 < NV || full {
+                    let x = if ACC { V::add(V::load(p), *x) } else { *x };
+                    V::store(p, x);
+                } else {
+                    let x = if ACC {
+                        V::add(V::load_masked(p, mask), *x)
+                    } else {
+                        *x
+                    };
+                    V::store_masked(p, x, mask);
+                }
+            }
+        }
+    }
+
+    /// Every `MR`-row panel of rows `r0..r0+mlen` against columns `j0..j0+width` of one `kc` block of B.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panels<V: Simd, const NV: usize>(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        k0: usize,
+        kc: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        width: usize,
+    ) {
+        let tail = width - (NV - 1) * V::LANES;
+        let mut r = 0;
+        while r < mlen {
+            let rows = MR.min(mlen - r);
+            let ap = a.panel((r0 + r) / MR, k0, kc);
+            let cp = c.add(r * ldc);
+            if k0 == 0 {
+                kernel::<V, NV, false>(kc, ap, b, ldb, cp, ldc, rows, tail);
+            } else {
+                kernel::<V, NV, true>(kc, ap, b, ldb, cp, ldc, rows, tail);
+            }
+            r += MR;
+        }
+    }
+
+    /// Copies `kc` rows of `width` floats (row stride `ldb`) to `dst` as rows of `width` rounded up to whole
+    /// vectors, zero-padded, with vector loads and stores (a `copy_from_slice` per row became a `memmove` call
+    /// per 49-64 floats: 7% of the forward).
+    #[inline(always)]
+    unsafe fn pack_b<V: Simd>(b: *const f32, ldb: usize, kc: usize, width: usize, dst: *mut f32) {
+        let (full, tail) = (width / V::LANES, width % V::LANES);
+        let padded = width.div_ceil(V::LANES) * V::LANES;
+        let mask = V::mask(tail.max(1));
+        for kk in 0..kc {
+            let (src, d) = (b.add(kk * ldb), dst.add(kk * padded));
+            for v in 0..full {
+                V::store(d.add(v * V::LANES), V::load(src.add(v * V::LANES)));
+            }
+            if tail > 0 {
+                let x = V::load_masked(src.add(full * V::LANES), mask);
+                V::store(d.add(full * V::LANES), x);
+            }
+        }
+    }
+
+    /// A block of B copied to contiguous rows of [`BW`] floats: rows of B far apart in memory (a row stride of
+    /// 1024 floats maps them to one L1 set) would evict each other before every panel of A has used them.
+    #[repr(C, align(64))]
+    pub(super) struct BBlock([f32; KC * BW]);
+
+    thread_local! {
+        /// This thread's packed block of B, reused by every call (zero-filling a fresh one each call cost 1.4%).
+        pub(super) static BUF: std::cell::RefCell<Box<BBlock>> =
+            std::cell::RefCell::new(Box::new(BBlock([0f32; KC * BW])));
+    }
+
+    /// Widest column block (4 AVX-512 vectors).
+    const BW: usize = 64;
+
+    /// The blocked loops: `KC` rows of B at a time; within them, blocks of `NV·LANES` columns, copied to a
+    /// contiguous buffer (zero-padded to whole vectors) and passed by every panel of A while in L1; the last
+    /// columns by a kernel of as few vectors as they need.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_blocked<V: Simd>(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        n: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        buf: &mut BBlock,
+    ) {
+        debug_assert!(V::NV * V::LANES <= BW);
+        blocks::<V>(a, r0, mlen, n, b, ldb, c, ldc, &mut buf.0)
+    }
+
+    /// The loops of [`gemm_blocked`] with the packed-B buffer `buf`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn blocks<V: Simd>(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        n: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        buf: &mut [f32; KC * BW],
+    ) {
+        let block = V::NV * V::LANES;
+        let mut k0 = 0;
+        while k0 < a.k {
+            let kc = KC.min(a.k - k0);
+            let bk = b.add(k0 * ldb);
+            let mut j = 0;
+            while j < n {
+                let width = block.min(n - j);
+                let nv = width.div_ceil(V::LANES);
+                let padded = nv * V::LANES;
+                pack_b::<V>(bk.add(j), ldb, kc, width, buf.as_mut_ptr());
+                let (bj, cj) = (buf.as_ptr(), c.add(j));
+                match nv {
+                    1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
+                    2 => panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
+                    3 => panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
+                    _ => panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
+                }
+                j += width;
+            }
+            k0 += kc;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx512(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        n: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        buf: &mut BBlock,
+    ) {
+        gemm_blocked::<V512>(a, r0, mlen, n, b, ldb, c, ldc, buf)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx2(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        n: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        buf: &mut BBlock,
+    ) {
+        gemm_blocked::<V256>(a, r0, mlen, n, b, ldb, c, ldc, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every shape class (row and column remainders, several K blocks, sub-ranges of rows) against an f64 sum.
+    #[test]
+    fn matches_f64_reference() {
+        for &(m, n, k, r0, mlen) in &[
+            (1, 1, 1, 0, 1),
+            (6, 16, 3, 0, 6),
+            (7, 17, 27, 0, 7),
+            (13, 49, 300, 6, 7),
+            (64, 100, 576, 0, 64),
+            (32, 43264 / 64, 27, 12, 20),
+            (255, 169, 512, 0, 255),
+            (20, 129, 600, 18, 2),
+        ] {
+            let a = rand_vec(m * k, (m * k) as u64);
+            let ldb = n + 3;
+            let b = rand_vec(k * ldb, (k + n) as u64);
+            let packed = PackedA::new(&a, m, k, k);
+            let ldc = n + 5;
+            // Every ISA this CPU has, down to the portable form.
+            let isas = [Isa::Avx512, Isa::Avx2, Isa::Baseline];
+            for &isa in isas.iter().skip_while(|&&i| i != super::super::isa()) {
+                let mut c = vec![f32::NAN; mlen * ldc];
+                unsafe {
+                    gemm_isa(
+                        isa,
+                        &packed,
+                        r0,
+                        mlen,
+                        n,
+                        b.as_ptr(),
+                        ldb,
+                        c.as_mut_ptr(),
+                        ldc,
+                    )
+                };
+                for r in 0..mlen {
+                    for j in 0..ldc {
+                        let got = c[r * ldc + j];
+                        if j >= n {
+                            assert!(got.is_nan(), "wrote past the last column");
+                            continue;
+                        }
+                        let want: f64 = (0..k)
+                            .map(|kk| a[(r0 + r) * k + kk] as f64 * b[kk * ldb + j] as f64)
+                            .sum();
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (k as f64).sqrt(),
+                            "{isa:?} {m}x{n}x{k} rows {r0}+{r} col {j}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// `cargo test --release --lib cpu::gemm::speed -- --ignored --nocapture`: single-thread GFLOP/s.
+    #[test]
+    #[ignore]
+    fn gflops() {
+        for &(m, n, k) in &[
+            (512, 49, 512),
+            (512, 64, 512),
+            (256, 49, 384),
+            (64, 676, 64),
+            (64, 1024, 288),
+            (32, 1024, 27),
+            (128, 676, 128),
+            (256, 169, 512),
+        ] {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.25f32; k * n];
+            let mut c = vec![0f32; m * n];
+            let p = PackedA::new(&a, m, k, k);
+            // Best of 7 rounds of ~0.1 GFLOP each (the machine is shared).
+            let reps = (1e8 / (2.0 * (m * n * k) as f64)) as usize + 1;
+            let best = (0..7)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        unsafe { gemm(&p, 0, m, n, b.as_ptr(), n, c.as_mut_ptr(), n) };
+                    }
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min);
+            let g = 2.0 * (m * n * k * reps) as f64 / best / 1e9;
+            eprintln!("{m}x{n}x{k}: {g:.1} GFLOP/s");
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Winograd F(4×4, 3×3) (Lavin & Gray 2015, interpolation points 0, ±1, ±2, ∞; the form ncnn and NNPACK use):
+//! per 4×4 output tile and 6×6 input patch `d`, `V = Bᵀ d B`, `U = G g Gᵀ` (at load, in f64), 36 GEMMs
+//! `M_ξ = U_ξ · V_ξ` over the channels, then `Y = Aᵀ M A`: 36 multiplies per 16 outputs per channel, against
+//! 64 for F(2×2) and 144 for the direct sum (Darknet's im2col + gemm).
+//!
+//! ```text
+//! Bᵀ = [4  0 -5  0 1 0]    G = [ 1/4     0     0 ]    Aᵀ = [1 1  1 1  1 0]
+//!      [0 -4 -4  1 1 0]        [-1/6  -1/6  -1/6 ]         [0 1 -1 2 -2 0]
+//!      [0  4 -4 -1 1 0]        [-1/6   1/6  -1/6 ]         [0 1  1 4  4 0]
+//!      [0 -2 -1  2 1 0]        [1/24  1/12   1/6 ]         [0 1 -1 8 -8 1]
+//!      [0  2 -1 -2 1 0]        [1/24 -1/12   1/6 ]
+//!      [0  4  0 -5 0 1]        [ 0      0     1  ]
+//! ```
+//!
+//! The larger transform constants round more than F(2×2)'s: measured against the direct sum the error is a
+//! few times larger (docs/cpu-inference.md gives the worst layer error per tile size on every reference), still
+//! well inside the parity tolerance.
+//!
+//! The row forms ([`input_row`], [`output_row`]) perform exactly the additions and multiplications of the
+//! per-tile reference forms ([`input_tile`], [`output_tile`]) in the same order, so they are bit-identical to
+//! them (unit test), arranged as contiguous loops over the tiles of a row that LLVM vectorises.
+
+/// `U = G g Gᵀ` for every (filter, channel), stored as 36 row-major `[filters, channels]` matrices.
+pub fn transform_weights(w: &[f32], filters: usize, channels: usize) -> Vec<f32> {
+    let mut u = vec![0f32; 36 * filters * channels];
+    for f in 0..filters {
+        for c in 0..channels {
+            let g = &w[(f * channels + c) * 9..(f * channels + c + 1) * 9];
+            let g: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+            // Gg (6×3), then (Gg)Gᵀ (6×6).
+            let mut gg = [[0f64; 3]; 6];
+            for j in 0..3 {
+                let col = g_times([g[j], g[3 + j], g[6 + j]]);
+                for (i, v) in col.iter().enumerate() {
+                    gg[i][j] = *v;
+                }
+            }
+            for (i, r) in gg.iter().enumerate() {
+                for (j, v) in g_times(*r).iter().enumerate() {
+                    u[((i * 6 + j) * filters + f) * channels + c] = *v as f32;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// `G · (a, b, c)ᵀ` in f64.
+fn g_times([a, b, c]: [f64; 3]) -> [f64; 6] {
+    [
+        a / 4.0,
+        -(a + b + c) / 6.0,
+        -(a - b + c) / 6.0,
+        a / 24.0 + b / 12.0 + c / 6.0,
+        a / 24.0 - b / 12.0 + c / 6.0,
+        c,
+    ]
+}
+
+/// `Bᵀ · (d0..d5)`: the six input-transform combinations, shared by the row and column passes (and by the row
+/// and tile forms, which therefore round identically).
+#[inline(always)]
+fn bt(d0: f32, d1: f32, d2: f32, d3: f32, d4: f32, d5: f32) -> [f32; 6] {
+    [
+        (4.0 * d0 - 5.0 * d2) + d4,
+        (d3 + d4) - 4.0 * (d1 + d2),
+        (d4 - d3) + 4.0 * (d1 - d2),
+        (d4 - d2) - 2.0 * (d1 - d3),
+        (d4 - d2) + 2.0 * (d1 - d3),
+        (4.0 * d1 - 5.0 * d3) + d5,
+    ]
+}
+
+/// `Aᵀ · (m0..m5)`: the four output-transform combinations.
+#[inline(always)]
+fn at(m0: f32, m1: f32, m2: f32, m3: f32, m4: f32, m5: f32) -> [f32; 4] {
+    let (a, b, c, d) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [(m0 + a) + c, b + 2.0 * d, a + 4.0 * c, (b + 8.0 * d) + m5]
+}
+
+/// `V = Bᵀ d B` of the 6×6 patch whose top-left input pixel is (`iy`, `ix`) (zeros outside the plane), written to
+/// `v[ξ·stride]` for ξ = 0..36. The per-tile reference form of [`input_row`].
+#[cfg(test)]
+fn input_tile(
+    plane: &[f32],
+    h: usize,
+    w: usize,
+    iy: isize,
+    ix: isize,
+    v: &mut [f32],
+    stride: usize,
+) {
+    let px = |y: isize, x: isize| {
+        if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+            plane[y as usize * w + x as usize]
+        } else {
+            0.0
+        }
+    };
+    // t = Bᵀ d: column by column.
+    let mut t = [[0f32; 6]; 6];
+    for x in 0..6 {
+        let d: Vec<f32> = (0..6).map(|r| px(iy + r, ix + x as isize)).collect();
+        for (i, v) in bt(d[0], d[1], d[2], d[3], d[4], d[5]).iter().enumerate() {
+            t[i][x] = *v;
+        }
+    }
+    for (i, r) in t.iter().enumerate() {
+        for (j, x) in bt(r[0], r[1], r[2], r[3], r[4], r[5]).iter().enumerate() {
+            v[(i * 6 + j) * stride] = *x;
+        }
+    }
+}
+
+/// `Y = Aᵀ M A` of one tile's 36 GEMM outputs `m[ξ·stride]`: the 4×4 outputs, row-major. The per-tile reference
+/// form of [`output_row`].
+#[cfg(test)]
+fn output_tile(m: &[f32], stride: usize) -> [[f32; 4]; 4] {
+    let g = |i: usize, j: usize| m[(i * 6 + j) * stride];
+    let mut s = [[0f32; 6]; 4];
+    for j in 0..6 {
+        let col = at(g(0, j), g(1, j), g(2, j), g(3, j), g(4, j), g(5, j));
+        for r in 0..4 {
+            s[r][j] = col[r];
+        }
+    }
+    s.map(|r| at(r[0], r[1], r[2], r[3], r[4], r[5]))
+}
+
+crate::cpu::multiversion! {
+    /// `V` of the `tw` tiles of tile row `ty` of one channel plane (`h`×`w`, padding `pad`), written to
+    /// `v[ξ·vstride + tx]`: the six `Bᵀ` row combinations over whole padded input rows, a split of each into its
+    /// four column phases (the tiles advance by four pixels), then the six `B` column combinations.
+    ///
+    /// # Safety
+    /// `v.add(ξ·vstride + tx)` must be valid for writes for ξ < 36, tx < tw, and no other thread may access them.
+    pub unsafe fn input_row(
+        plane: &[f32],
+        h: usize,
+        w: usize,
+        pad: usize,
+        ty: usize,
+        tw: usize,
+        v: *mut f32,
+        vstride: usize,
+        scratch: &mut Vec<f32>,
+    ) = input_row_generic
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_row_generic(
+    plane: &[f32],
+    h: usize,
+    w: usize,
+    pad: usize,
+    ty: usize,
+    tw: usize,
+    v: *mut f32,
+    vstride: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // Padded rows of length l = 4·(tw + 1) ≥ w + 2·pad (a 3×3 stride-1 layer's output width is w + 2·pad - 2
+    // ≤ 4·tw), so tile tx reads columns 4tx..4tx+5 < l.
+    let l = 4 * (tw + 1);
+    assert!(
+        l >= w + 2 * pad + 2,
+        "Winograd F4 row: {tw} tiles cannot cover width {w} with padding {pad}"
+    );
+    let t1 = tw + 1;
+    // Scratch: a zero row (w), the six padded Bᵀ rows (6·l), then the four phases of one row (4·t1).
+    let need = w + 6 * l + 4 * t1;
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let (zero, rest) = scratch.split_at_mut(w);
+    zero.fill(0.0);
+    let (p, ph) = rest.split_at_mut(6 * l);
+    let d: [*const f32; 6] = std::array::from_fn(|i| {
+        let iy = (4 * ty + i) as isize - pad as isize;
+        if iy >= 0 && (iy as usize) < h {
+            plane[iy as usize * w..iy as usize * w + w].as_ptr()
+        } else {
+            zero.as_ptr()
+        }
+    });
+    for r in 0..6 {
+        p[r * l..r * l + pad].fill(0.0);
+        p[r * l + pad + w..(r + 1) * l].fill(0.0);
+    }
+    // t = Bᵀ d over whole rows. Raw pointers (every index is below the lengths set up above) so that LLVM
+    // vectorises the loop, as in F(2×2)'s row form.
+    let q: [*mut f32; 6] = std::array::from_fn(|r| p.as_mut_ptr().add(r * l + pad));
+    for x in 0..w {
+        let t = bt(
+            *d[0].add(x),
+            *d[1].add(x),
+            *d[2].add(x),
+            *d[3].add(x),
+            *d[4].add(x),
+            *d[5].add(x),
+        );
+        for r in 0..6 {
+            *q[r].add(x) = t[r];
+        }
+    }
+    let php: [*mut f32; 4] = std::array::from_fn(|k| ph.as_mut_ptr().add(k * t1));
+    for i in 0..6 {
+        let pp = p.as_ptr().add(i * l);
+        for k in 0..t1 {
+            for (j, dst) in php.iter().enumerate() {
+                *dst.add(k) = *pp.add(4 * k + j);
+            }
+        }
+        // V = t B: tile tx reads columns 4tx..4tx+5 = ph0[tx], ph1[tx], ph2[tx], ph3[tx], ph0[tx+1], ph1[tx+1].
+        let vr: [*mut f32; 6] = std::array::from_fn(|j| v.add((i * 6 + j) * vstride));
+        let [e0, e1, e2, e3] = php;
+        for tx in 0..tw {
+            let r = bt(
+                *e0.add(tx),
+                *e1.add(tx),
+                *e2.add(tx),
+                *e3.add(tx),
+                *e0.add(tx + 1),
+                *e1.add(tx + 1),
+            );
+            for j in 0..6 {
+                *vr[j].add(tx) = r[j];
+            }
+        }
+    }
+}
+
+crate::cpu::multiversion! {
+    /// `Y = Aᵀ M A` of the `tw` tiles whose GEMM outputs are `m[ξ·mstride + tx]`, written to the output rows `out`
+    /// (4·ty .. 4·ty + out.len(); fewer than four past the bottom edge), each `ow` wide.
+    ///
+    /// # Safety
+    /// `m.add(ξ·mstride + tx)` must be valid for reads for ξ < 36, tx < tw; each row pointer valid for writes of
+    /// `ow` floats (they may be uninitialised) and accessed by no other thread; `4·(tw - 1) < ow ≤ 4·tw`.
+    pub unsafe fn output_row(
+        m: *const f32,
+        mstride: usize,
+        tw: usize,
+        ow: usize,
+        out: &[*mut f32],
+    ) = output_row_generic
+}
+
+#[inline(always)]
+unsafe fn output_row_generic(
+    m: *const f32,
+    mstride: usize,
+    tw: usize,
+    ow: usize,
+    out: &[*mut f32],
+) {
+    for (r, &row) in out.iter().enumerate() {
+        match r {
+            0 => write_output_row::<0>(row, ow, tw, m, mstride),
+            1 => write_output_row::<1>(row, ow, tw, m, mstride),
+            2 => write_output_row::<2>(row, ow, tw, m, mstride),
+            _ => write_output_row::<3>(row, ow, tw, m, mstride),
+        }
+    }
+}
+
+/// Output row `R` of the tile row: `s_j = (Aᵀ M_{·j})_R` for the six columns j, then the four pixels
+/// `Aᵀ s` of each tile (the last tile may be cut by the right edge).
+#[inline(always)]
+unsafe fn write_output_row<const R: usize>(
+    o: *mut f32,
+    ow: usize,
+    tw: usize,
+    m: *const f32,
+    mstride: usize,
+) {
+    let mp: [*const f32; 36] = std::array::from_fn(|xi| m.add(xi * mstride));
+    let tile = |tx: usize| -> [f32; 4] {
+        let s: [f32; 6] = std::array::from_fn(|j| {
+            let g = |i: usize| *mp[i * 6 + j].add(tx);
+            at(g(0), g(1), g(2), g(3), g(4), g(5))[R]
+        });
+        at(s[0], s[1], s[2], s[3], s[4], s[5])
+    };
+    let full = ow / 4;
+    for tx in 0..full {
+        let y = tile(tx);
+        for (q, v) in y.iter().enumerate() {
+            *o.add(4 * tx + q) = *v;
+        }
+    }
+    if full < tw {
+        let y = tile(full);
+        for (q, v) in y.iter().enumerate().take(ow - 4 * full) {
+            *o.add(4 * full + q) = *v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// One tile through U, V, the 36 products and Y equals the direct 3×3 sum (in f64) to f32 rounding.
+    #[test]
+    fn tile_equals_direct_convolution() {
+        let d = rand_vec(36, 1);
+        let g = rand_vec(9, 2);
+        let u = transform_weights(&g, 1, 1);
+        let mut v = vec![0f32; 36];
+        input_tile(&d, 6, 6, 0, 0, &mut v, 1);
+        let prod: Vec<f32> = u.iter().zip(&v).map(|(a, b)| a * b).collect();
+        let y = output_tile(&prod, 1);
+        for (oy, row) in y.iter().enumerate() {
+            for (ox, got) in row.iter().enumerate() {
+                let mut want = 0f64;
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        want += d[(oy + ky) * 6 + ox + kx] as f64 * g[ky * 3 + kx] as f64;
+                    }
+                }
+                assert!(
+                    (*got as f64 - want).abs() < 1e-5,
+                    "({oy},{ox}): {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The row forms are bit-identical to the per-tile reference forms, borders and odd sizes included.
+    #[test]
+    fn row_transforms_equal_tile_transforms() {
+        for &(h, w, pad) in &[
+            (7, 7, 1),
+            (8, 9, 1),
+            (13, 13, 1),
+            (5, 12, 2),
+            (6, 4, 0),
+            (26, 26, 1),
+            (11, 30, 1),
+        ] {
+            let plane = rand_vec(h * w, (h * 31 + w) as u64);
+            let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+            let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
+            let mut scratch = Vec::new();
+            for ty in 0..th {
+                let mut got = vec![0f32; 36 * tw];
+                let mut want = vec![0f32; 36 * tw];
+                unsafe {
+                    input_row(
+                        &plane,
+                        h,
+                        w,
+                        pad,
+                        ty,
+                        tw,
+                        got.as_mut_ptr(),
+                        tw,
+                        &mut scratch,
+                    )
+                };
+                for tx in 0..tw {
+                    let (iy, ix) = (
+                        (4 * ty) as isize - pad as isize,
+                        (4 * tx) as isize - pad as isize,
+                    );
+                    input_tile(&plane, h, w, iy, ix, &mut want[tx..], tw);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "input {h}x{w} pad {pad} ty {ty}");
+                // Output transform of arbitrary M, every number of rows (bottom edge).
+                let m = rand_vec(36 * tw, ty as u64 + 7);
+                for rows in 1..=4 {
+                    let mut o = vec![vec![0f32; ow]; rows];
+                    let ptrs: Vec<*mut f32> = o.iter_mut().map(|r| r.as_mut_ptr()).collect();
+                    unsafe { output_row(m.as_ptr(), tw, tw, ow, &ptrs) };
+                    for tx in 0..tw {
+                        let y = output_tile(&m[tx..], tw);
+                        for (r, orow) in o.iter().enumerate() {
+                            for q in 0..4 {
+                                if 4 * tx + q < ow {
+                                    assert_eq!(orow[4 * tx + q].to_bits(), y[r][q].to_bits());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
