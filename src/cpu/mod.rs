@@ -10,6 +10,7 @@ pub mod conv;
 pub mod gemm;
 pub mod pool;
 pub mod winograd;
+pub mod yolo;
 
 /// The instruction set the CPU kernels run with, chosen once at run time: the best the CPU supports among
 /// those this build was compiled for (AVX-512 only with the `avx512` cargo feature, on by default; building

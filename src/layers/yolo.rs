@@ -6,10 +6,11 @@
 //! `new_coords=1` nothing is activated (the conv before is already logistic) but `x, y` are still scaled.
 //! Gaussian_yolo (8 box entries: μx σx μy σy μw σw μh σh): logistic on μx σx μy σy σw σh obj cls, scale on μx μy.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use super::activation::logistic;
 use crate::cfg::YoloConfig;
+use crate::cpu::yolo::EntryOp;
 
 #[derive(Debug, Clone)]
 pub struct Yolo {
@@ -17,13 +18,7 @@ pub struct Yolo {
 }
 
 /// What happens to one entry of an anchor's block.
-#[derive(Clone, Copy, PartialEq)]
-enum Op {
-    Raw,
-    Logistic,
-    LogisticScaled,
-    Scaled,
-}
+type Op = EntryOp;
 
 impl Yolo {
     fn ops(&self) -> Vec<Op> {
@@ -54,8 +49,12 @@ impl Yolo {
         let x5 = x.reshape((b, n, e, h, w))?;
         let s = self.cfg.scale_x_y as f64;
         let shift = -0.5 * (s - 1.0);
-        // Apply each op to its run of consecutive entries.
         let ops = self.ops();
+        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && crate::cpu::enabled() {
+            // One pass on the CPU (src/cpu/yolo.rs).
+            return crate::cpu::yolo::forward(&x.contiguous()?, &ops, s as f32, shift as f32);
+        }
+        // Apply each op to its run of consecutive entries.
         let mut parts = Vec::new();
         let mut start = 0;
         while start < e {
