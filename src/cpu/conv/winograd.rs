@@ -76,6 +76,11 @@ impl PackedConv {
         // V (xi·c·nt) and M (xi·m·nt) of a chunk around 1 MiB, but at least 64 tiles for the GEMMs' sake
         // (measured on yolov4-tiny with F(2×2): 32 is slower, 48-96 about equal).
         let target = ((1usize << 18) / (xi * (c + m))).max(64);
+        // Each chunk reads all of U (xi·m·c) again. Where U outweighs a chunk's V and M (large layers on small
+        // maps at batch > 1: 14 MB of U for yolov4-tiny's layer 35), chunks grow until the U traffic is no more
+        // than the V and M traffic, i.e. at most (c + m)·tiles/(m·c) chunks.
+        let max_chunks = ((c + m) * rows_total * tw).div_ceil(m * c).max(1);
+        let target = target.max((rows_total * tw).div_ceil(max_chunks));
         let rows = target.div_ceil(tw).clamp(1, rows_total);
         let mut n_chunks = rows_total.div_ceil(rows);
         if n_chunks < 4 * threads && n_chunks >= threads {
