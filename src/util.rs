@@ -1,4 +1,5 @@
-//! Small shared helpers: atomic file writes.
+//! Small shared helpers: atomic file writes, devices, sizes, and the per-worker random generator that both the
+//! data pipeline and Darknet's weight initialisation draw from.
 
 use std::io::Write;
 use std::path::Path;
@@ -90,4 +91,41 @@ pub fn parse_size(s: &str) -> Result<(usize, usize)> {
             Ok((v, v))
         }
     }
+}
+
+/// A per-worker generator for training (xorshift64*), consumed in Darknet's draw order but not reproducing
+/// glibc's numbers. It lives here, below both users: `data` (augmentation, through `data::rand::DarknetRand`)
+/// and `weights` (`make_convolutional_layer`'s initial weights).
+#[derive(Clone, Debug)]
+pub struct FastRand(u64);
+
+impl FastRand {
+    /// A generator seeded with `seed` (any value; 0 is remapped).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// One `rand()`-like draw in 0..2^31.
+    #[inline]
+    pub fn next_rand(&mut self) -> u32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as u32
+    }
+
+    /// `rand_uniform(min, max)` (utils.c) on this generator: `(float)rand()/RAND_MAX * (max-min) + min`.
+    #[inline]
+    pub fn uniform(&mut self, min: f32, max: f32) -> f32 {
+        let (min, max) = if max < min { (max, min) } else { (min, max) };
+        self.next_rand() as f32 / 0x7fff_ffff_u32 as f32 * (max - min) + min
+    }
+}
+
+/// The seed of batch (or layer) `k` drawn from `seed` (splitmix64 of seed and index).
+pub fn batch_seed(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

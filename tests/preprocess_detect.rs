@@ -393,7 +393,7 @@ fn bus_report_lines_and_json() {
         3,
     )
     .unwrap();
-    image::draw_detections(&mut im, &dets, 0.25, &names, 80);
+    candle_darknet::detect::draw_detections(&mut im, &dets, 0.25, &names, 80);
     let tmp = tempfile::tempdir().unwrap();
     image::save_image(&im, &tmp.path().join("predictions.jpg")).unwrap();
     assert!(

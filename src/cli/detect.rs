@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use candle_darknet::detect::{detections_json, format_detections_v3};
-use candle_darknet::image::{draw_detections, load_image, save_image, Image};
+use candle_darknet::detect::{detections_json, draw_detections, format_detections_v3};
+use candle_darknet::image::{load_image, save_image, Image};
 use candle_darknet::inference::{DetectOptions, Detector};
 
 #[derive(clap::Args)]

@@ -44,13 +44,8 @@ pub struct LoaderConfig {
     pub cache_images: bool,
 }
 
-/// The seed of batch `k` in [`RngMode::PerBatch`] (splitmix64 of seed and index).
-pub fn batch_seed(seed: u64, k: u64) -> u64 {
-    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// The seed of batch `k` in [`RngMode::PerBatch`] (splitmix64 of seed and index; lives in [`crate::util`]).
+pub use crate::util::batch_seed;
 
 /// Background batch producer; dropping it stops the workers.
 pub struct BatchLoader {

@@ -80,25 +80,13 @@ impl DarknetRand for GlibcRand {
     }
 }
 
-/// A per-worker generator for training (xorshift64*), consumed in Darknet's draw order but not
-/// reproducing glibc's numbers. Cheaper than [`GlibcRand`] and independent per worker.
-#[derive(Clone, Debug)]
-pub struct FastRand(u64);
-
-impl FastRand {
-    /// A generator seeded with `seed` (any value; 0 is remapped).
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-}
+/// The per-worker generator for training lives in [`crate::util`] (the weights' initialisation draws from it too).
+pub use crate::util::FastRand;
 
 impl DarknetRand for FastRand {
     #[inline]
     fn rand(&mut self) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as u32
+        self.next_rand()
     }
 }
 

@@ -5,15 +5,18 @@
 //!   (`src/network.c`, `src/yolo_layer.c`),
 //! - [`nms`]: `do_nms_sort`, `do_nms_obj`, `diounms_sort` and the IoU variants (`src/box.c`), with glibc's
 //!   stable merge-sort `qsort` so the output order equals Darknet's,
+//! - [`draw`]: the detections `draw_detections_v3` draws on the image, in its order, with its labels,
 //! - [`output`]: the `-ext_output` lines of `draw_detections_v3` (`src/image.c`) and a JSON record per image.
 //!
 //! Everything works on plain `&[f32]` head outputs (Darknet's `l.output` layout) so it does not depend on
 //! the network implementation. See `docs/postprocessing.md` for the formulas.
 
+pub mod draw;
 pub mod nms;
 pub mod output;
 pub mod yolo_boxes;
 
+pub use draw::draw_detections;
 pub use nms::{
     apply_nms, box_diou, box_diounms, box_iou, diounms_sort, do_nms_obj, do_nms_sort, NmsKind,
 };

@@ -15,9 +15,6 @@ use anyhow::{bail, Context, Result};
 use image::ImageEncoder;
 
 use super::Image;
-use crate::detect::nms::glibc_qsort;
-use crate::detect::output::print_order;
-use crate::detect::Detection;
 
 /// Darknet's `colors[6][3]` palette (magenta, blue, cyan, green, yellow, red).
 const COLORS: [[f32; 3]; 6] = [
@@ -152,62 +149,30 @@ fn draw_weighted_label(im: &mut Image, r: i64, c: i64, label: &Image, rgb: [f32;
     }
 }
 
-/// The image part of `draw_detections_v3`: the selected detections sorted by `compare_by_lefts` then by
-/// `compare_by_probs` (ascending, so the most confident is drawn last), each drawn with a box of width
-/// `max(1, (int)(im.h*.002))` in its class colour (clamped into the image) and a label `name: 0.73` plus
-/// `, other` for every other class above `thresh`.
-pub fn draw_detections(
-    im: &mut Image,
-    dets: &[Detection],
-    thresh: f32,
-    names: &[String],
-    classes: usize,
-) {
-    let mut order = print_order(dets, thresh, names);
-    glibc_qsort(&mut order, |&(a, ca), &(b, cb)| {
-        let delta = dets[a].prob[ca] - dets[b].prob[cb];
-        if delta < 0.0 {
-            -1
-        } else if delta > 0.0 {
-            1
-        } else {
-            0
-        }
-    });
+/// One detection as `draw_detections_v3` draws it: a box of width `max(1, (int)(im.h*.002))` around the
+/// relative box `(x, y, w, h)` (centre and size, clamped into the image) in `rgb` (grey outlines for one-channel
+/// images), and `text` on a label of colour `rgb` blended at 0.7 above its top-left corner. The order and the
+/// text come from [`crate::detect::draw_detections`].
+pub fn draw_labelled_box(im: &mut Image, bbox: [f32; 4], rgb: [f32; 3], text: &str) {
     let width = ((im.h as f64 * 0.002) as i64).max(1);
     let label_size = ((im.h as f64 * 0.02) as usize) / 10;
-    for (i, best) in order {
-        let d = &dets[i];
-        let rgb = class_color(best, classes);
-        let b = d.bbox;
-        // `(b.x - b.w / 2.)*im.w` in double, truncated to int.
-        let left = ((f64::from(b.x) - f64::from(b.w) / 2.0) * im.w as f64) as i64;
-        let right = ((f64::from(b.x) + f64::from(b.w) / 2.0) * im.w as f64) as i64;
-        let top = ((f64::from(b.y) - f64::from(b.h) / 2.0) * im.h as f64) as i64;
-        let bot = ((f64::from(b.y) + f64::from(b.h) / 2.0) * im.h as f64) as i64;
-        let left = left.max(0);
-        let right = right.min(im.w as i64 - 1);
-        let top = top.max(0);
-        let bot = bot.min(im.h as i64 - 1);
-        if im.c == 1 {
-            draw_box_width_bw(im, left, top, right, bot, width, 0.8);
-        } else {
-            draw_box_width(im, left, top, right, bot, width, rgb);
-        }
-        let mut text = format!("{}: {:.2}", name_of(names, best), d.prob[best]);
-        for (j, &p) in d.prob.iter().enumerate() {
-            if p > thresh && j != best {
-                text.push_str(", ");
-                text.push_str(&name_of(names, j));
-            }
-        }
-        let label = render_label(&text, label_size);
-        draw_weighted_label(im, top + width, left, &label, rgb, 0.7);
+    let [x, y, w, h] = bbox.map(f64::from);
+    // `(b.x - b.w / 2.)*im.w` in double, truncated to int.
+    let left = ((x - w / 2.0) * im.w as f64) as i64;
+    let right = ((x + w / 2.0) * im.w as f64) as i64;
+    let top = ((y - h / 2.0) * im.h as f64) as i64;
+    let bot = ((y + h / 2.0) * im.h as f64) as i64;
+    let left = left.max(0);
+    let right = right.min(im.w as i64 - 1);
+    let top = top.max(0);
+    let bot = bot.min(im.h as i64 - 1);
+    if im.c == 1 {
+        draw_box_width_bw(im, left, top, right, bot, width, 0.8);
+    } else {
+        draw_box_width(im, left, top, right, bot, width, rgb);
     }
-}
-
-fn name_of(names: &[String], j: usize) -> String {
-    names.get(j).cloned().unwrap_or_else(|| format!("class{j}"))
+    let label = render_label(text, label_size);
+    draw_weighted_label(im, top + width, left, &label, rgb, 0.7);
 }
 
 /// `draw_box_width_bw` for grey images: outlines of `brightness` (or `1-brightness` when `width` is even).
@@ -267,7 +232,6 @@ pub fn save_image(im: &Image, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::BoxF;
 
     #[test]
     fn colours_follow_get_color() {
@@ -280,46 +244,5 @@ mod tests {
             (c[0] - 1.0).abs() < 1e-6 && (c[1] - 0.0625).abs() < 1e-6 && c[2].abs() < 1e-6,
             "{c:?}"
         );
-    }
-
-    #[test]
-    fn draws_box_and_label_and_saves() {
-        let mut im = Image::filled(120, 100, 3, 0.2);
-        let dets = vec![Detection {
-            bbox: BoxF {
-                x: 0.5,
-                y: 0.6,
-                w: 0.5,
-                h: 0.4,
-            },
-            objectness: 0.9,
-            prob: vec![0.8],
-            classes: 1,
-        }];
-        draw_detections(&mut im, &dets, 0.25, &["dog".to_string()], 1);
-        // Box edges: left = (0.5-0.25)*120 = 30, top = (0.6-0.2)*100 = 40; colour of class 0 is magenta.
-        assert_eq!(
-            (im.get(30, 70, 0), im.get(30, 70, 1), im.get(30, 70, 2)),
-            (1.0, 0.0, 1.0)
-        );
-        assert_eq!(im.get(60, 70, 1), 0.2);
-        // The 8-px label "dog: 0.80" sits above the top edge (rows 33..41, from column 30): background =
-        // 0.7*rgb + 0.3*0.2; glyph pixels = 0.3*0.2. Row 0 of ':' (column 54) is background.
-        let bg = im.get(54, 33, 0);
-        assert!((bg - (0.7 + 0.3 * 0.2)).abs() < 1e-6, "{bg}");
-        let glyph_pixels = (33..41)
-            .flat_map(|y| (30..102).map(move |x| (x, y)))
-            .filter(|&(x, y)| (im.get(x, y, 0) - 0.06).abs() < 1e-6)
-            .count();
-        assert!(glyph_pixels > 50, "{glyph_pixels}");
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["out.jpg", "out.png"] {
-            let p = dir.path().join(name);
-            save_image(&im, &p).unwrap();
-            let back = super::super::load_image(&p, 3).unwrap();
-            assert_eq!((back.w, back.h), (120, 100));
-        }
-        assert!(save_image(&im, &dir.path().join("out.xyz")).is_err());
-        assert!(!dir.path().join("out.xyz").exists());
     }
 }

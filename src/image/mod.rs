@@ -6,7 +6,8 @@
 //! - [`load`]: `load_image` / `load_image_stb` (stb_image decode, `/255.`, interleaved → planar),
 //! - [`resize`]: `resize_image` (separable bilinear stretch),
 //! - [`letterbox`]: `letterbox_image`, `embed_image`, `fill_image`,
-//! - [`draw`]: `draw_detections_v3`'s image part, `get_color`, `draw_box_width`, `save_image`.
+//! - [`draw`]: `draw_detections_v3`'s drawing of one box and label, `get_color`, `draw_box_width`, `save_image`
+//!   (which detections, in which order, with which text: [`crate::detect::draw_detections`]).
 //!
 //! See `docs/preprocessing.md` for every formula.
 
@@ -15,7 +16,7 @@ pub mod letterbox;
 pub mod load;
 pub mod resize;
 
-pub use draw::{class_color, draw_detections, get_color, save_image};
+pub use draw::{class_color, draw_labelled_box, get_color, save_image};
 pub use letterbox::{embed_image, letterbox_image, letterbox_size};
 pub use load::{decode_image, load_image, load_image_resized, unit_from_u8};
 pub use resize::resize_image;

@@ -7,7 +7,6 @@
 //! w.r.t. the yolo layer input is `−delta`, and [`optimizer::DarknetSgd`] accumulates `−grad` into Darknet's
 //! `*_updates` buffers, so the update equals Darknet's. See docs/loss.md and docs/optimizer.md.
 
-pub mod batchnorm;
 pub mod box_iou;
 pub mod checkpoint;
 pub mod loss;
@@ -16,7 +15,9 @@ pub mod policy;
 pub mod surrogate;
 pub mod trainer;
 
-pub use batchnorm::{
+/// Training-mode batch norm lives with the convolutional layer ([`crate::layers::batchnorm`]).
+pub use crate::layers::batchnorm;
+pub use crate::layers::batchnorm::{
     batchnorm_train, BatchNormTrain, DARKNET_BN_EPS, DARKNET_CPU_ROLLING_MOMENTUM,
 };
 pub use box_iou::{box_ciou, box_diou, box_giou, box_iou, box_iou_kind, dx_box_iou, Bbox, BoxGrad};

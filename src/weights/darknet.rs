@@ -234,7 +234,7 @@ pub fn to_bytes_upto(cfg: &NetworkConfig, w: &NetWeights, cutoff: usize) -> Resu
 /// of `partial` (e.g. `yolov4-tiny.conv.29`): layers present in the file are loaded, the file may end at a layer
 /// boundary, and every convolutional layer after that keeps Darknet's initialisation from
 /// `make_convolutional_layer`: weights `sqrt(2/(size·size·c/groups))·rand_uniform(-1, 1)`, biases 0, BN scales 1,
-/// rolling mean 0, rolling variance 0 (calloc). The draws come from [`crate::data::FastRand`] seeded by
+/// rolling mean 0, rolling variance 0 (calloc). The draws come from [`crate::util::FastRand`] seeded by
 /// `(seed, layer index)` instead of glibc `rand()`. A file that ends inside a layer, or has trailing bytes, is
 /// still an error. Returns the weights and the number of convolutional layers read from the file.
 pub fn from_bytes_partial(
@@ -272,11 +272,11 @@ pub fn read_partial(cfg: &NetworkConfig, path: &Path, seed: u64) -> Result<(NetW
 
 /// `make_convolutional_layer`'s initial parameters for a layer with `n` filters of `per` weights.
 pub fn darknet_init(index: usize, n: usize, per: usize, bn: bool, seed: u64) -> ConvParams {
-    use crate::data::rand::{rand_uniform, FastRand};
-    let mut rng = FastRand::new(crate::data::loader::batch_seed(seed, index as u64));
+    use crate::util::{batch_seed, FastRand};
+    let mut rng = FastRand::new(batch_seed(seed, index as u64));
     let scale = (2.0f32 / per as f32).sqrt();
     let weights = (0..n * per)
-        .map(|_| scale * rand_uniform(&mut rng, -1.0, 1.0))
+        .map(|_| scale * rng.uniform(-1.0, 1.0))
         .collect();
     ConvParams {
         biases: vec![0.0; n],

@@ -14,8 +14,7 @@
 //! Darknet's CPU build never accumulates `bias_updates` for a batch-normalised convolution (only the CUDA build
 //! does); autograd here gives the bias its gradient, as the CUDA build does.
 
-use anyhow::{bail, Result};
-use candle_core::{Tensor, D};
+use candle_core::{bail, Result, Tensor, D};
 
 /// `.00001f` of `normalize_cpu`.
 pub const DARKNET_BN_EPS: f64 = 0.00001;
