@@ -199,7 +199,10 @@ impl Network {
         let mut input = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let t0 = times.as_ref().map(|_| std::time::Instant::now());
-            let inputs = Inputs { index: i, outs: &outs };
+            let inputs = Inputs {
+                index: i,
+                outs: &outs,
+            };
             let y = match train {
                 None => layer.forward(&input, &inputs),
                 Some(t) => layer.forward_train(&input, &inputs, t),
@@ -327,4 +330,3 @@ fn build_layer(
         LayerConfig::Dropout(_) | LayerConfig::Empty => Layer::Identity,
     })
 }
-

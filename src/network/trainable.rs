@@ -155,7 +155,16 @@ impl TrainableNetwork {
             .iter()
             .enumerate()
             .filter(|(_, l)| matches!(l, Layer::Yolo(_)))
-            .map(|(i, _)| (i, if i == 0 { x.clone() } else { outputs[i - 1].clone() }))
+            .map(|(i, _)| {
+                (
+                    i,
+                    if i == 0 {
+                        x.clone()
+                    } else {
+                        outputs[i - 1].clone()
+                    },
+                )
+            })
             .collect();
         Ok(TrainForward {
             outputs,
