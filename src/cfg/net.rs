@@ -1,7 +1,7 @@
 //! The `[net]` section, as `parse_net_options` in src/parser.c reads it: input size and every training key,
 //! kept typed for the inference, data and training modules.
 
-use anyhow::{bail, Result};
+use super::error::CfgResult;
 
 use super::reader::Section;
 
@@ -67,7 +67,7 @@ pub struct NetConfig {
     pub contrastive: bool,
 }
 
-fn policy_from(name: &str, s: &Section) -> Result<Policy> {
+fn policy_from(name: &str, s: &Section) -> CfgResult<Policy> {
     Ok(match name {
         "random" => Policy::Random,
         "poly" => Policy::Poly,
@@ -78,13 +78,13 @@ fn policy_from(name: &str, s: &Section) -> Result<Policy> {
         "steps" => Policy::Steps,
         "sgdr" => Policy::Sgdr,
         // Darknet prints a warning and uses constant; an unknown policy silently changes training, so refuse.
-        other => bail!("{}: unknown learning-rate policy '{other}'", s.location()),
+        other => return Err(s.invalid(format!("unknown learning-rate policy '{other}'"))),
     })
 }
 
 impl NetConfig {
     /// `parse_net_options` (src/parser.c).
-    pub fn parse(s: &Section) -> Result<Self> {
+    pub fn parse(s: &Section) -> CfgResult<Self> {
         let max_batches = s.int_or("max_batches", 0)?.max(0) as usize;
         let batch = s.int_or("batch", 1)?.max(1) as usize;
         let subdivisions = s.int_or("subdivisions", 1)?.max(1) as usize;
@@ -154,10 +154,7 @@ impl NetConfig {
                 let steps = s.int_list("steps")?;
                 let scales = s.float_list("scales")?;
                 if policy == Policy::Steps && (steps.is_none() || scales.is_none()) {
-                    bail!(
-                        "{}: policy=steps needs both steps= and scales=",
-                        s.location()
-                    );
+                    return Err(s.invalid("policy=steps needs both steps= and scales="));
                 }
                 cfg.steps = steps.unwrap_or_default();
                 // `parse_net_options` reads one scale per step, 1.0 where scales= runs out.
@@ -204,7 +201,7 @@ impl NetConfig {
             let _ = s.find(k);
         }
         if cfg.width == 0 || cfg.height == 0 || cfg.channels == 0 {
-            bail!("{}: [net] needs width, height and channels", s.location());
+            return Err(s.invalid("needs width, height and channels"));
         }
         Ok(cfg)
     }

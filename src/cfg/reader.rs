@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use super::error::{CfgError, CfgErrorKind, CfgResult};
 
 /// One `key=value` line of a section.
 #[derive(Debug, Clone)]
@@ -34,7 +34,8 @@ pub struct Section {
 }
 
 /// Splits cfg text into sections (`read_cfg`). `file` only names the source in errors.
-pub fn read_cfg(text: &str, file: &Path) -> Result<Vec<Section>> {
+pub fn read_cfg(text: &str, file: &Path) -> CfgResult<Vec<Section>> {
+    let err = |line: usize, kind: CfgErrorKind| Err(CfgError::new(file, line, kind));
     let mut sections: Vec<Section> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -47,10 +48,7 @@ pub fn read_cfg(text: &str, file: &Path) -> Result<Vec<Section>> {
             None | Some('#') | Some(';') => continue,
             Some('[') => {
                 let Some(end) = line.find(']') else {
-                    bail!(
-                        "{}:{line_no}: section header without ']': {raw:?}",
-                        file.display()
-                    );
+                    return err(line_no, CfgErrorKind::UnclosedSection(raw.to_string()));
                 };
                 sections.push(Section {
                     name: line[1..end].to_string(),
@@ -61,16 +59,10 @@ pub fn read_cfg(text: &str, file: &Path) -> Result<Vec<Section>> {
             }
             Some(_) => {
                 let Some(eq) = line.find('=') else {
-                    bail!(
-                        "{}:{line_no}: expected 'key=value' or '[section]', found {raw:?}",
-                        file.display()
-                    );
+                    return err(line_no, CfgErrorKind::NotKeyValue(raw.to_string()));
                 };
                 let Some(section) = sections.last_mut() else {
-                    bail!(
-                        "{}:{line_no}: option {raw:?} before the first [section]",
-                        file.display()
-                    );
+                    return err(line_no, CfgErrorKind::OptionBeforeSection(raw.to_string()));
                 };
                 section.options.push(KeyValue {
                     key: line[..eq].to_string(),
@@ -108,7 +100,7 @@ impl Section {
     }
 
     /// `option_find_int`: C `atoi` of the value, or `default` when absent.
-    pub fn int_or(&self, key: &str, default: i64) -> Result<i64> {
+    pub fn int_or(&self, key: &str, default: i64) -> CfgResult<i64> {
         match self.find(key) {
             None => Ok(default),
             Some(kv) => atoi(&kv.value).ok_or_else(|| self.bad_value(kv, "an integer")),
@@ -116,7 +108,7 @@ impl Section {
     }
 
     /// `option_find_float`: C `atof` of the value (as f32, like Darknet), or `default` when absent.
-    pub fn float_or(&self, key: &str, default: f32) -> Result<f32> {
+    pub fn float_or(&self, key: &str, default: f32) -> CfgResult<f32> {
         match self.find(key) {
             None => Ok(default),
             Some(kv) => atof(&kv.value)
@@ -126,7 +118,7 @@ impl Section {
     }
 
     /// A comma-separated list of integers (`layers=-1,61`), each read with `atoi` as `parse_route` does.
-    pub fn int_list(&self, key: &str) -> Result<Option<Vec<i64>>> {
+    pub fn int_list(&self, key: &str) -> CfgResult<Option<Vec<i64>>> {
         let Some(kv) = self.find(key) else {
             return Ok(None);
         };
@@ -134,12 +126,12 @@ impl Section {
         body.split(',')
             .filter(|s| !s.is_empty())
             .map(|s| atoi(s).ok_or_else(|| self.bad_value(kv, "a list of integers")))
-            .collect::<Result<Vec<_>>>()
+            .collect::<CfgResult<Vec<_>>>()
             .map(Some)
     }
 
     /// A comma-separated list of floats (`anchors=...`, `scales=...`), stopping at `#` as Darknet's counters do.
-    pub fn float_list(&self, key: &str) -> Result<Option<Vec<f32>>> {
+    pub fn float_list(&self, key: &str) -> CfgResult<Option<Vec<f32>>> {
         let Some(kv) = self.find(key) else {
             return Ok(None);
         };
@@ -151,19 +143,38 @@ impl Section {
                     .map(|v| v as f32)
                     .ok_or_else(|| self.bad_value(kv, "a list of numbers"))
             })
-            .collect::<Result<Vec<_>>>()
+            .collect::<CfgResult<Vec<_>>>()
             .map(Some)
     }
 
-    fn bad_value(&self, kv: &KeyValue, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{}:{}: [{}] {}={:?} is not {what}",
-            self.file.display(),
+    fn bad_value(&self, kv: &KeyValue, expected: &'static str) -> CfgError {
+        self.error_at(
             kv.line,
-            self.name,
-            kv.key,
-            kv.value
+            CfgErrorKind::BadValue {
+                section: self.name.clone(),
+                key: kv.key.clone(),
+                value: kv.value.clone(),
+                expected,
+            },
         )
+    }
+
+    /// An error at `line` of this section's file.
+    pub fn error_at(&self, line: usize, kind: CfgErrorKind) -> CfgError {
+        CfgError::new(&self.file, line, kind)
+    }
+
+    /// An error at this section's `[header]` line.
+    pub fn error(&self, kind: CfgErrorKind) -> CfgError {
+        self.error_at(self.line, kind)
+    }
+
+    /// [`CfgErrorKind::Invalid`] at this section's header: `file:line: [name] message`.
+    pub fn invalid(&self, message: impl Into<String>) -> CfgError {
+        self.error(CfgErrorKind::Invalid {
+            section: self.name.clone(),
+            message: message.into(),
+        })
     }
 
     /// The options no parser asked for (Darknet's `option_unused`), as `file:line: ...` warnings.

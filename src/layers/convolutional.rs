@@ -1,4 +1,5 @@
-//! `[convolutional]`: mirrors `forward_convolutional_layer` (src/convolutional_layer.c): convolution (im2col +
+//! `[convolutional]`: mirrors `parse_convolutional` (src/parser.c), `make_convolutional_layer` and
+//! `forward_convolutional_layer` (src/convolutional_layer.c): convolution (im2col +
 //! gemm in Darknet; candle's conv2d here), then batch norm with the rolling statistics (`normalize_cpu`,
 //! `scale_bias`) or, when fused, nothing, then `add_bias` and the activation.
 //!
@@ -20,9 +21,227 @@ use candle_nn::VarBuilder;
 
 use super::activation::activate;
 use super::batchnorm::batchnorm_train;
-use super::TrainState;
-use crate::cfg::{ConvConfig, Shape};
+use super::{
+    io_shapes, DarknetLayer, Inputs, LayerConfig, LayerType, LoadOptions, Param, TrainState,
+};
+use crate::cfg::error::CfgResult;
+use crate::cfg::options::{read_inert, refuse_nonzero, resolve_index, usize_of, Activation};
+use crate::cfg::reader::Section;
+use crate::cfg::{LayerSpec, Shape};
 use crate::cpu::conv::{BnTensors, PackedConv};
+
+/// `[convolutional]` (`parse_convolutional`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConvConfig {
+    pub filters: usize,
+    pub size: usize,
+    pub stride_x: usize,
+    pub stride_y: usize,
+    pub dilation: usize,
+    /// Zero padding in pixels on the top/left (`padding`, or `size/2` when `pad=1`).
+    pub pad: usize,
+    pub groups: usize,
+    pub activation: Activation,
+    pub batch_normalize: bool,
+    /// Absolute index of the layer whose weights this one uses (`share_index`), if any.
+    pub share_index: Option<usize>,
+    /// `flipped=1`: the file stores the weight matrix transposed (`load_convolutional_weights`).
+    pub flipped: bool,
+}
+
+/// `parse_convolutional` (src/parser.c), each key with its Darknet default.
+pub fn parse_convolutional(s: &Section, index: usize) -> CfgResult<ConvConfig> {
+    let filters = usize_of(s.int_or("filters", 1)?, s, "filters", 1)?;
+    let groups = usize_of(s.int_or("groups", 1)?, s, "groups", 1)?;
+    let size = usize_of(s.int_or("size", 1)?, s, "size", 1)?;
+    let sx = s.int_or("stride_x", -1)?;
+    let sy = s.int_or("stride_y", -1)?;
+    let stride = s.int_or("stride", 1)?;
+    let stride_x = usize_of(if sx < 1 { stride } else { sx }, s, "stride", 1)?;
+    let stride_y = usize_of(if sy < 1 { stride } else { sy }, s, "stride", 1)?;
+    let mut dilation = usize_of(s.int_or("dilation", 1)?, s, "dilation", 1)?;
+    if size == 1 {
+        dilation = 1;
+    }
+    let pad_flag = s.int_or("pad", 0)? != 0;
+    let padding = usize_of(s.int_or("padding", 0)?, s, "padding", 0)?;
+    let pad = if pad_flag { size / 2 } else { padding };
+    let activation = Activation::parse(&s.str_or("activation", "logistic"), s)?;
+    let share = s.int_or("share_index", -1_000_000_000)?;
+    let share_index = if share == -1_000_000_000 {
+        None
+    } else {
+        Some(resolve_index(share, index, s, "share_index")?)
+    };
+    let batch_normalize = s.int_or("batch_normalize", 0)? != 0;
+    refuse_nonzero(
+        s,
+        &[
+            "xnor",
+            "binary",
+            "antialiasing",
+            "assisted_excitation",
+            "sway",
+            "rotate",
+            "stretch",
+            "stretch_sway",
+            "coordconv",
+            "cbn",
+        ],
+    )?;
+    let flipped = s.int_or("flipped", 0)? != 0;
+    // Read but inert at inference (training/GPU knobs).
+    read_inert(
+        s,
+        &[
+            "dot",
+            "angle",
+            "grad_centr",
+            "reverse",
+            "stream",
+            "wait_stream",
+            "bin_output",
+        ],
+    );
+    if filters % groups != 0 {
+        return Err(s.invalid(format!(
+            "filters={filters} is not divisible by groups={groups}"
+        )));
+    }
+    Ok(ConvConfig {
+        filters,
+        size,
+        stride_x,
+        stride_y,
+        dilation,
+        pad,
+        groups,
+        activation,
+        batch_normalize,
+        share_index,
+        flipped,
+    })
+}
+
+impl LayerType for ConvConfig {
+    fn parse(s: &Section, index: usize) -> CfgResult<Self> {
+        parse_convolutional(s, index)
+    }
+
+    fn type_name(&self) -> &'static str {
+        "convolutional"
+    }
+
+    /// `convolutional_out_height`/`_width`: `(h + 2·pad - size)/stride + 1`; dilation does not enter Darknet's
+    /// output size.
+    fn output_shape(&self, i: Shape, prev: &[LayerSpec]) -> std::result::Result<Shape, String> {
+        if i.numel() == 0 {
+            return Err("the layer before [convolutional] must output an image".into());
+        }
+        if i.c % self.groups != 0 {
+            return Err(format!(
+                "input channels {} not divisible by groups={}",
+                i.c, self.groups
+            ));
+        }
+        if let Some(s) = self.share_index {
+            let same = match &prev[s].config {
+                LayerConfig::Convolutional(o) => {
+                    o.filters == self.filters
+                        && o.size == self.size
+                        && o.groups == self.groups
+                        && prev[s].input.c == i.c
+                }
+                _ => false,
+            };
+            if !same {
+                return Err(format!("share_index={s} does not point to a convolutional layer with the same weight shape"));
+            }
+        }
+        let oh = (i.h + 2 * self.pad)
+            .checked_sub(self.size)
+            .map(|v| v / self.stride_y + 1);
+        let ow = (i.w + 2 * self.pad)
+            .checked_sub(self.size)
+            .map(|v| v / self.stride_x + 1);
+        match (oh, ow) {
+            (Some(h), Some(w)) => Ok(Shape::new(self.filters, h, w)),
+            _ => Err(format!("kernel {} larger than padded input {i}", self.size)),
+        }
+    }
+
+    /// `l.bflops = (2.0 * l.nweights * l.out_h*l.out_w) / 1e9`.
+    fn bflops(&self, l: &LayerSpec) -> f64 {
+        let nweights = (l.input.c / self.groups) * self.filters * self.size * self.size;
+        2.0 * nweights as f64 * (l.output.h * l.output.w) as f64 / 1e9
+    }
+
+    /// `load_convolutional_weights` order: biases, [scales, rolling mean, rolling variance], weights. A
+    /// `share_index` layer stores nothing (it reads its owner's).
+    fn parameters(&self, l: &LayerSpec) -> Vec<Param> {
+        if self.share_index.is_some() {
+            return Vec::new();
+        }
+        let f = self.filters;
+        let weight = vec![f, l.input.c / self.groups, self.size, self.size];
+        let p = |name, shape: Vec<usize>| Param { name, shape };
+        if self.batch_normalize {
+            vec![
+                p("bn.bias", vec![f]),
+                p("bn.weight", vec![f]),
+                p("bn.running_mean", vec![f]),
+                p("bn.running_var", vec![f]),
+                p("conv.weight", weight),
+            ]
+        } else {
+            vec![p("conv.bias", vec![f]), p("conv.weight", weight)]
+        }
+    }
+
+    fn info(&self, l: &LayerSpec) -> String {
+        let g = if self.groups > 1 {
+            format!("{:2}/{:4}", self.groups, self.filters)
+        } else {
+            format!("   {:4}", self.filters)
+        };
+        let dil = if self.dilation > 1 {
+            format!("({})", self.dilation)
+        } else {
+            "   ".into()
+        };
+        format!(
+            "conv  {g}    {:2} x{:2}/{:2}{dil} {} {:.3} BF",
+            self.size,
+            self.size,
+            self.stride_x,
+            io_shapes(l),
+            self.bflops(l)
+        )
+    }
+}
+
+impl DarknetLayer for Convolutional {
+    type Config = ConvConfig;
+
+    /// `share_index`: the tensors of the layer that owns them.
+    fn load(
+        cfg: &ConvConfig,
+        spec: &LayerSpec,
+        vb: &VarBuilder,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let owner = cfg.share_index.unwrap_or(spec.index);
+        Convolutional::load(vb.pp(owner), cfg, spec.input, spec.output, opts.fuse_bn)
+    }
+
+    fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
+        Convolutional::forward(self, x)
+    }
+
+    fn forward_train(&self, x: &Tensor, inputs: &Inputs, train: &TrainState) -> Result<Tensor> {
+        Convolutional::forward_train(self, x, inputs.index, train)
+    }
+}
 
 /// Batch-norm tensors of an unfused layer, shaped `[1, C, 1, 1]` for broadcasting.
 #[derive(Debug, Clone)]

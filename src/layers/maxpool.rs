@@ -1,5 +1,5 @@
-//! `[maxpool]` and `[local_avgpool]`: mirror `forward_maxpool_layer` and `forward_local_avgpool_layer`
-//! (src/maxpool_layer.c).
+//! `[maxpool]` and `[local_avgpool]`: mirror `parse_maxpool` / `parse_local_avgpool` (src/parser.c) and
+//! `make_maxpool_layer`, `forward_maxpool_layer`, `forward_local_avgpool_layer` (src/maxpool_layer.c).
 //!
 //! Darknet's window for output (i, j) starts at `(i·stride - padding/2, j·stride - padding/2)`, with
 //! `padding = size - 1` by default; positions outside the input count as `-FLT_MAX` for max and are left out of
@@ -7,8 +7,120 @@
 //! over channels `g, g+out_c, g+2·out_c, ...` instead of space.
 
 use candle_core::{DType, Result, Tensor, D};
+use candle_nn::VarBuilder;
 
-use crate::cfg::{MaxpoolConfig, Shape};
+use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
+use crate::cfg::error::CfgResult;
+use crate::cfg::options::{refuse_nonzero, usize_of};
+use crate::cfg::reader::Section;
+use crate::cfg::{LayerSpec, Shape};
+
+/// `[maxpool]` and `[local_avgpool]` (`parse_maxpool`, `parse_local_avgpool`; both build a maxpool layer).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MaxpoolConfig {
+    pub size: usize,
+    pub stride_x: usize,
+    pub stride_y: usize,
+    /// Darknet's `padding` (default `size-1`); the window starts at `-padding/2`.
+    pub padding: usize,
+    /// `maxpool_depth=1`: max over channel groups instead of space.
+    pub maxpool_depth: bool,
+    pub out_channels: usize,
+    /// `[local_avgpool]`: average instead of max.
+    pub avg: bool,
+}
+
+/// `parse_maxpool` and, with `avg`, `parse_local_avgpool` (src/parser.c), each key with its Darknet default.
+pub fn parse_maxpool(s: &Section, avg: bool) -> CfgResult<MaxpoolConfig> {
+    let stride = s.int_or("stride", 1)?;
+    let stride_x = usize_of(s.int_or("stride_x", stride)?, s, "stride_x", 1)?;
+    let stride_y = usize_of(s.int_or("stride_y", stride)?, s, "stride_y", 1)?;
+    let size = usize_of(s.int_or("size", stride)?, s, "size", 1)?;
+    let padding = usize_of(s.int_or("padding", size as i64 - 1)?, s, "padding", 0)?;
+    let (maxpool_depth, out_channels) = if avg {
+        (false, 1)
+    } else {
+        (
+            s.int_or("maxpool_depth", 0)? != 0,
+            usize_of(s.int_or("out_channels", 1)?, s, "out_channels", 1)?,
+        )
+    };
+    if !avg {
+        refuse_nonzero(s, &["antialiasing", "maxpool_zero_nonmax"])?;
+    }
+    Ok(MaxpoolConfig {
+        size,
+        stride_x,
+        stride_y,
+        padding,
+        maxpool_depth,
+        out_channels,
+        avg,
+    })
+}
+
+impl LayerType for MaxpoolConfig {
+    fn parse(s: &Section, _index: usize) -> CfgResult<Self> {
+        parse_maxpool(s, matches!(s.name.as_str(), "local_avgpool" | "local_avg"))
+    }
+
+    fn type_name(&self) -> &'static str {
+        if self.avg {
+            "local_avgpool"
+        } else {
+            "maxpool"
+        }
+    }
+
+    /// `make_maxpool_layer`: `(w + padding - size)/stride + 1`; `maxpool_depth` keeps h, w and outputs
+    /// `out_channels`.
+    fn output_shape(&self, i: Shape, _prev: &[LayerSpec]) -> std::result::Result<Shape, String> {
+        if i.numel() == 0 {
+            return Err("the layer before [maxpool] must output an image".into());
+        }
+        if self.maxpool_depth {
+            return Ok(Shape::new(self.out_channels, i.h, i.w));
+        }
+        let oh = (i.h + self.padding)
+            .checked_sub(self.size)
+            .map(|v| v / self.stride_y + 1);
+        let ow = (i.w + self.padding)
+            .checked_sub(self.size)
+            .map(|v| v / self.stride_x + 1);
+        match (oh, ow) {
+            (Some(h), Some(w)) => Ok(Shape::new(i.c, h, w)),
+            _ => Err(format!("window {} larger than padded input {i}", self.size)),
+        }
+    }
+
+    fn info(&self, l: &LayerSpec) -> String {
+        let name = if self.avg { "avg  " } else { "max  " };
+        format!(
+            "{name}           {:2}x{:2}/{:2}    {}",
+            self.size,
+            self.size,
+            self.stride_x,
+            io_shapes(l)
+        )
+    }
+}
+
+impl DarknetLayer for Maxpool {
+    type Config = MaxpoolConfig;
+
+    fn load(
+        cfg: &MaxpoolConfig,
+        spec: &LayerSpec,
+        _vb: &VarBuilder,
+        _opts: &LoadOptions,
+    ) -> Result<Self> {
+        Ok(Maxpool::new(cfg, spec.input, spec.output))
+    }
+
+    fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
+        Maxpool::forward(self, x)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Maxpool {

@@ -1,4 +1,4 @@
-//! `[reorg]` and `[reorg3d]`: mirror `forward_reorg_old_layer` (src/reorg_old_layer.c) and
+//! `[reorg]` and `[reorg3d]`: mirror `parse_reorg` / `parse_reorg_old` (src/parser.c), `forward_reorg_old_layer` (src/reorg_old_layer.c) and
 //! `forward_reorg_layer` (src/reorg_layer.c), both built on `reorg_cpu` (src/blas.c).
 //!
 //! `reorg_cpu(x, w, h, c, stride, forward)` walks `k < c, j < h, i < w` and pairs flat index
@@ -8,8 +8,73 @@
 //! why the two permute differently. We build the same permutation as an index and gather with it.
 
 use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
 
-use crate::cfg::{ReorgConfig, Shape};
+use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
+use crate::cfg::error::CfgResult;
+use crate::cfg::options::usize_of;
+use crate::cfg::reader::Section;
+use crate::cfg::{LayerSpec, Shape};
+
+/// `[reorg]` (old, `make_reorg_old_layer`) and `[reorg3d]` (`make_reorg_layer`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReorgConfig {
+    pub stride: usize,
+    pub reverse: bool,
+    /// `[reorg]` is Darknet's `REORG_OLD`, `[reorg3d]` is `REORG`; they permute differently.
+    pub old: bool,
+}
+
+/// `parse_reorg` (`[reorg3d]`) and `parse_reorg_old` (`[reorg]`, `old`), each key with its Darknet default.
+pub fn parse_reorg(s: &Section, old: bool) -> CfgResult<ReorgConfig> {
+    Ok(ReorgConfig {
+        stride: usize_of(s.int_or("stride", 1)?, s, "stride", 1)?,
+        reverse: s.int_or("reverse", 0)? != 0,
+        old,
+    })
+}
+
+impl LayerType for ReorgConfig {
+    fn parse(s: &Section, _index: usize) -> CfgResult<Self> {
+        parse_reorg(s, s.name == "reorg")
+    }
+
+    fn type_name(&self) -> &'static str {
+        if self.old {
+            "reorg"
+        } else {
+            "reorg3d"
+        }
+    }
+
+    /// `make_reorg_layer`: `w/stride, h/stride, c·stride²` (the reverse when `reverse=1`).
+    fn output_shape(&self, i: Shape, _prev: &[LayerSpec]) -> std::result::Result<Shape, String> {
+        let s = self.stride;
+        if self.reverse {
+            if i.c % (s * s) != 0 {
+                return Err(format!(
+                    "reverse reorg needs channels divisible by {}",
+                    s * s
+                ));
+            }
+            Ok(Shape::new(i.c / (s * s), i.h * s, i.w * s))
+        } else {
+            if i.h % s != 0 || i.w % s != 0 {
+                return Err(format!("reorg stride {s} does not divide input {i}"));
+            }
+            Ok(Shape::new(i.c * s * s, i.h / s, i.w / s))
+        }
+    }
+
+    fn info(&self, l: &LayerSpec) -> String {
+        format!(
+            "{}              /{:2}  {}",
+            if self.old { "reorg_old" } else { "reorg    " },
+            self.stride,
+            io_shapes(l)
+        )
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Reorg {
@@ -77,5 +142,17 @@ impl Reorg {
         let flat = x.reshape((b, x.elem_count() / b))?;
         flat.index_select(&self.index, 1)?
             .reshape((b, self.output.c, self.output.h, self.output.w))
+    }
+}
+
+impl DarknetLayer for Reorg {
+    type Config = ReorgConfig;
+
+    fn load(cfg: &ReorgConfig, spec: &LayerSpec, vb: &VarBuilder, _: &LoadOptions) -> Result<Self> {
+        Reorg::new(cfg, spec.input, spec.output, vb.device())
+    }
+
+    fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
+        Reorg::forward(self, x)
     }
 }

@@ -1,10 +1,65 @@
-//! `[upsample]`: mirrors `forward_upsample_layer` (src/upsample_layer.c) / `upsample_cpu`: nearest neighbour by
-//! `stride`, times `scale`. A negative stride (Darknet's `reverse`) downsamples by summing each `stride × stride`
-//! block, times `scale`.
+//! `[upsample]`: mirrors `parse_upsample` (src/parser.c), `make_upsample_layer` and `forward_upsample_layer`
+//! (src/upsample_layer.c) / `upsample_cpu`: nearest neighbour by `stride`, times `scale`. A negative stride
+//! (Darknet's `reverse`) downsamples by summing each `stride × stride` block, times `scale`.
 
 use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
 
-use crate::cfg::{Shape, UpsampleConfig};
+use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
+use crate::cfg::error::CfgResult;
+use crate::cfg::reader::Section;
+use crate::cfg::{LayerSpec, Shape};
+
+/// `[upsample]` (`parse_upsample`); a negative stride downsamples (`reverse` in make_upsample_layer).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpsampleConfig {
+    pub stride: i64,
+    pub scale: f32,
+}
+
+/// `parse_upsample`, each key with its Darknet default.
+pub fn parse_upsample(s: &Section) -> CfgResult<UpsampleConfig> {
+    let stride = s.int_or("stride", 2)?;
+    if stride == 0 {
+        return Err(s.invalid("stride=0"));
+    }
+    Ok(UpsampleConfig {
+        stride,
+        scale: s.float_or("scale", 1.0)?,
+    })
+}
+
+impl LayerType for UpsampleConfig {
+    fn parse(s: &Section, _index: usize) -> CfgResult<Self> {
+        parse_upsample(s)
+    }
+
+    fn type_name(&self) -> &'static str {
+        "upsample"
+    }
+
+    /// `make_upsample_layer`: `w·stride` (or `w/stride` when reversed).
+    fn output_shape(&self, i: Shape, _prev: &[LayerSpec]) -> std::result::Result<Shape, String> {
+        let s = self.stride.unsigned_abs() as usize;
+        Ok(if self.stride > 0 {
+            Shape::new(i.c, i.h * s, i.w * s)
+        } else {
+            Shape::new(i.c, i.h / s, i.w / s)
+        })
+    }
+
+    fn info(&self, l: &LayerSpec) -> String {
+        if self.stride < 0 {
+            format!("downsample          {:2}x  {}", -self.stride, io_shapes(l))
+        } else {
+            format!(
+                "upsample                {:2}x  {}",
+                self.stride,
+                io_shapes(l)
+            )
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Upsample {
@@ -32,5 +87,25 @@ impl Upsample {
         } else {
             y * self.cfg.scale as f64
         }
+    }
+}
+
+impl DarknetLayer for Upsample {
+    type Config = UpsampleConfig;
+
+    fn load(
+        cfg: &UpsampleConfig,
+        spec: &LayerSpec,
+        _: &VarBuilder,
+        _: &LoadOptions,
+    ) -> Result<Self> {
+        Ok(Upsample {
+            cfg: cfg.clone(),
+            output: spec.output,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
+        Upsample::forward(self, x)
     }
 }

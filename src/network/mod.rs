@@ -14,48 +14,9 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::cfg::{LayerConfig, NetworkConfig};
-use crate::layers::convolutional::Convolutional;
-use crate::layers::maxpool::Maxpool;
-use crate::layers::region::Region;
-use crate::layers::reorg::Reorg;
-use crate::layers::route::Route;
-use crate::layers::shortcut::Shortcut;
-use crate::layers::upsample::Upsample;
-use crate::layers::yolo::Yolo;
-use crate::layers::{avgpool, scale_channels, TrainState};
+use crate::layers::TrainState;
+pub use crate::layers::{Inputs, Layer, LoadOptions};
 use crate::weights::NetWeights;
-
-/// How to build the network.
-#[derive(Debug, Clone, Copy)]
-pub struct LoadOptions {
-    /// Fold batch norm into the convolution as `fuse_conv_batchnorm` does (what `darknet detector test` runs).
-    pub fuse_bn: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions { fuse_bn: true }
-    }
-}
-
-/// One built layer.
-#[derive(Debug, Clone)]
-pub enum Layer {
-    Convolutional(Convolutional),
-    Maxpool(Maxpool),
-    Route(Route),
-    Shortcut(Shortcut),
-    Upsample(Upsample),
-    Yolo(Yolo),
-    Region(Region),
-    Avgpool,
-    Reorg(Reorg),
-    ScaleChannels {
-        from: usize,
-        activation: crate::cfg::Activation,
-    },
-    Identity,
-}
 
 /// `(layer index, output)` of each detection head, in layer order.
 pub type HeadOutputs = Vec<(usize, Tensor)>;
@@ -70,13 +31,7 @@ pub struct Network {
 
 /// Layers whose outputs layer `l` reads besides its direct input.
 pub fn extra_inputs(config: &LayerConfig) -> Vec<usize> {
-    match config {
-        LayerConfig::Route(r) => r.layers.clone(),
-        LayerConfig::Shortcut(s) => s.from.clone(),
-        LayerConfig::ScaleChannels(s) => vec![s.from],
-        LayerConfig::Sam(s) => vec![s.from],
-        _ => vec![],
-    }
+    config.extra_inputs()
 }
 
 impl Network {
@@ -86,7 +41,7 @@ impl Network {
         let vbl = vb.pp("layers");
         let mut layers = Vec::with_capacity(cfg.layers.len());
         for spec in &cfg.layers {
-            let built = build_layer(spec, &vbl, opts, &device).map_err(|e| {
+            let built = Layer::load(spec, &vbl, opts).map_err(|e| {
                 candle_core::Error::Msg(format!(
                     "building layer {} ({}): {e}",
                     spec.index,
@@ -199,10 +154,7 @@ impl Network {
         let mut input = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let t0 = times.as_ref().map(|_| std::time::Instant::now());
-            let inputs = Inputs {
-                index: i,
-                outs: &outs,
-            };
+            let inputs = Inputs::new(i, &outs);
             let y = match train {
                 None => layer.forward(&input, &inputs),
                 Some(t) => layer.forward_train(&input, &inputs, t),
@@ -234,99 +186,4 @@ impl Network {
         }
         Ok(outs)
     }
-}
-
-/// The outputs of earlier layers that a layer may read (`net.layers[j].output` in Darknet).
-pub struct Inputs<'a> {
-    /// The index of the running layer.
-    pub index: usize,
-    outs: &'a [Option<Tensor>],
-}
-
-impl Inputs<'_> {
-    /// The output of layer `j`.
-    pub fn output(&self, j: usize) -> Result<&Tensor> {
-        self.outs[j].as_ref().ok_or_else(|| {
-            candle_core::Error::Msg(format!(
-                "output of layer {j} was freed before layer {}",
-                self.index
-            ))
-        })
-    }
-
-    /// The outputs of layers `js`, in order.
-    pub fn outputs(&self, js: &[usize]) -> Result<Vec<&Tensor>> {
-        js.iter().map(|&j| self.output(j)).collect()
-    }
-}
-
-impl Layer {
-    /// Inference forward (`state.train = 0`).
-    pub fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
-        match self {
-            Layer::Convolutional(c) => c.forward(x),
-            Layer::Maxpool(m) => m.forward(x),
-            Layer::Route(r) => r.forward(&inputs.outputs(&r.cfg.layers)?),
-            Layer::Shortcut(s) => s.forward(x, &inputs.outputs(&s.cfg.from)?),
-            Layer::Upsample(u) => u.forward(x),
-            Layer::Yolo(y) => y.forward(x),
-            Layer::Region(r) => r.forward(x),
-            Layer::Avgpool => avgpool::forward(x),
-            Layer::Reorg(r) => r.forward(x),
-            Layer::ScaleChannels { from, activation } => {
-                scale_channels::forward(x, inputs.output(*from)?, *activation)
-            }
-            Layer::Identity => Ok(x.clone()),
-        }
-    }
-
-    /// Training forward (`state.train = 1`): only batch norm differs; every other layer runs its inference code,
-    /// written with differentiable candle ops.
-    pub fn forward_train(&self, x: &Tensor, inputs: &Inputs, train: &TrainState) -> Result<Tensor> {
-        match self {
-            Layer::Convolutional(c) => c.forward_train(x, inputs.index, train),
-            other => other.forward(x, inputs),
-        }
-    }
-}
-
-fn build_layer(
-    spec: &crate::cfg::LayerSpec,
-    vbl: &VarBuilder,
-    opts: &LoadOptions,
-    device: &Device,
-) -> Result<Layer> {
-    Ok(match &spec.config {
-        LayerConfig::Convolutional(c) => {
-            // share_index: use the tensors of the layer that owns them.
-            let owner = c.share_index.unwrap_or(spec.index);
-            Layer::Convolutional(Convolutional::load(
-                vbl.pp(owner),
-                c,
-                spec.input,
-                spec.output,
-                opts.fuse_bn,
-            )?)
-        }
-        LayerConfig::Maxpool(m) => Layer::Maxpool(Maxpool::new(m, spec.input, spec.output)),
-        LayerConfig::Route(r) => Layer::Route(Route { cfg: r.clone() }),
-        LayerConfig::Shortcut(s) => Layer::Shortcut(Shortcut::new(s)?),
-        LayerConfig::Upsample(u) => Layer::Upsample(Upsample {
-            cfg: u.clone(),
-            output: spec.output,
-        }),
-        LayerConfig::Yolo(y) => Layer::Yolo(Yolo { cfg: y.clone() }),
-        LayerConfig::Region(r) => Layer::Region(Region { cfg: r.clone() }),
-        LayerConfig::Avgpool => Layer::Avgpool,
-        LayerConfig::Reorg(r) => Layer::Reorg(Reorg::new(r, spec.input, spec.output, device)?),
-        LayerConfig::ScaleChannels(s) => Layer::ScaleChannels {
-            from: s.from,
-            activation: s.activation,
-        },
-        LayerConfig::Sam(s) => Layer::ScaleChannels {
-            from: s.from,
-            activation: s.activation,
-        },
-        LayerConfig::Dropout(_) | LayerConfig::Empty => Layer::Identity,
-    })
 }

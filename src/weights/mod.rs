@@ -1,7 +1,8 @@
 //! Weight files: Darknet `.weights` ([`darknet`]) and safetensors ([`safetensors`]), both mapped onto one
 //! in-memory form, [`NetWeights`], that lists each parameterised layer's tensors in Darknet's file order.
 //!
-//! Tensor names (stable, documented in docs/weights.md), for convolutional layer `i`:
+//! Tensor names (stable, documented in docs/weights.md; each layer type declares its own in
+//! [`crate::layers::LayerType::parameters`]), for convolutional layer `i`:
 //! - `layers.i.conv.weight` — `[filters, in_c/groups, size, size]` (Darknet's row-major `l.weights`);
 //! - `layers.i.conv.bias` — `[filters]` when the layer has no batch norm;
 //! - `layers.i.bn.bias`, `layers.i.bn.weight`, `layers.i.bn.running_mean`, `layers.i.bn.running_var` — `[filters]`
@@ -58,6 +59,38 @@ pub struct ConvParams {
     pub biases: Vec<f32>,
     pub bn: Option<BatchNormParams>,
     pub weights: Vec<f32>,
+}
+
+impl ConvParams {
+    /// The arrays in `.weights` file order: biases, [scales, rolling mean, rolling variance], weights.
+    pub fn in_file_order(&self) -> Vec<&[f32]> {
+        let mut v: Vec<&[f32]> = vec![&self.biases];
+        if let Some(bn) = &self.bn {
+            v.extend([&bn.scales[..], &bn.rolling_mean, &bn.rolling_var]);
+        }
+        v.push(&self.weights);
+        v
+    }
+
+    /// The inverse of [`Self::in_file_order`]: two arrays without batch norm, five with.
+    pub fn from_file_order(mut v: Vec<Vec<f32>>) -> Self {
+        let weights = v.pop().unwrap_or_default();
+        let mut it = v.into_iter();
+        let biases = it.next().unwrap_or_default();
+        let bn = match (it.next(), it.next(), it.next()) {
+            (Some(scales), Some(rolling_mean), Some(rolling_var)) => Some(BatchNormParams {
+                scales,
+                rolling_mean,
+                rolling_var,
+            }),
+            _ => None,
+        };
+        ConvParams {
+            biases,
+            bn,
+            weights,
+        }
+    }
 }
 
 /// All parameters of a network, keyed by layer index.
@@ -118,7 +151,8 @@ impl NetWeights {
         }
     }
 
-    /// Named tensors (see the module docs), on `device`.
+    /// Named tensors (see the module docs), on `device`: each layer's arrays in file order under the names and
+    /// shapes its [`crate::layers::LayerType::parameters`] gives.
     pub fn to_tensors(
         &self,
         cfg: &NetworkConfig,
@@ -126,40 +160,22 @@ impl NetWeights {
     ) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (index, p) in &self.convs {
-            let LayerConfig::Convolutional(c) = &cfg.layers[*index].config else {
-                bail!("layer {index} is not convolutional");
-            };
-            let in_c = cfg.layers[*index].input.c / c.groups;
-            let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, device);
-            out.insert(
-                format!("layers.{index}.conv.weight"),
-                t(&p.weights, &[c.filters, in_c, c.size, c.size])?,
-            );
-            match &p.bn {
-                None => {
-                    out.insert(
-                        format!("layers.{index}.conv.bias"),
-                        t(&p.biases, &[c.filters])?,
-                    );
-                }
-                Some(bn) => {
-                    out.insert(
-                        format!("layers.{index}.bn.bias"),
-                        t(&p.biases, &[c.filters])?,
-                    );
-                    out.insert(
-                        format!("layers.{index}.bn.weight"),
-                        t(&bn.scales, &[c.filters])?,
-                    );
-                    out.insert(
-                        format!("layers.{index}.bn.running_mean"),
-                        t(&bn.rolling_mean, &[c.filters])?,
-                    );
-                    out.insert(
-                        format!("layers.{index}.bn.running_var"),
-                        t(&bn.rolling_var, &[c.filters])?,
-                    );
-                }
+            let spec = &cfg.layers[*index];
+            let params = spec.config.as_layer_type().parameters(spec);
+            let values = p.in_file_order();
+            if params.len() != values.len() {
+                bail!(
+                    "layer {index} ({}) stores {} parameter tensors, the weights hold {}",
+                    spec.config.type_name(),
+                    params.len(),
+                    values.len()
+                );
+            }
+            for (param, v) in params.iter().zip(values) {
+                out.insert(
+                    format!("layers.{index}.{}", param.name),
+                    Tensor::from_slice(v, param.shape.as_slice(), device)?,
+                );
             }
         }
         Ok(out)
@@ -171,8 +187,8 @@ impl NetWeights {
         header: Header,
         tensors: &HashMap<String, Tensor>,
     ) -> Result<Self> {
-        let get = |name: String, len: usize| -> Result<Vec<f32>> {
-            let Some(t) = tensors.get(&name) else {
+        let get = |name: &str, len: usize| -> Result<Vec<f32>> {
+            let Some(t) = tensors.get(name) else {
                 bail!(
                     "tensor '{name}' is missing (the cfg {} expects it)",
                     cfg.file.display()
@@ -192,42 +208,20 @@ impl NetWeights {
             Ok(v)
         };
         let mut convs = Vec::new();
-        let mut expected = 0;
-        for (index, n, per, bn) in parameter_layers(cfg) {
-            let weights = get(format!("layers.{index}.conv.weight"), n * per)?;
-            let (biases, bn) = if bn {
-                expected += 5;
-                (
-                    get(format!("layers.{index}.bn.bias"), n)?,
-                    Some(BatchNormParams {
-                        scales: get(format!("layers.{index}.bn.weight"), n)?,
-                        rolling_mean: get(format!("layers.{index}.bn.running_mean"), n)?,
-                        rolling_var: get(format!("layers.{index}.bn.running_var"), n)?,
-                    }),
-                )
-            } else {
-                expected += 2;
-                (get(format!("layers.{index}.conv.bias"), n)?, None)
-            };
-            convs.push((
-                index,
-                ConvParams {
-                    biases,
-                    bn,
-                    weights,
-                },
-            ));
+        let mut expected = std::collections::HashSet::new();
+        for (index, ..) in parameter_layers(cfg) {
+            let spec = &cfg.layers[index];
+            let mut values = Vec::new();
+            for param in spec.config.as_layer_type().parameters(spec) {
+                let name = format!("layers.{index}.{}", param.name);
+                values.push(get(&name, param.numel())?);
+                expected.insert(name);
+            }
+            convs.push((index, ConvParams::from_file_order(values)));
         }
-        if tensors.len() != expected {
-            let mut extra: Vec<&String> = tensors
-                .keys()
-                .filter(|k| {
-                    !convs.iter().any(|(i, _)| {
-                        k.starts_with(&format!("layers.{i}.conv."))
-                            || k.starts_with(&format!("layers.{i}.bn."))
-                    })
-                })
-                .collect();
+        if tensors.len() != expected.len() {
+            let mut extra: Vec<&String> =
+                tensors.keys().filter(|k| !expected.contains(*k)).collect();
             extra.sort();
             bail!(
                 "{} tensors do not belong to any layer of {}: {:?}",
