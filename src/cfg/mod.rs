@@ -294,4 +294,51 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("r.cfg:5"), "{e}");
     }
+
+    #[test]
+    fn errors_are_typed_with_file_line_and_kind() {
+        let e = NetworkConfig::parse(
+            "[net]\nwidth=8\nheight=8\nchannels=3\n[route]\nlayers=3\n",
+            Path::new("r.cfg"),
+        )
+        .unwrap_err();
+        assert_eq!((e.file.as_path(), e.line), (Path::new("r.cfg"), 5));
+        assert!(
+            matches!(
+                e.kind,
+                CfgErrorKind::BadReference {
+                    raw: 3,
+                    index: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = NetworkConfig::parse(
+            "[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=4\nxnor=1\n",
+            Path::new("x.cfg"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 7);
+        assert!(
+            matches!(e.kind, CfgErrorKind::UnsupportedOption { .. }),
+            "{e:?}"
+        );
+        let e = NetworkConfig::parse(
+            "[net]\nwidth=8\nheight=8\nchannels=3\n[yolo]\nclasses=2\n",
+            Path::new("y.cfg"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e.kind,
+                CfgErrorKind::Shape {
+                    layer_type: "yolo",
+                    index: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
 }

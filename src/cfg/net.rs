@@ -2,6 +2,7 @@
 //! kept typed for the inference, data and training modules.
 
 use super::error::CfgResult;
+use super::options::read_inert;
 
 use super::reader::Section;
 
@@ -145,61 +146,9 @@ impl NetConfig {
             cfg.b2 = s.float_or("B2", 0.999)?;
             cfg.eps = s.float_or("eps", 0.000001)?;
         }
-        match policy {
-            Policy::Step => {
-                cfg.step = s.int_or("step", 1)?;
-                cfg.scale = s.float_or("scale", 1.0)?;
-            }
-            Policy::Steps | Policy::Sgdr => {
-                let steps = s.int_list("steps")?;
-                let scales = s.float_list("scales")?;
-                if policy == Policy::Steps && (steps.is_none() || scales.is_none()) {
-                    return Err(s.invalid("policy=steps needs both steps= and scales="));
-                }
-                cfg.steps = steps.unwrap_or_default();
-                // `parse_net_options` reads one scale per step, 1.0 where scales= runs out.
-                let given = scales.unwrap_or_default();
-                cfg.scales = (0..cfg.steps.len())
-                    .map(|i| given.get(i).copied().unwrap_or(1.0))
-                    .collect();
-            }
-            Policy::Exp => cfg.gamma = s.float_or("gamma", 1.0)?,
-            Policy::Sig => {
-                cfg.gamma = s.float_or("gamma", 1.0)?;
-                cfg.step = s.int_or("step", 1)?;
-            }
-            _ => {}
-        }
+        read_policy_keys(&mut cfg, s)?;
         // Keys Darknet reads but that change nothing here; marking them read keeps the unused-key warnings useful.
-        for k in [
-            "inputs",
-            "max_crop",
-            "min_crop",
-            "sequential_subdivisions",
-            "try_fix_nan",
-            "weights_reject_freq",
-            "equidistant_point",
-            "badlabels_rejection_percentage",
-            "num_sigmas_reject_badlabels",
-            "use_cuda_graph",
-            "loss_scale",
-            "dynamic_minibatch",
-            "optimized_memory",
-            "workspace_size_limit_MB",
-            "augment_speed",
-            "contrastive_jit_flip",
-            "contrastive_color",
-            "unsupervised",
-            "attention",
-            "adversarial_lr",
-            "max_chart_loss",
-            "show_receptive_field",
-            "seq_scales",
-            "cutmix",
-            "mosaic",
-        ] {
-            let _ = s.find(k);
-        }
+        read_inert(s, INERT_KEYS);
         if cfg.width == 0 || cfg.height == 0 || cfg.channels == 0 {
             return Err(s.invalid("needs width, height and channels"));
         }
@@ -211,3 +160,63 @@ impl NetConfig {
         (self.batch / self.subdivisions).max(1)
     }
 }
+
+/// The keys of the learning-rate policy (`parse_net_options`: `step`/`scale`, `steps`/`scales`, `gamma`).
+fn read_policy_keys(cfg: &mut NetConfig, s: &Section) -> CfgResult<()> {
+    let policy = cfg.policy;
+    match policy {
+        Policy::Step => {
+            cfg.step = s.int_or("step", 1)?;
+            cfg.scale = s.float_or("scale", 1.0)?;
+        }
+        Policy::Steps | Policy::Sgdr => {
+            let steps = s.int_list("steps")?;
+            let scales = s.float_list("scales")?;
+            if policy == Policy::Steps && (steps.is_none() || scales.is_none()) {
+                return Err(s.invalid("policy=steps needs both steps= and scales="));
+            }
+            cfg.steps = steps.unwrap_or_default();
+            // `parse_net_options` reads one scale per step, 1.0 where scales= runs out.
+            let given = scales.unwrap_or_default();
+            cfg.scales = (0..cfg.steps.len())
+                .map(|i| given.get(i).copied().unwrap_or(1.0))
+                .collect();
+        }
+        Policy::Exp => cfg.gamma = s.float_or("gamma", 1.0)?,
+        Policy::Sig => {
+            cfg.gamma = s.float_or("gamma", 1.0)?;
+            cfg.step = s.int_or("step", 1)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `[net]` keys Darknet reads that change nothing here.
+const INERT_KEYS: &[&str] = &[
+    "inputs",
+    "max_crop",
+    "min_crop",
+    "sequential_subdivisions",
+    "try_fix_nan",
+    "weights_reject_freq",
+    "equidistant_point",
+    "badlabels_rejection_percentage",
+    "num_sigmas_reject_badlabels",
+    "use_cuda_graph",
+    "loss_scale",
+    "dynamic_minibatch",
+    "optimized_memory",
+    "workspace_size_limit_MB",
+    "augment_speed",
+    "contrastive_jit_flip",
+    "contrastive_color",
+    "unsupervised",
+    "attention",
+    "adversarial_lr",
+    "max_chart_loss",
+    "show_receptive_field",
+    "seq_scales",
+    "cutmix",
+    "mosaic",
+];

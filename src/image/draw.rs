@@ -152,7 +152,7 @@ fn draw_weighted_label(im: &mut Image, r: i64, c: i64, label: &Image, rgb: [f32;
 /// One detection as `draw_detections_v3` draws it: a box of width `max(1, (int)(im.h*.002))` around the
 /// relative box `(x, y, w, h)` (centre and size, clamped into the image) in `rgb` (grey outlines for one-channel
 /// images), and `text` on a label of colour `rgb` blended at 0.7 above its top-left corner. The order and the
-/// text come from [`crate::detect::draw_detections`].
+/// text come from `detect::draw_detections`.
 pub fn draw_labelled_box(im: &mut Image, bbox: [f32; 4], rgb: [f32; 3], text: &str) {
     let width = ((im.h as f64 * 0.002) as i64).max(1);
     let label_size = ((im.h as f64 * 0.02) as usize) / 10;

@@ -7,7 +7,7 @@
 //! - [`resize`]: `resize_image` (separable bilinear stretch),
 //! - [`letterbox`]: `letterbox_image`, `embed_image`, `fill_image`,
 //! - [`draw`]: `draw_detections_v3`'s drawing of one box and label, `get_color`, `draw_box_width`, `save_image`
-//!   (which detections, in which order, with which text: [`crate::detect::draw_detections`]).
+//!   (which detections, in which order, with which text: `detect::draw_detections`).
 //!
 //! See `docs/preprocessing.md` for every formula.
 

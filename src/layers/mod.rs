@@ -15,6 +15,7 @@ pub mod batchnorm;
 pub mod convolutional;
 pub mod dropout;
 pub mod empty;
+pub mod im2col;
 pub mod maxpool;
 pub mod region;
 pub mod reorg;

@@ -1,6 +1,6 @@
 //! `[yolo]` and `[Gaussian_yolo]`: mirror `parse_yolo` / `parse_gaussian_yolo` (src/parser.c) and, at inference,
 //! the activation part of `forward_yolo_layer` (src/yolo_layer.c) and `forward_gaussian_yolo_layer`
-//! (src/gaussian_yolo_layer.c); the training branch (deltas, cost) is [`crate::train::loss`]. The layer output keeps
+//! (src/gaussian_yolo_layer.c); the training branch (deltas, cost) is `train::loss`. The layer output keeps
 //! Darknet's layout: for each anchor `a`, planes `x, y, w, h, obj, cls…` of `h × w`.
 //!
 //! yolo: `x, y ← logistic(t)·scale_x_y − (scale_x_y − 1)/2`; `obj, cls ← logistic(t)`; `w, h` stay raw. With

@@ -10,8 +10,9 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
+use super::error::{Part, WeightsError, WeightsErrorKind, WeightsResult};
 use super::{parameter_layers, BatchNormParams, ConvParams, Header, NetWeights};
 use crate::cfg::{LayerConfig, NetworkConfig};
 
@@ -22,24 +23,30 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn take(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<&[u8]> {
+    fn error(&self, kind: WeightsErrorKind) -> WeightsError {
+        WeightsError {
+            file: self.path.to_path_buf(),
+            kind,
+        }
+    }
+
+    fn take(&mut self, n: usize, part: Part) -> WeightsResult<&[u8]> {
         if self.bytes.len() - self.pos < n {
-            bail!(
-                "{}: truncated weights file: {} needs {n} bytes at byte offset {}, but only {} remain (file size {})",
-                self.path.display(),
-                what(),
-                self.pos,
-                self.bytes.len() - self.pos,
-                self.bytes.len()
-            );
+            return Err(self.error(WeightsErrorKind::Truncated {
+                part,
+                needed: n,
+                offset: self.pos,
+                remaining: self.bytes.len() - self.pos,
+                size: self.bytes.len(),
+            }));
         }
         let s = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
 
-    fn f32s(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<Vec<f32>> {
-        let b = self.take(4 * n, what)?;
+    fn f32s(&mut self, n: usize, part: Part) -> WeightsResult<Vec<f32>> {
+        let b = self.take(4 * n, part)?;
         Ok(b.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
@@ -47,21 +54,27 @@ impl Cursor<'_> {
 }
 
 /// Parses a `.weights` file for `cfg`.
-pub fn read(cfg: &NetworkConfig, path: &Path) -> Result<NetWeights> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
-    from_bytes(cfg, &bytes, path)
+pub fn read(cfg: &NetworkConfig, path: &Path) -> WeightsResult<NetWeights> {
+    from_bytes(cfg, &read_file(path)?, path)
 }
 
-fn read_header(c: &mut Cursor) -> Result<Header> {
-    let head = c.take(12, &|| "the header (major, minor, revision)".into())?;
+fn read_file(path: &Path) -> WeightsResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| WeightsError {
+        file: path.to_path_buf(),
+        kind: WeightsErrorKind::Io(e),
+    })
+}
+
+fn read_header(c: &mut Cursor) -> WeightsResult<Header> {
+    let head = c.take(12, Part::Header("the header (major, minor, revision)"))?;
     let i = |k: usize| i32::from_le_bytes([head[k], head[k + 1], head[k + 2], head[k + 3]]);
     let (major, minor, revision) = (i(0), i(4), i(8));
     if major < 0 || minor < 0 || revision < 0 {
-        bail!(
-            "{}: bad weights header: version {major}.{minor}.{revision} (not a Darknet .weights file?)",
-            c.path.display()
-        );
+        return Err(c.error(WeightsErrorKind::BadHeader {
+            major,
+            minor,
+            revision,
+        }));
     }
     let mut h = Header {
         major,
@@ -70,17 +83,17 @@ fn read_header(c: &mut Cursor) -> Result<Header> {
         seen: 0,
     };
     h.seen = if h.seen_is_u64() {
-        let b = c.take(8, &|| "the header's 64-bit 'seen'".into())?;
+        let b = c.take(8, Part::Header("the header's 64-bit 'seen'"))?;
         u64::from_le_bytes(b.try_into().expect("8 bytes"))
     } else {
-        let b = c.take(4, &|| "the header's 32-bit 'seen'".into())?;
+        let b = c.take(4, Part::Header("the header's 32-bit 'seen'"))?;
         u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
     };
     Ok(h)
 }
 
 /// Parses `.weights` bytes; `path` only names the file in errors.
-pub fn from_bytes(cfg: &NetworkConfig, bytes: &[u8], path: &Path) -> Result<NetWeights> {
+pub fn from_bytes(cfg: &NetworkConfig, bytes: &[u8], path: &Path) -> WeightsResult<NetWeights> {
     let mut c = Cursor {
         bytes,
         pos: 0,
@@ -104,19 +117,19 @@ fn read_conv(
     n: usize,
     per: usize,
     bn: bool,
-) -> Result<ConvParams> {
-    let what = |part: &'static str| move || format!("layer {index} (convolutional) {part}");
-    let biases = c.f32s(n, &what("biases"))?;
+) -> WeightsResult<ConvParams> {
+    let at = |part: &'static str| Part::Layer { index, part };
+    let biases = c.f32s(n, at("biases"))?;
     let bn = if bn {
         Some(BatchNormParams {
-            scales: c.f32s(n, &what("batch-norm scales"))?,
-            rolling_mean: c.f32s(n, &what("rolling mean"))?,
-            rolling_var: c.f32s(n, &what("rolling variance"))?,
+            scales: c.f32s(n, at("batch-norm scales"))?,
+            rolling_mean: c.f32s(n, at("rolling mean"))?,
+            rolling_var: c.f32s(n, at("rolling variance"))?,
         })
     } else {
         None
     };
-    let mut weights = c.f32s(n * per, &what("weights"))?;
+    let mut weights = c.f32s(n * per, at("weights"))?;
     if flipped(cfg, index) {
         // Darknet transposes a (per × n) matrix into (n × per) after reading.
         weights = transpose(&weights, per, n);
@@ -129,17 +142,14 @@ fn read_conv(
 }
 
 /// Bytes left after the last layer mean the cfg and the weights do not belong together.
-fn check_consumed(c: &Cursor, cfg: &NetworkConfig) -> Result<()> {
+fn check_consumed(c: &Cursor, cfg: &NetworkConfig) -> WeightsResult<()> {
     if c.pos != c.bytes.len() {
-        bail!(
-            "{}: {} trailing bytes after the last layer (byte offset {} of {}): the weights do not match the cfg {} \
-             (more layers, or different filters/classes)",
-            c.path.display(),
-            c.bytes.len() - c.pos,
-            c.pos,
-            c.bytes.len(),
-            cfg.file.display()
-        );
+        return Err(c.error(WeightsErrorKind::TrailingBytes {
+            count: c.bytes.len() - c.pos,
+            offset: c.pos,
+            size: c.bytes.len(),
+            cfg: cfg.file.display().to_string(),
+        }));
     }
     Ok(())
 }
@@ -160,7 +170,11 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Serialises to `.weights` bytes (the header as given, so a read/write round trip is byte-identical).
-pub fn to_bytes(cfg: &NetworkConfig, w: &NetWeights) -> Result<Vec<u8>> {
+pub fn to_bytes(cfg: &NetworkConfig, w: &NetWeights) -> WeightsResult<Vec<u8>> {
+    let error = |kind| WeightsError {
+        file: cfg.file.clone(),
+        kind,
+    };
     let mut out = Vec::with_capacity(20 + 4 * w.num_params());
     let h = &w.header;
     for v in [h.major, h.minor, h.revision] {
@@ -169,8 +183,7 @@ pub fn to_bytes(cfg: &NetworkConfig, w: &NetWeights) -> Result<Vec<u8>> {
     if h.seen_is_u64() {
         out.extend_from_slice(&h.seen.to_le_bytes());
     } else {
-        let seen = u32::try_from(h.seen)
-            .context("'seen' does not fit the 32-bit field of this header version")?;
+        let seen = u32::try_from(h.seen).map_err(|_| error(WeightsErrorKind::SeenOverflow))?;
         out.extend_from_slice(&seen.to_le_bytes());
     }
     let put = |out: &mut Vec<u8>, v: &[f32]| {
@@ -181,10 +194,9 @@ pub fn to_bytes(cfg: &NetworkConfig, w: &NetWeights) -> Result<Vec<u8>> {
     let expected = parameter_layers(cfg);
     if expected.len() != w.convs.len() || expected.iter().zip(&w.convs).any(|(e, (i, _))| e.0 != *i)
     {
-        bail!(
-            "the weights do not list the same convolutional layers as the cfg {}",
-            cfg.file.display()
-        );
+        return Err(error(WeightsErrorKind::LayerMismatch {
+            cfg: cfg.file.display().to_string(),
+        }));
     }
     for ((index, n, per, _), (_, p)) in expected.iter().zip(&w.convs) {
         put(&mut out, &p.biases);
@@ -210,7 +222,7 @@ pub fn write(cfg: &NetworkConfig, w: &NetWeights, path: &Path) -> Result<()> {
 
 /// `save_weights_upto(net, file, cutoff)` as used by Darknet's `partial`: the header (with `seen` as given)
 /// and the parameters of the convolutional layers with index `< cutoff` only.
-pub fn to_bytes_upto(cfg: &NetworkConfig, w: &NetWeights, cutoff: usize) -> Result<Vec<u8>> {
+pub fn to_bytes_upto(cfg: &NetworkConfig, w: &NetWeights, cutoff: usize) -> WeightsResult<Vec<u8>> {
     let kept: Vec<(usize, ConvParams)> = w
         .convs
         .iter()
@@ -242,7 +254,7 @@ pub fn from_bytes_partial(
     bytes: &[u8],
     path: &Path,
     seed: u64,
-) -> Result<(NetWeights, usize)> {
+) -> WeightsResult<(NetWeights, usize)> {
     let mut c = Cursor {
         bytes,
         pos: 0,
@@ -264,10 +276,12 @@ pub fn from_bytes_partial(
 }
 
 /// [`from_bytes_partial`] on a file.
-pub fn read_partial(cfg: &NetworkConfig, path: &Path, seed: u64) -> Result<(NetWeights, usize)> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
-    from_bytes_partial(cfg, &bytes, path, seed)
+pub fn read_partial(
+    cfg: &NetworkConfig,
+    path: &Path,
+    seed: u64,
+) -> WeightsResult<(NetWeights, usize)> {
+    from_bytes_partial(cfg, &read_file(path)?, path, seed)
 }
 
 /// `make_convolutional_layer`'s initial parameters for a layer with `n` filters of `per` weights.
@@ -305,8 +319,16 @@ mod partial_tests {
         // Header + layer 0 (4 biases, 3×4 bn, 4·27 weights).
         assert_eq!(cut.len(), 20 + 4 * (4 + 12 + 108));
         assert_eq!(&cut[..], &full[..cut.len()]);
-        // The strict reader refuses the truncated file; the partial reader fills layers 2 and 3.
-        assert!(from_bytes(&cfg, &cut, Path::new("cut")).is_err());
+        // The strict reader refuses the truncated file, naming the layer and byte offset; the partial reader
+        // fills layers 2 and 3.
+        match from_bytes(&cfg, &cut, Path::new("cut")).unwrap_err().kind {
+            WeightsErrorKind::Truncated {
+                part: Part::Layer { index: 2, .. },
+                offset,
+                ..
+            } => assert_eq!(offset, cut.len()),
+            other => panic!("{other:?}"),
+        }
         let (p, loaded) = from_bytes_partial(&cfg, &cut, Path::new("cut"), 9).unwrap();
         assert_eq!(loaded, 1);
         assert_eq!(p.convs[0], w.convs[0]);

@@ -9,7 +9,10 @@
 //!   when `batch_normalize=1` (Darknet's `biases`, `scales`, `rolling_mean`, `rolling_variance`).
 
 pub mod darknet;
+pub mod error;
 pub mod safetensors;
+
+pub use error::{Part, WeightsError, WeightsErrorKind, WeightsResult};
 
 use std::collections::HashMap;
 
@@ -252,7 +255,7 @@ pub fn load_any(cfg: &NetworkConfig, path: &std::path::Path) -> Result<NetWeight
     if safetensors::looks_like_safetensors(&bytes) {
         safetensors::from_bytes(cfg, &bytes, path)
     } else {
-        darknet::from_bytes(cfg, &bytes, path)
+        Ok(darknet::from_bytes(cfg, &bytes, path)?)
     }
 }
 
