@@ -12,8 +12,7 @@ use candle_darknet::detect::{self, Detection, NmsKind, YoloOutput};
 use candle_darknet::image::{self, Image};
 use serde_json::Value;
 
-/// `<manifest>/../shared` in the main checkout, `/work/shared` from a worktree.
-
+/// A reference directory under `shared/reference` (see `common::shared_dir`); missing is a test failure.
 fn reference_dir(rel: &str) -> PathBuf {
     let p = shared_dir().join("reference").join(rel);
     assert!(

@@ -104,7 +104,7 @@ pub fn parse_convolutional(s: &Section, index: usize) -> CfgResult<ConvConfig> {
             "bin_output",
         ],
     );
-    if filters % groups != 0 {
+    if !filters.is_multiple_of(groups) {
         return Err(s.invalid(format!(
             "filters={filters} is not divisible by groups={groups}"
         )));
@@ -139,7 +139,7 @@ impl LayerType for ConvConfig {
         if i.numel() == 0 {
             return Err("the layer before [convolutional] must output an image".into());
         }
-        if i.c % self.groups != 0 {
+        if !i.c.is_multiple_of(self.groups) {
             return Err(format!(
                 "input channels {} not divisible by groups={}",
                 i.c, self.groups

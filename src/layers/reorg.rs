@@ -51,7 +51,7 @@ impl LayerType for ReorgConfig {
     fn output_shape(&self, i: Shape, _prev: &[LayerSpec]) -> std::result::Result<Shape, String> {
         let s = self.stride;
         if self.reverse {
-            if i.c % (s * s) != 0 {
+            if !i.c.is_multiple_of(s * s) {
                 return Err(format!(
                     "reverse reorg needs channels divisible by {}",
                     s * s
@@ -59,7 +59,7 @@ impl LayerType for ReorgConfig {
             }
             Ok(Shape::new(i.c / (s * s), i.h * s, i.w * s))
         } else {
-            if i.h % s != 0 || i.w % s != 0 {
+            if !i.h.is_multiple_of(s) || !i.w.is_multiple_of(s) {
                 return Err(format!("reorg stride {s} does not divide input {i}"));
             }
             Ok(Shape::new(i.c * s * s, i.h / s, i.w / s))

@@ -66,7 +66,7 @@ impl LayerType for RouteConfig {
                     self.layers[0], first
                 ));
             }
-            if s.c % self.groups != 0 {
+            if !s.c.is_multiple_of(self.groups) {
                 return Err(format!(
                     "layer {l} has {} channels, not divisible by groups={}",
                     s.c, self.groups

@@ -287,7 +287,8 @@ impl Yolo {
         let s = self.cfg.scale_x_y as f64;
         let shift = -0.5 * (s - 1.0);
         let ops = self.ops();
-        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && crate::cpu::enabled() {
+        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && crate::cpu::enabled()
+        {
             // One pass on the CPU (src/cpu/yolo.rs).
             return crate::cpu::yolo::forward(&x.contiguous()?, &ops, s as f32, shift as f32);
         }

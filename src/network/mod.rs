@@ -178,9 +178,9 @@ impl Network {
             outs[i] = Some(y.clone());
             input = y;
             // Free what no later layer reads (training keeps every output for the backward pass).
-            for j in 0..=i {
+            for (j, out) in outs.iter_mut().enumerate().take(i + 1) {
                 if self.last_use[j] <= i && !keep(j) {
-                    outs[j] = None;
+                    *out = None;
                 }
             }
         }
