@@ -260,6 +260,27 @@ pub fn compare(
     tol: Tolerance,
     our_input: Option<&[f32]>,
 ) -> Result<Report> {
+    compare_with(cfg, weights, dir, device, our_input, &CompareOptions { tol, ..Default::default() })
+}
+
+/// How [`compare_with`] compares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompareOptions {
+    pub tol: Tolerance,
+    /// The CPU kernels of the network under test (e.g. its Winograd tile size).
+    pub cpu: crate::cpu::CpuOptions,
+}
+
+/// [`compare`] with explicit options.
+pub fn compare_with(
+    cfg: &NetworkConfig,
+    weights: &NetWeights,
+    dir: &Path,
+    device: &Device,
+    our_input: Option<&[f32]>,
+    opts: &CompareOptions,
+) -> Result<Report> {
+    let tol = opts.tol;
     let manifest = Manifest::read(dir)?;
     let cfg = cfg.with_size(manifest.net_w, manifest.net_h)?;
     if manifest.layers.len() != cfg.layers.len() {
@@ -293,7 +314,11 @@ pub fn compare(
         return compare_train(&cfg, weights, dir, &manifest, device, tol);
     }
     let fused = manifest.fused_conv_bn != 0;
-    let net = Network::from_weights(&cfg, weights, device, &LoadOptions { fuse_bn: fused })?;
+    let load = LoadOptions {
+        fuse_bn: fused,
+        cpu: opts.cpu,
+    };
+    let net = Network::from_weights(&cfg, weights, device, &load)?;
     let input = read_f32_file(&dir.join(&manifest.input.file))?;
     let per = cfg.input_shape().numel();
     if input.is_empty() || input.len() % per != 0 {

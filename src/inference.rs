@@ -123,9 +123,21 @@ impl Detector {
         names: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_parts_with(cfg, w, names, device, &LoadOptions::default())
+    }
+
+    /// [`Self::from_parts`] with the network built by `load` (fused BN is what `detector test` runs; `load.cpu`
+    /// chooses the CPU kernels).
+    pub fn from_parts_with(
+        cfg: NetworkConfig,
+        w: &NetWeights,
+        names: Option<&Path>,
+        device: &Device,
+        load: &LoadOptions,
+    ) -> Result<Self> {
         let heads = heads_of(&cfg)?;
         let names = default_names(heads.last().map_or(0, |h| h.classes), names)?;
-        let net = Network::from_weights(&cfg, w, device, &LoadOptions { fuse_bn: true })?;
+        let net = Network::from_weights(&cfg, w, device, load)?;
         Ok(Detector { net, names, heads })
     }
 

@@ -36,9 +36,12 @@ pub struct BenchArgs {
     pub device: String,
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Also time every layer (median over the runs) and print a table like Darknet's `-benchmark_layers`.
+    /// Also time every layer (median over the runs) and print a table like Darknet's `-benchmark_layers`, with
+    /// the kernel that ran each layer.
     #[arg(long)]
     pub layers: bool,
+    #[command(flatten)]
+    pub cpu: super::cpu_args::CpuArgs,
 }
 
 /// One row of the per-layer table.
@@ -47,6 +50,8 @@ struct LayerRow {
     index: usize,
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The kernel that ran it on the CPU (`winograd-f4`, `im2col-gemm`, ..., or `candle`).
+    kernel: &'static str,
     input: [usize; 3],
     output: [usize; 3],
     median_ms: f64,
@@ -88,12 +93,14 @@ fn layer_table(
         .layers
         .iter()
         .zip(per_layer)
-        .map(|(l, v)| {
+        .zip(&det.net.layers)
+        .map(|((l, v), built)| {
             let ms = stats(v).median_ms;
             let bf = l.bflops();
             LayerRow {
                 index: l.index,
                 kind: l.config.type_name(),
+                kernel: built.kernel(),
                 input: [l.input.c, l.input.h, l.input.w],
                 output: [l.output.c, l.output.h, l.output.w],
                 median_ms: ms,
@@ -111,8 +118,8 @@ fn layer_table(
 fn print_layer_table(rows: &[LayerRow]) {
     let total: f64 = rows.iter().map(|r| r.median_ms).sum();
     println!(
-        "{:>5}  {:<15} {:>15} -> {:<15} {:>9} {:>6} {:>9}",
-        "layer", "type", "input", "output", "ms", "%", "GFLOP/s"
+        "{:>5}  {:<15} {:<12} {:>15} -> {:<15} {:>9} {:>6} {:>9}",
+        "layer", "type", "kernel", "input", "output", "ms", "%", "GFLOP/s"
     );
     for r in rows {
         let shape = |s: [usize; 3]| format!("{}x{}x{}", s[0], s[1], s[2]);
@@ -122,9 +129,10 @@ fn print_layer_table(rows: &[LayerRow]) {
             format!("{:>9}", "-")
         };
         println!(
-            "{:>5}  {:<15} {:>15} -> {:<15} {:>9.3} {:>6.1} {}",
+            "{:>5}  {:<15} {:<12} {:>15} -> {:<15} {:>9.3} {:>6.1} {}",
             r.index,
             r.kind,
+            r.kernel,
             shape(r.input),
             shape(r.output),
             r.median_ms,
@@ -159,6 +167,8 @@ struct BenchReport {
     gflops_per_s: f64,
     peak_rss_mib: Option<f64>,
     threads: usize,
+    /// The instruction set of the CPU kernels (`avx512`, `avx2`, `baseline`; `off` with `--no-cpu-kernels`).
+    isa: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     layers: Option<Vec<LayerRow>>,
 }
@@ -183,7 +193,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         cfg = cfg.with_size(w, h)?;
     }
     let weights = candle_darknet::weights::load_any(&cfg, &m.weights)?;
-    let det = Detector::from_parts(cfg, &weights, None, &device)?;
+    let load = candle_darknet::network::LoadOptions {
+        cpu: a.cpu.options(),
+        ..Default::default()
+    };
+    let det = Detector::from_parts_with(cfg, &weights, None, &device, &load)?;
     let opts = DetectOptions {
         thresh: a.thresh,
         ..DetectOptions::default()
@@ -249,6 +263,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         pipeline,
         peak_rss_mib: candle_darknet::util::peak_rss_mib(),
         threads: candle_core::utils::get_num_threads(),
+        isa: if a.cpu.no_cpu_kernels {
+            "off"
+        } else {
+            candle_darknet::cpu::isa().name()
+        },
         layers,
     };
     if let Some(rows) = &report.layers {
@@ -268,7 +287,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         });
     println!(
         "{} {}x{} batch {} on {}: forward median {:.1} ms (p10 {:.1}, p90 {:.1}), {:.1} images/s, {:.1} GFLOP/s ({:.3} BFLOPs/image); \
-         {pipeline_text}; {rss_text}",
+         {pipeline_text}; {rss_text}; CPU kernels: {}",
         report.cfg,
         report.net_w,
         report.net_h,
@@ -280,6 +299,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report.images_per_s,
         report.gflops_per_s,
         bflops,
+        report.isa,
     );
     if let Some(j) = &a.json {
         candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;

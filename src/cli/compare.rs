@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use candle_darknet::cfg::NetworkConfig;
-use candle_darknet::compare::{compare, Manifest, Tolerance};
+use candle_darknet::compare::{compare_with, CompareOptions, Manifest, Tolerance};
 use candle_darknet::weights;
 
 #[derive(clap::Args)]
@@ -29,6 +29,8 @@ pub struct CompareArgs {
     pub json: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub cpu: super::cpu_args::CpuArgs,
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
@@ -51,7 +53,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
         atol: a.atol,
         rtol: a.rtol,
     };
-    let report = compare(&cfg, &w, &a.reference, &device, tol, our_input.as_deref())?;
+    let opts = CompareOptions {
+        tol,
+        cpu: a.cpu.options(),
+    };
+    let report = compare_with(&cfg, &w, &a.reference, &device, our_input.as_deref(), &opts)?;
     print!("{}", report.table());
     if let Some(j) = &a.json {
         candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod bench;
 pub mod compare;
 pub mod convert;
+pub mod cpu_args;
 pub mod detect;
 pub mod eval;
 pub mod info;

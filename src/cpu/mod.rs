@@ -2,8 +2,8 @@
 //! `forward_convolutional_layer` (src/convolutional_layer.c), with its bias, batch norm and activation fused into
 //! the GEMM's epilogue ([`conv`], [`activation`]). Used automatically by
 //! [`crate::layers::convolutional::Convolutional::forward`] when the tensors are on the CPU and no gradient is
-//! tracked; CUDA and autograd keep candle's `conv2d`. Set `CANDLE_DARKNET_CPU_CONV=0` to disable it (for
-//! comparisons).
+//! tracked; CUDA and autograd keep candle's `conv2d`. [`CpuOptions`] (in the network's `LoadOptions`; the
+//! CLI's `--cpu-kernels` and `--winograd`) choose the kernels or turn them off, for comparisons.
 
 pub mod activation;
 pub mod conv;
@@ -88,11 +88,6 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// Whether the CPU fast path may be used (`CANDLE_DARKNET_CPU_CONV=0` turns it off).
-pub fn enabled() -> bool {
-    std::env::var("CANDLE_DARKNET_CPU_CONV").map_or(true, |v| v != "0")
-}
-
 /// Which Winograd tile 3×3 stride-1 convolutions use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WinogradChoice {
@@ -108,22 +103,37 @@ pub enum WinogradChoice {
     Off,
 }
 
-/// Settings of the CPU inference path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Settings of the CPU inference path, chosen when the network is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuOptions {
+    /// Use these kernels for convolution, maxpool and the yolo head on the CPU (otherwise candle's ops, the
+    /// reference form; it is also what CUDA and training run).
+    pub enabled: bool,
+    /// Winograd tile size of 3×3 stride-1 convolutions.
     pub winograd: WinogradChoice,
 }
 
-impl CpuOptions {
-    /// `CANDLE_DARKNET_WINOGRAD` = `0`/`off`, `2`, `4` or `auto` (the default).
-    pub fn from_env() -> Self {
-        let winograd = match std::env::var("CANDLE_DARKNET_WINOGRAD").as_deref() {
-            Ok("0") | Ok("off") => WinogradChoice::Off,
-            Ok("2") => WinogradChoice::F2,
-            Ok("4") => WinogradChoice::F4,
-            _ => WinogradChoice::Auto,
-        };
-        CpuOptions { winograd }
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            enabled: true,
+            winograd: WinogradChoice::Auto,
+        }
+    }
+}
+
+impl std::str::FromStr for WinogradChoice {
+    type Err = String;
+
+    /// `auto`, `f2`, `f4` or `off` (the CLI's `--winograd`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(WinogradChoice::Auto),
+            "f2" | "2" => Ok(WinogradChoice::F2),
+            "f4" | "4" => Ok(WinogradChoice::F4),
+            "off" | "0" => Ok(WinogradChoice::Off),
+            _ => Err(format!("'{s}': expected auto, f2, f4 or off")),
+        }
     }
 }
 

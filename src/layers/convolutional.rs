@@ -232,7 +232,7 @@ impl DarknetLayer for Convolutional {
         opts: &LoadOptions,
     ) -> Result<Self> {
         let owner = cfg.share_index.unwrap_or(spec.index);
-        Convolutional::load(vb.pp(owner), cfg, spec.input, spec.output, opts.fuse_bn)
+        Convolutional::load(vb.pp(owner), cfg, spec.input, spec.output, opts)
     }
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
@@ -241,6 +241,10 @@ impl DarknetLayer for Convolutional {
 
     fn forward_train(&self, x: &Tensor, inputs: &Inputs, train: &TrainState) -> Result<Tensor> {
         Convolutional::forward_train(self, x, inputs.index, train)
+    }
+
+    fn kernel(&self) -> &'static str {
+        self.cpu.as_ref().map_or("candle", |p| p.kernel_name())
     }
 }
 
@@ -264,7 +268,7 @@ pub struct Convolutional {
     pub bias: Option<Tensor>,
     pub bn: Option<BatchNorm>,
     /// The CPU inference form of this layer, packed at load (None on other devices, for trainable weights, or
-    /// when disabled with `CANDLE_DARKNET_CPU_CONV=0`).
+    /// when `LoadOptions::cpu` turns the CPU kernels off).
     pub cpu: Option<Arc<PackedConv>>,
 }
 
@@ -279,8 +283,9 @@ impl Convolutional {
         cfg: &ConvConfig,
         input: Shape,
         output: Shape,
-        fuse_bn: bool,
+        opts: &LoadOptions,
     ) -> Result<Self> {
+        let fuse_bn = opts.fuse_bn;
         let w_shape = (cfg.filters, input.c / cfg.groups, cfg.size, cfg.size);
         let weight = vb.pp("conv").get(w_shape, "weight")?;
         // (weight, bias added after the convolution, unfused batch norm)
@@ -315,12 +320,12 @@ impl Convolutional {
             bn,
             cpu: None,
         }
-        .packed()
+        .packed(&opts.cpu)
     }
 
     /// Adds the CPU inference form when the weights live on the CPU and are not trainable variables.
-    fn packed(mut self) -> Result<Self> {
-        if !self.weight.device().is_cpu() || self.weight.is_variable() || !crate::cpu::enabled() {
+    fn packed(mut self, opts: &crate::cpu::CpuOptions) -> Result<Self> {
+        if !self.weight.device().is_cpu() || self.weight.is_variable() || !opts.enabled {
             return Ok(self);
         }
         let bn = self.bn.as_ref().map(|bn| BnTensors {
@@ -337,7 +342,7 @@ impl Convolutional {
             self.bias.as_ref(),
             bn,
             BN_EPS,
-            &crate::cpu::CpuOptions::from_env(),
+            opts,
         )?;
         self.cpu = p.map(Arc::new);
         Ok(self)

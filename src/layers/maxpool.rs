@@ -112,13 +112,24 @@ impl DarknetLayer for Maxpool {
         cfg: &MaxpoolConfig,
         spec: &LayerSpec,
         _vb: &VarBuilder,
-        _opts: &LoadOptions,
+        opts: &LoadOptions,
     ) -> Result<Self> {
-        Ok(Maxpool::new(cfg, spec.input, spec.output))
+        let mut m = Maxpool::new(cfg, spec.input, spec.output);
+        m.cpu_kernel = opts.cpu.enabled;
+        Ok(m)
     }
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Maxpool::forward(self, x)
+    }
+
+    fn kernel(&self) -> &'static str {
+        let c = &self.cfg;
+        if self.cpu_kernel && !c.avg && !c.maxpool_depth && c.stride_x == c.stride_y {
+            "cpu-maxpool"
+        } else {
+            "candle"
+        }
     }
 }
 
@@ -127,6 +138,8 @@ pub struct Maxpool {
     pub cfg: MaxpoolConfig,
     pub input: Shape,
     pub output: Shape,
+    /// Run f32 CPU inputs that track no gradient through [`crate::cpu::pool`] (`LoadOptions::cpu`).
+    pub cpu_kernel: bool,
 }
 
 /// Pads dims 2 and 3 with `value` (`pad_with_zeros` only does zeros).
@@ -165,6 +178,7 @@ impl Maxpool {
             cfg: cfg.clone(),
             input,
             output,
+            cpu_kernel: true,
         }
     }
 
@@ -192,7 +206,7 @@ impl Maxpool {
             && x.device().is_cpu()
             && x.dtype() == DType::F32
             && !x.track_op()
-            && crate::cpu::enabled()
+            && self.cpu_kernel
         {
             let op = crate::cpu::pool::MaxPool {
                 size: c.size,

@@ -102,6 +102,12 @@ pub trait DarknetLayer: Sized {
     fn forward_train(&self, x: &Tensor, inputs: &Inputs, _train: &TrainState) -> Result<Tensor> {
         self.forward(x, inputs)
     }
+
+    /// Which kernel runs the inference forward of this layer on a CPU f32 input (`bench --layers`): one of
+    /// [`crate::cpu`]'s, or `candle` for candle's ops.
+    fn kernel(&self) -> &'static str {
+        "candle"
+    }
 }
 
 /// How to build the network.
@@ -109,11 +115,16 @@ pub trait DarknetLayer: Sized {
 pub struct LoadOptions {
     /// Fold batch norm into the convolution as `fuse_conv_batchnorm` does (what `darknet detector test` runs).
     pub fuse_bn: bool,
+    /// The CPU inference kernels ([`crate::cpu`]): used for f32 CPU tensors that track no gradient.
+    pub cpu: crate::cpu::CpuOptions,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { fuse_bn: true }
+        LoadOptions {
+            fuse_bn: true,
+            cpu: crate::cpu::CpuOptions::default(),
+        }
     }
 }
 
@@ -250,6 +261,13 @@ macro_rules! layer_types {
             pub fn forward_train(&self, x: &Tensor, inputs: &Inputs, train: &TrainState) -> Result<Tensor> {
                 match self {
                     $( Self::$variant(l) => DarknetLayer::forward_train(l, x, inputs, train), )+
+                }
+            }
+
+            /// The kernel of the inference forward on the CPU ([`DarknetLayer::kernel`]).
+            pub fn kernel(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(l) => DarknetLayer::kernel(l), )+
                 }
             }
         }

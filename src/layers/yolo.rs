@@ -252,6 +252,8 @@ impl LayerType for YoloConfig {
 #[derive(Debug, Clone)]
 pub struct Yolo {
     pub cfg: YoloConfig,
+    /// Run f32 CPU inputs that track no gradient through [`crate::cpu::yolo`] (`LoadOptions::cpu`).
+    pub cpu_kernel: bool,
 }
 
 /// What happens to one entry of an anchor's block.
@@ -287,7 +289,7 @@ impl Yolo {
         let s = self.cfg.scale_x_y as f64;
         let shift = -0.5 * (s - 1.0);
         let ops = self.ops();
-        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && crate::cpu::enabled()
+        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && self.cpu_kernel
         {
             // One pass on the CPU (src/cpu/yolo.rs).
             return crate::cpu::yolo::forward(&x.contiguous()?, &ops, s as f32, shift as f32);
@@ -318,11 +320,22 @@ impl Yolo {
 impl DarknetLayer for Yolo {
     type Config = YoloConfig;
 
-    fn load(cfg: &YoloConfig, _: &LayerSpec, _: &VarBuilder, _: &LoadOptions) -> Result<Self> {
-        Ok(Yolo { cfg: cfg.clone() })
+    fn load(cfg: &YoloConfig, _: &LayerSpec, _: &VarBuilder, opts: &LoadOptions) -> Result<Self> {
+        Ok(Yolo {
+            cfg: cfg.clone(),
+            cpu_kernel: opts.cpu.enabled,
+        })
     }
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Yolo::forward(self, x)
+    }
+
+    fn kernel(&self) -> &'static str {
+        if self.cpu_kernel {
+            "cpu-yolo"
+        } else {
+            "candle"
+        }
     }
 }

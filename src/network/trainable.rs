@@ -65,7 +65,10 @@ impl TrainableNetwork {
         device: &Device,
     ) -> anyhow::Result<Self> {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let net = Network::load(cfg, vb, &LoadOptions { fuse_bn: false })
+        let net = Network::load(cfg, vb, &LoadOptions {
+            fuse_bn: false,
+            ..LoadOptions::default()
+        })
             .context("building the trainable network")?;
         Ok(TrainableNetwork {
             net,
