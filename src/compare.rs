@@ -260,7 +260,17 @@ pub fn compare(
     tol: Tolerance,
     our_input: Option<&[f32]>,
 ) -> Result<Report> {
-    compare_with(cfg, weights, dir, device, our_input, &CompareOptions { tol, ..Default::default() })
+    compare_with(
+        cfg,
+        weights,
+        dir,
+        device,
+        our_input,
+        &CompareOptions {
+            tol,
+            ..Default::default()
+        },
+    )
 }
 
 /// How [`compare_with`] compares.

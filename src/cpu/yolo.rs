@@ -80,7 +80,9 @@ impl CustomOp1 for YoloOp {
         let dims = layout.dims();
         let e = self.ops.len();
         if dims.len() != 4 || e == 0 || dims[1] % e != 0 {
-            candle_core::bail!("darknet-yolo-cpu: input {dims:?} is not [batch, anchors·{e}, h, w]");
+            candle_core::bail!(
+                "darknet-yolo-cpu: input {dims:?} is not [batch, anchors·{e}, h, w]"
+            );
         }
         let hw = dims[2] * dims[3];
         let mut out = vec![0f32; x.len()];
@@ -111,7 +113,9 @@ mod tests {
         ];
         let (b, n, h, w) = (2, 3, 5, 7);
         let len = b * n * ops.len() * h * w;
-        let v: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37).collect();
+        let v: Vec<f32> = (0..len)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37)
+            .collect();
         let x = Tensor::from_vec(v.clone(), (b, n * ops.len(), h, w), &Device::Cpu).unwrap();
         let (s, shift) = (1.05f32, -0.025f32);
         let got = forward(&x, &ops, s, shift)
@@ -128,7 +132,10 @@ mod tests {
                 EntryOp::LogisticScaled => l * s as f64 + shift as f64,
                 EntryOp::Scaled => *t as f64 * s as f64 + shift as f64,
             };
-            assert!((*g as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "{i}: {g} vs {want}");
+            assert!(
+                (*g as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{i}: {g} vs {want}"
+            );
         }
     }
 }

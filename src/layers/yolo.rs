@@ -289,8 +289,7 @@ impl Yolo {
         let s = self.cfg.scale_x_y as f64;
         let shift = -0.5 * (s - 1.0);
         let ops = self.ops();
-        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && self.cpu_kernel
-        {
+        if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && self.cpu_kernel {
             // One pass on the CPU (src/cpu/yolo.rs).
             return crate::cpu::yolo::forward(&x.contiguous()?, &ops, s as f32, shift as f32);
         }

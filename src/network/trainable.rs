@@ -65,11 +65,15 @@ impl TrainableNetwork {
         device: &Device,
     ) -> anyhow::Result<Self> {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let net = Network::load(cfg, vb, &LoadOptions {
-            fuse_bn: false,
-            ..LoadOptions::default()
-        })
-            .context("building the trainable network")?;
+        let net = Network::load(
+            cfg,
+            vb,
+            &LoadOptions {
+                fuse_bn: false,
+                ..LoadOptions::default()
+            },
+        )
+        .context("building the trainable network")?;
         Ok(TrainableNetwork {
             net,
             varmap,

@@ -90,7 +90,10 @@ fn check(case: &Case, seed: u64) {
                 var: &bn.running_var,
             }),
             crate::layers::convolutional::BN_EPS,
-            &CpuOptions { winograd },
+            &CpuOptions {
+                winograd,
+                ..Default::default()
+            },
         )
         .unwrap()
         .expect("supported");
@@ -246,7 +249,10 @@ fn layer_speed() {
                     Some(&bias),
                     None,
                     1e-5,
-                    &CpuOptions { winograd: choice },
+                    &CpuOptions {
+                        winograd: choice,
+                        ..Default::default()
+                    },
                 )
                 .unwrap()
                 .unwrap(),

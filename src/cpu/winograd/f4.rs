@@ -229,7 +229,13 @@ fn rows_bt(
 ) {
     let n = o0.len();
     let [d0, d1, d2, d3, d4, d5] = d.map(|r| &r[..n]);
-    let (o1, o2, o3, o4, o5) = (&mut o1[..n], &mut o2[..n], &mut o3[..n], &mut o4[..n], &mut o5[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
     for x in 0..n {
         let t = bt(d0[x], d1[x], d2[x], d3[x], d4[x], d5[x]);
         o0[x] = t[0];
@@ -258,8 +264,21 @@ fn split4(row: &[f32], e0: &mut [f32], e1: &mut [f32], e2: &mut [f32], e3: &mut 
 fn cols_bt(e0: &[f32], e1: &[f32], e2: &[f32], e3: &[f32], v: [&mut [f32]; 6]) {
     let [v0, v1, v2, v3, v4, v5] = v;
     let tw = v0.len();
-    let (a0, a1, a2, a3, b0, b1) = (&e0[..tw], &e1[..tw], &e2[..tw], &e3[..tw], &e0[1..tw + 1], &e1[1..tw + 1]);
-    let (v1, v2, v3, v4, v5) = (&mut v1[..tw], &mut v2[..tw], &mut v3[..tw], &mut v4[..tw], &mut v5[..tw]);
+    let (a0, a1, a2, a3, b0, b1) = (
+        &e0[..tw],
+        &e1[..tw],
+        &e2[..tw],
+        &e3[..tw],
+        &e0[1..tw + 1],
+        &e1[1..tw + 1],
+    );
+    let (v1, v2, v3, v4, v5) = (
+        &mut v1[..tw],
+        &mut v2[..tw],
+        &mut v3[..tw],
+        &mut v4[..tw],
+        &mut v5[..tw],
+    );
     for tx in 0..tw {
         let r = bt(a0[tx], a1[tx], a2[tx], a3[tx], b0[tx], b1[tx]);
         v0[tx] = r[0];
