@@ -9,6 +9,7 @@ pub mod cfg;
 pub mod compare;
 pub mod cpu;
 pub mod data;
+pub mod dataset;
 pub mod detect;
 pub mod eval;
 pub mod image;

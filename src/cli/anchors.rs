@@ -96,9 +96,7 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         )
     } else {
         let source = match (&args.data, &args.labels) {
-            (Some(d), None) if d.extension().is_some_and(|e| e == "json") => {
-                BoxSource::Coco(d.clone())
-            }
+            (Some(d), None) if d.extension().is_some_and(|e| e == "json") => coco_boxes(d)?,
             (Some(d), None) => BoxSource::Data(d.clone()),
             (None, Some(l)) => BoxSource::Labels(l.clone()),
             _ => bail!("give --data <file.data | list> or --labels <dir>"),
@@ -173,4 +171,20 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// The boxes of a COCO instances json (the evaluation's reader; crowd boxes included, as they are boxes).
+fn coco_boxes(json: &std::path::Path) -> Result<BoxSource> {
+    let ds = candle_darknet::eval::Dataset::from_coco_json(json, None, None)?;
+    let boxes = ds
+        .images
+        .iter()
+        .flat_map(|im| &im.boxes)
+        .map(|b| (b.class, [b.bbox_rel[2], b.bbox_rel[3]]))
+        .collect();
+    Ok(BoxSource::Relative {
+        boxes,
+        images: ds.images.len(),
+        origin: json.to_path_buf(),
+    })
 }

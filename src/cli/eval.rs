@@ -98,6 +98,13 @@ fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
     let device = candle_darknet::util::device(&args.device)?;
     let det = candle_darknet::inference::Detector::load(&m.cfg, &m.weights, None, &device)?;
     let ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
+    if let Some(first) = ds.missing_labels.first() {
+        eprintln!(
+            "warning: {} label files not found (those images have no objects), e.g. {}",
+            ds.missing_labels.len(),
+            first.display()
+        );
+    }
     // Darknet's `valid` keeps boxes above .001; its `map` filters at .005 itself.
     let opts = candle_darknet::inference::DetectOptions {
         thresh: 0.001,

@@ -16,6 +16,7 @@ use super::rand::{
 use super::truth::{
     fill_truth_detection, read_boxes, replace_image_to_label, BoxLabel, TruthRow, TRUTH_SIZE,
 };
+use crate::dataset::Resolver;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -120,20 +121,26 @@ impl DetectionBatch {
     }
 }
 
-/// Resolves Darknet's path strings (as written in the training list) under `root` and caches decoded
-/// images and label files (both are read-only during training).
+/// Resolves Darknet's path strings (as written in the training list) by the dataset module's rule and
+/// caches decoded images and label files (both are read-only during training).
 pub struct Sources {
-    pub root: PathBuf,
+    pub resolver: Resolver,
     cache: bool,
     images: HashMap<String, Arc<RgbImage>>,
     labels: HashMap<String, Arc<Vec<BoxLabel>>>,
 }
 
 impl Sources {
-    /// Paths resolve as `root.join(path)`; with `cache`, each image is decoded once.
+    /// Relative paths resolve under `root` (after the working directory, see [`crate::dataset`]); with
+    /// `cache`, each image is decoded once.
     pub fn new(root: impl Into<PathBuf>, cache: bool) -> Self {
+        Self::with_resolver(Resolver::under(root), cache)
+    }
+
+    /// Paths resolve as `resolver` says (an [`crate::dataset::ImageList`]'s own).
+    pub fn with_resolver(resolver: Resolver, cache: bool) -> Self {
         Self {
-            root: root.into(),
+            resolver,
             cache,
             images: HashMap::new(),
             labels: HashMap::new(),
@@ -145,20 +152,21 @@ impl Sources {
         if let Some(img) = self.images.get(path) {
             return Ok(img.clone());
         }
-        let img = Arc::new(load_rgb(&self.root.join(path))?);
+        let img = Arc::new(load_rgb(&self.resolver.resolve(path))?);
         if self.cache {
             self.images.insert(path.to_string(), img.clone());
         }
         Ok(img)
     }
 
-    /// `read_boxes(replace_image_to_label(path))`.
-    pub fn labels(&mut self, image_path: &str) -> Result<Arc<Vec<BoxLabel>>> {
+    /// `read_boxes(replace_image_to_label(path))`; class ids must be below `classes`.
+    pub fn labels(&mut self, image_path: &str, classes: usize) -> Result<Arc<Vec<BoxLabel>>> {
         if let Some(b) = self.labels.get(image_path) {
             return Ok(b.clone());
         }
         let label_path = replace_image_to_label(image_path);
-        let b = Arc::new(read_boxes(&label_path, &self.root.join(&label_path))?);
+        let file = self.resolver.resolve(&label_path);
+        let b = Arc::new(read_boxes(&label_path, &file, classes)?);
         if self.cache {
             self.labels.insert(image_path.to_string(), b.clone());
         }
@@ -384,7 +392,7 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             // The -Ofast object computes ((float)pleft/ow)/sx as pleft/(sx*ow), and 1./sx as 1.0f/sx.
             let dx = c.pleft as f32 / (sx * ow as f32);
             let dy = c.ptop as f32 / (sy * oh as f32);
-            let boxes = sources.labels(path)?;
+            let boxes = sources.labels(path, cfg.classes)?;
             let truth = fill_truth_detection(
                 rng,
                 boxes.as_ref().clone(),

@@ -35,7 +35,7 @@ use crate::cfg::{LayerConfig, NetworkConfig, YoloConfig};
 use crate::data::detection::{load_data_detection, AugmentConfig, DetectionBatch, Sources};
 use crate::data::loader::batch_seed;
 use crate::data::rand::{rand_scale, FastRand, GlibcRand};
-use crate::eval::dataset::{read_list, read_names, DataCfg};
+use crate::dataset::{read_names, DataCfg, ImageList, Resolver};
 use crate::network::{Network, TrainableNetwork};
 use crate::train::checkpoint::{self, TrainerState};
 use crate::train::{current_batch, current_rate, yolo_train_head, DarknetSgd, ParamKind};
@@ -153,7 +153,7 @@ impl Producer {
     #[allow(clippy::too_many_arguments)]
     fn spawn(
         paths: Vec<String>,
-        root: PathBuf,
+        resolver: Resolver,
         base: AugmentConfig,
         batch: usize,
         seed: u64,
@@ -169,9 +169,9 @@ impl Producer {
         let mut handles = Vec::new();
         for w in 0..workers {
             let (tx, rx) = sync_channel(2);
-            let (paths, root, base, stop, size_of) = (
+            let (paths, resolver, base, stop, size_of) = (
                 paths.clone(),
-                root.clone(),
+                resolver.clone(),
                 base.clone(),
                 stop.clone(),
                 size_of.clone(),
@@ -179,7 +179,7 @@ impl Producer {
             let h = std::thread::Builder::new()
                 .name(format!("train-loader-{w}"))
                 .spawn(move || {
-                    let mut sources = Sources::new(root, true);
+                    let mut sources = Sources::with_resolver(resolver, true);
                     let mut glibc = GlibcRand::new(seed as u32);
                     let mut k = start + w;
                     while !stop.load(Ordering::Relaxed) {
@@ -233,27 +233,13 @@ impl Drop for Producer {
     }
 }
 
-/// The training images of a `.data` file and the root their paths resolve under.
-fn train_list(data: &DataCfg) -> Result<(Vec<String>, PathBuf)> {
-    let list_path = data.resolve(data.get("train").unwrap_or("data/train.txt"));
-    let paths: Vec<String> = read_list(&list_path)?
-        .into_iter()
-        .filter(|p| !p.trim().is_empty())
-        .collect();
-    if paths.is_empty() {
-        bail!("{}: no training images", list_path.display());
+/// The training images of a `.data` file (paths resolved by [`crate::dataset`]'s rule).
+fn train_list(data: &DataCfg) -> Result<ImageList> {
+    let list = ImageList::train_of(data)?;
+    if list.is_empty() {
+        bail!("{}: no training images", list.list.display());
     }
-    // Darknet opens list paths relative to the working directory; fall back to the .data file's directory.
-    let first = Path::new(&paths[0]);
-    let root = if first.is_absolute() || first.exists() {
-        PathBuf::from(".")
-    } else {
-        data.path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    };
-    Ok((paths, root))
+    Ok(list)
 }
 
 /// The last `[yolo]` layer (Darknet takes `jitter`, `resize`, `max_boxes`, `classes` and `random` from it).
@@ -437,7 +423,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         opts.data.clone()
     };
     let data = DataCfg::read(&data_path)?;
-    let (paths, root) = train_list(&data)?;
+    let list = train_list(&data)?;
+    let missing = list.missing_labels();
+    if let Some(first) = missing.first() {
+        eprintln!(
+            "warning: {} label files not found (those images have no objects), e.g. {}",
+            missing.len(),
+            first.display()
+        );
+    }
     let yolo = last_yolo(&cfg)?.clone();
     if let Some(other) = cfg.layers.iter().find_map(|l| match &l.config {
         LayerConfig::Yolo(y) if y.max_boxes != yolo.max_boxes => Some(y.max_boxes),
@@ -448,7 +442,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             yolo.max_boxes
         );
     }
-    let names = data.get("names").map(|n| data.resolve(n));
+    let names = data.get("names").map(|_| data.names());
     if let Some(n) = &names {
         let k = read_names(n)?.len();
         if k != yolo.classes {
@@ -563,10 +557,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             seed,
         )
     });
-    let n_train = paths.len();
+    let n_train = list.len();
     let mut producer = Producer::spawn(
-        paths,
-        root,
+        list.paths,
+        list.resolver,
         base,
         batch,
         seed,
