@@ -9,10 +9,14 @@
 
 pub mod batchnorm;
 pub mod box_iou;
+pub mod chart;
 pub mod checkpoint;
 pub mod loss;
+pub mod map;
 pub mod optimizer;
 pub mod policy;
+pub mod progress;
+pub mod setup;
 pub mod surrogate;
 pub mod trainer;
 
