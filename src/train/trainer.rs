@@ -407,7 +407,8 @@ impl<'a> Trainer<'a> {
     }
 
     fn checkpoint_due(&self) -> bool {
-        self.state.iteration % self.opts.checkpoint_every.max(1) == 0 || self.done()
+        let every = self.opts.checkpoint_every.max(1);
+        self.state.iteration.is_multiple_of(every) || self.done()
     }
 
     /// The loop of `train_detector`: an mAP of the initial weights (with `map`, on a fresh start), then
