@@ -91,3 +91,13 @@ pub fn parse_size(s: &str) -> Result<(usize, usize)> {
         }
     }
 }
+
+/// The shared data folder of the tests and tools (Darknet's cfgs and data, the reference dumps):
+/// `$CANDLE_DARKNET_SHARED` when set, else `../shared` beside the checkout `checkout` (a git worktree placed
+/// beside the main checkout finds the same folder).
+pub fn shared_dir(checkout: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("CANDLE_DARKNET_SHARED") {
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => checkout.join("../shared"),
+    }
+}

@@ -12,8 +12,6 @@ use candle_darknet::detect::{self, Detection, NmsKind, YoloOutput};
 use candle_darknet::image::{self, Image};
 use serde_json::Value;
 
-/// `<manifest>/../shared` in the main checkout, `/work/shared` from a worktree.
-
 fn reference_dir(rel: &str) -> PathBuf {
     let p = shared_dir().join("reference").join(rel);
     assert!(
