@@ -7,14 +7,16 @@
 //! `mixup = 1`), blur and gaussian noise are not implemented (they draw from OpenCV's RNG), `track = 0`,
 //! `contrastive = 0`, `mosaic_bound = 0`.
 
-use super::augment::{image_data_augmentation, mosaic, to_chw_f32};
+pub use super::augment::ImageDraws;
+use super::augment::{image_data_augmentation, mosaic, to_chw_f32, PixelCrop};
 use super::decode::{load_rgb, RgbImage};
 use super::rand::{
     rand_int, rand_precalc_random, rand_scale, rand_uniform_strong, random_float, random_gen,
     DarknetRand,
 };
 use super::truth::{
-    fill_truth_detection, read_boxes, replace_image_to_label, BoxLabel, TruthRow, TRUTH_SIZE,
+    fill_truth_detection, read_boxes, replace_image_to_label, BoxCorrection, BoxLabel, TruthLimits,
+    TruthRow, TRUTH_SIZE,
 };
 use crate::dataset::Resolver;
 use anyhow::{bail, Result};
@@ -181,18 +183,6 @@ pub struct CropRect {
     pub pright: i32,
     pub ptop: i32,
     pub pbot: i32,
-}
-
-/// The per-image random numbers of the "augmentation_calculated" block (data.c 1118-1152).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ImageDraws {
-    pub resize_r1: f32,
-    pub resize_r2: f32,
-    pub r: [f32; 4],
-    pub flip: bool,
-    pub dhue: f32,
-    pub dsat: f32,
-    pub dexp: f32,
 }
 
 /// Draws the per-image numbers in Darknet's order: resize_r1, resize_r2, r1..r4 (`random_float`), flip
@@ -393,22 +383,27 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             let dx = c.pleft as f32 / (sx * ow as f32);
             let dy = c.ptop as f32 / (sy * oh as f32);
             let boxes = sources.labels(path, cfg.classes)?;
-            let truth = fill_truth_detection(
-                rng,
-                boxes.as_ref().clone(),
-                cfg.max_boxes,
-                cfg.classes,
-                d.flip,
+            let limits = TruthLimits {
+                max_boxes: cfg.max_boxes,
+                classes: cfg.classes,
+                net_w: w,
+                net_h: h,
+            };
+            let correction = BoxCorrection {
                 dx,
                 dy,
-                1.0 / sx,
-                1.0 / sy,
-                w,
-                h,
-            );
-            let ai = image_data_augmentation(
-                &img, w, h, c.pleft, c.ptop, swidth, sheight, d.flip, d.dhue, d.dsat, d.dexp,
-            );
+                s: 1.0 / sx,
+                t: 1.0 / sy,
+                flip: d.flip,
+            };
+            let truth = fill_truth_detection(rng, boxes.as_ref().clone(), &limits, &correction);
+            let crop = PixelCrop {
+                left: c.pleft,
+                top: c.ptop,
+                width: swidth,
+                height: sheight,
+            };
+            let ai = image_data_augmentation(&img, (w, h), &crop, &d);
             let mut shifts = None;
             if use_mosaic {
                 let (cx, cy) = cuts[i];

@@ -138,6 +138,38 @@ pub fn correct_boxes(boxes: &mut [BoxLabel], dx: f32, dy: f32, s: f32, t: f32, f
     }
 }
 
+/// The crop/flip a sample went through, as `correct_boxes` takes it: offsets `dx`, `dy` and inverse scales
+/// `s = 1/sx`, `t = 1/sy` (relative to the original image), and the horizontal flip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BoxCorrection {
+    pub dx: f32,
+    pub dy: f32,
+    pub s: f32,
+    pub t: f32,
+    pub flip: bool,
+}
+
+impl BoxCorrection {
+    /// No crop, no flip.
+    pub const IDENTITY: BoxCorrection = BoxCorrection {
+        dx: 0.0,
+        dy: 0.0,
+        s: 1.0,
+        t: 1.0,
+        flip: false,
+    };
+}
+
+/// What `fill_truth_detection` keeps: at most `max_boxes` boxes of class below `classes`, none smaller than
+/// one pixel of the `net_w`×`net_h` network input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TruthLimits {
+    pub max_boxes: usize,
+    pub classes: usize,
+    pub net_w: usize,
+    pub net_h: usize,
+}
+
 /// One row of the truth array: x, y, w, h, class id, track id.
 pub type TruthRow = [f32; TRUTH_SIZE];
 
@@ -145,24 +177,22 @@ pub type TruthRow = [f32; TRUTH_SIZE];
 /// correct, truncate to `max_boxes` (after the shuffle), drop boxes with id >= classes, smaller than one
 /// network pixel, marked invalid, or with centre outside (0,1]; w, h capped at 1; x or y == 0 nudged by
 /// one pixel. Returns the kept rows in order.
-#[allow(clippy::too_many_arguments)]
 pub fn fill_truth_detection<R: DarknetRand + ?Sized>(
     rng: &mut R,
     mut boxes: Vec<BoxLabel>,
-    max_boxes: usize,
-    classes: usize,
-    flip: bool,
-    dx: f32,
-    dy: f32,
-    s: f32,
-    t: f32,
-    net_w: usize,
-    net_h: usize,
+    limits: &TruthLimits,
+    c: &BoxCorrection,
 ) -> Vec<TruthRow> {
+    let TruthLimits {
+        max_boxes,
+        classes,
+        net_w,
+        net_h,
+    } = *limits;
     let lowest_w = 1.0f32 / net_w as f32;
     let lowest_h = 1.0f32 / net_h as f32;
     randomize_boxes(rng, &mut boxes);
-    correct_boxes(&mut boxes, dx, dy, s, t, flip);
+    correct_boxes(&mut boxes, c.dx, c.dy, c.s, c.t, c.flip);
     boxes.truncate(max_boxes);
     let mut rows = Vec::with_capacity(boxes.len());
     for b in &boxes {
@@ -230,8 +260,13 @@ mod tests {
         )
         .unwrap();
         let mut rng = GlibcRand::new(1);
-        let rows =
-            fill_truth_detection(&mut rng, boxes, 10, 80, false, 0.0, 0.0, 1.0, 1.0, 416, 416);
+        let limits = TruthLimits {
+            max_boxes: 10,
+            classes: 80,
+            net_w: 416,
+            net_h: 416,
+        };
+        let rows = fill_truth_detection(&mut rng, boxes, &limits, &BoxCorrection::IDENTITY);
         assert_eq!(rows.len(), 1);
         // w = right - left in float32: (0.5+0.1) - (0.5-0.1).
         let w = (0.5f32 + 0.1) - (0.5f32 - 0.1);
