@@ -17,6 +17,7 @@ pub mod inference;
 pub mod layers;
 pub mod models;
 pub mod network;
+pub mod plot;
 pub mod train;
 pub mod util;
 pub mod weights;
