@@ -161,6 +161,9 @@ fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     for b in 0..args.batches {
         let batch = loader.next_batch()?;
+        for path in batch.invalid_resizes() {
+            eprintln!("warning: invalid resize of {path}; the whole image was used (as Darknet)");
+        }
         let plane = batch.w * batch.h;
         for i in 0..batch.n {
             let x = &batch.x[i * 3 * plane..(i + 1) * 3 * plane];

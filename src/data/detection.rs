@@ -95,6 +95,9 @@ pub struct PieceRecord {
     pub dexp: f32,
     pub truth: Vec<TruthRow>,
     pub mosaic: Option<mosaic::MosaicShifts>,
+    /// The crop was degenerate and the whole image was used instead (Darknet prints "WARNING: invalid
+    /// resize"; we report it here and the caller warns).
+    pub whole_image: bool,
 }
 
 /// One batch: `x` is n x 3 x h x w (CHW, RGB, `u8*(1/255.f)`), `y` is n x max_boxes x 6 (unused rows 0).
@@ -112,6 +115,14 @@ pub struct DetectionBatch {
 }
 
 impl DetectionBatch {
+    /// The images whose crop was degenerate (Darknet's "invalid resize" warning), one entry per piece.
+    pub fn invalid_resizes(&self) -> impl Iterator<Item = &str> {
+        self.pieces
+            .iter()
+            .filter(|p| p.whole_image)
+            .map(|p| p.path.as_str())
+    }
+
     /// X as a candle tensor `[n, 3, h, w]` and y as `[n, max_boxes, 6]` on `device`.
     pub fn to_tensors(
         &self,
@@ -370,8 +381,9 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             let (owi, ohi) = (ow as i32, oh as i32);
             let mut swidth = owi - c.pleft - c.pright;
             let mut sheight = ohi - c.ptop - c.pbot;
-            if swidth <= 0 || sheight <= 0 || owi - c.pleft <= 0 || ohi - c.ptop <= 0 {
-                eprintln!("WARNING: invalid resize of {path}; using the whole image");
+            let whole_image =
+                swidth <= 0 || sheight <= 0 || owi - c.pleft <= 0 || ohi - c.ptop <= 0;
+            if whole_image {
                 swidth = owi;
                 sheight = ohi;
                 c.pleft = 0;
@@ -441,6 +453,7 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
                 dexp: d.dexp,
                 truth,
                 mosaic: shifts,
+                whole_image,
             });
         }
     }

@@ -312,6 +312,10 @@ impl<'a> Trainer<'a> {
         }
         let tick = Instant::now();
         let b = self.loader.next_batch()?;
+        for path in b.invalid_resizes() {
+            let w = format!("invalid resize of {path}; the whole image was used (as Darknet)");
+            (self.progress)(TrainEvent::Warning(w));
+        }
         let (mini, batch) = (self.mini_batch, self.mini_batch * self.subdivisions);
         if (b.w, b.h, b.n) != (w, h, batch) {
             bail!(
