@@ -71,7 +71,73 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         args.num_clusters
     );
     let t_load = std::time::Instant::now();
-    let (boxes, class_counts) = if let Some(n) = args.synthetic {
+    let (boxes, class_counts) = load_boxes(&args, width, height, seed)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    println!(" all loaded: {} boxes ({load_s:.3} s)", boxes.len());
+    println!(
+        " init = {}, restarts = {}, seed = {seed}",
+        args.init,
+        args.restarts.max(1)
+    );
+    let opts = KmeansOptions {
+        k: args.num_clusters,
+        init: args.init,
+        restarts: args.restarts,
+        seed,
+    };
+    let r = anchors::calc_anchors(&boxes, &opts)?;
+    for (i, ((iou, s), it)) in r
+        .restart_avg_ious
+        .iter()
+        .zip(&r.restart_seconds)
+        .zip(&r.restart_iterations)
+        .enumerate()
+    {
+        println!(" restart {i}: iterations = {it}, avg IoU = {iou:2.2} %, {s:.3} s");
+    }
+    if !class_counts.is_empty() {
+        let c: Vec<String> = class_counts.iter().map(|c| c.to_string()).collect();
+        println!("\ncounters_per_class = {}", c.join(", "));
+    }
+    println!("\n avg IoU = {:2.2} % ", r.avg_iou);
+    println!("{}", anchors::format_anchors(&r.anchors, width));
+    let c: Vec<String> = r.counts.iter().map(|c| c.to_string()).collect();
+    println!("counts_per_anchor = {}", c.join(", "));
+    if let Some(p) = &args.json {
+        write_json(p, &r, &args, (width, height), boxes.len(), seed, load_s)?;
+    }
+    if let Some(p) = &args.plot {
+        anchors::plot::write_plot(p, &boxes, &r.anchors, width, height)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// The boxes of a COCO instances json (the evaluation's reader; crowd boxes included, as they are boxes).
+fn coco_boxes(json: &std::path::Path) -> Result<BoxSource> {
+    let ds = candle_darknet::eval::Dataset::from_coco_json(json, None, None)?;
+    let boxes = ds
+        .images
+        .iter()
+        .flat_map(|im| &im.boxes)
+        .map(|b| (b.class, [b.bbox_rel[2], b.bbox_rel[3]]))
+        .collect();
+    Ok(BoxSource::Relative {
+        boxes,
+        images: ds.images.len(),
+        origin: json.to_path_buf(),
+    })
+}
+
+/// The box sizes to cluster and the per-class counts: synthetic boxes around yolov3's anchors, or the labels of
+/// `--data` / `--labels` (warnings printed here).
+fn load_boxes(
+    args: &AnchorsArgs,
+    width: u32,
+    height: u32,
+    seed: u64,
+) -> Result<(Vec<[f32; 2]>, Vec<usize>)> {
+    Ok(if let Some(n) = args.synthetic {
         // yolov3's published anchors as cluster centres.
         let centres = [
             [10.0, 13.0],
@@ -114,77 +180,36 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         }
         println!(" read labels from {} files ", s.files);
         (s.boxes, s.class_counts)
-    };
-    let load_s = t_load.elapsed().as_secs_f64();
-    println!(" all loaded: {} boxes ({load_s:.3} s)", boxes.len());
-    println!(
-        " init = {}, restarts = {}, seed = {seed}",
-        args.init,
-        args.restarts.max(1)
-    );
-    let opts = KmeansOptions {
-        k: args.num_clusters,
-        init: args.init,
-        restarts: args.restarts,
-        seed,
-    };
-    let r = anchors::calc_anchors(&boxes, &opts)?;
-    for (i, ((iou, s), it)) in r
-        .restart_avg_ious
-        .iter()
-        .zip(&r.restart_seconds)
-        .zip(&r.restart_iterations)
-        .enumerate()
-    {
-        println!(" restart {i}: iterations = {it}, avg IoU = {iou:2.2} %, {s:.3} s");
-    }
-    if !class_counts.is_empty() {
-        let c: Vec<String> = class_counts.iter().map(|c| c.to_string()).collect();
-        println!("\ncounters_per_class = {}", c.join(", "));
-    }
-    println!("\n avg IoU = {:2.2} % ", r.avg_iou);
-    println!("{}", anchors::format_anchors(&r.anchors, width));
-    let c: Vec<String> = r.counts.iter().map(|c| c.to_string()).collect();
-    println!("counts_per_anchor = {}", c.join(", "));
-    if let Some(p) = &args.json {
-        let j = serde_json::json!({
-            "anchors": r.anchors,
-            "avg_iou": r.avg_iou / 100.0,
-            "counts": r.counts,
-            "width": width,
-            "height": height,
-            "boxes": boxes.len(),
-            "init": args.init.to_string(),
-            "seed": seed,
-            "restart": r.restart,
-            "iterations": r.iterations,
-            "restart_avg_ious": r.restart_avg_ious.iter().map(|x| x / 100.0).collect::<Vec<_>>(),
-            "restart_iterations": r.restart_iterations,
-            "restart_seconds": r.restart_seconds,
-            "load_seconds": load_s,
-        });
-        candle_darknet::util::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
-        println!("wrote {}", p.display());
-    }
-    if let Some(p) = &args.plot {
-        anchors::plot::write_plot(p, &boxes, &r.anchors, width, height)?;
-        println!("wrote {}", p.display());
-    }
-    Ok(())
+    })
 }
 
-/// The boxes of a COCO instances json (the evaluation's reader; crowd boxes included, as they are boxes).
-fn coco_boxes(json: &std::path::Path) -> Result<BoxSource> {
-    let ds = candle_darknet::eval::Dataset::from_coco_json(json, None, None)?;
-    let boxes = ds
-        .images
-        .iter()
-        .flat_map(|im| &im.boxes)
-        .map(|b| (b.class, [b.bbox_rel[2], b.bbox_rel[3]]))
-        .collect();
-    Ok(BoxSource::Relative {
-        boxes,
-        images: ds.images.len(),
-        origin: json.to_path_buf(),
-    })
+/// `--json`: the result with the run's settings.
+fn write_json(
+    p: &std::path::Path,
+    r: &anchors::AnchorResult,
+    args: &AnchorsArgs,
+    (width, height): (u32, u32),
+    nboxes: usize,
+    seed: u64,
+    load_s: f64,
+) -> Result<()> {
+    let j = serde_json::json!({
+        "anchors": r.anchors,
+        "avg_iou": r.avg_iou / 100.0,
+        "counts": r.counts,
+        "width": width,
+        "height": height,
+        "boxes": nboxes,
+        "init": args.init.to_string(),
+        "seed": seed,
+        "restart": r.restart,
+        "iterations": r.iterations,
+        "restart_avg_ious": r.restart_avg_ious.iter().map(|x| x / 100.0).collect::<Vec<_>>(),
+        "restart_iterations": r.restart_iterations,
+        "restart_seconds": r.restart_seconds,
+        "load_seconds": load_s,
+    });
+    candle_darknet::util::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
+    println!("wrote {}", p.display());
+    Ok(())
 }
