@@ -247,7 +247,7 @@ impl<'a> Trainer<'a> {
         let n_train = list.len();
         let loader =
             BatchLoader::spawn_scheduled(list.paths, list.resolver, aug, lc, Some(sizes.clone()))?;
-        Ok(Trainer {
+        let mut trainer = Trainer {
             // calc_map_for_each = max(one epoch in iterations, 100).
             map_every: opts.map_every.unwrap_or(100usize.max(n_train / batch)),
             last_map_at: state.maps.last().map(|m| m.0).unwrap_or(state.iteration),
@@ -268,7 +268,9 @@ impl<'a> Trainer<'a> {
             images_done: 0,
             avg_time: -1.0,
             progress,
-        })
+        };
+        trainer.report_start();
+        Ok(trainer)
     }
 
     /// The loop state (iteration, seen, loss history, mAPs).
@@ -281,7 +283,7 @@ impl<'a> Trainer<'a> {
         self.state.iteration >= self.max_batches
     }
 
-    /// The `Started` event (the line `train_detector` prints before its loop).
+    /// The `Started` event (the line `train_detector` prints before its loop), sent when set-up is done.
     fn report_start(&mut self) {
         let n = &self.cfg.net;
         let ev = TrainEvent::Started {
@@ -418,7 +420,6 @@ impl<'a> Trainer<'a> {
     /// The loop of `train_detector`: an mAP of the initial weights (with `map`, on a fresh start), then
     /// step, mAP and checkpoint when due, until `max_batches`; then [`Trainer::finish`].
     pub fn run(mut self) -> Result<TrainSummary> {
-        self.report_start();
         if self.opts.map && !self.resumed {
             // Darknet does not do this; it shows what fine-tuning gained.
             self.evaluate()?;
