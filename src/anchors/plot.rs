@@ -69,7 +69,7 @@ fn draw(
     Ok(chart.backend_coord(&first))
 }
 
-/// Draws the plot into an image of [`SIZE`]² pixels.
+/// Draws the plot into an 800×800 image.
 pub fn render_plot(
     boxes: &[[f32; 2]],
     anchors: &[[f32; 2]],

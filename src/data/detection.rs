@@ -7,8 +7,8 @@
 //! `mixup = 1`), blur and gaussian noise are not implemented (they draw from OpenCV's RNG), `track = 0`,
 //! `contrastive = 0`, `mosaic_bound = 0`.
 
-pub use super::augment::ImageDraws;
 use super::augment::{image_data_augmentation, mosaic, to_chw_f32, PixelCrop};
+pub use super::augment::{CropRect, ImageDraws};
 use super::decode::{load_rgb, RgbImage};
 use super::rand::{
     rand_int, rand_precalc_random, rand_scale, rand_uniform_strong, random_float, random_gen,
@@ -185,15 +185,6 @@ impl Sources {
         }
         Ok(b)
     }
-}
-
-/// The crop rectangle of one image (data.c 1106-1231), before `image_data_augmentation`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CropRect {
-    pub pleft: i32,
-    pub pright: i32,
-    pub ptop: i32,
-    pub pbot: i32,
 }
 
 /// Draws the per-image numbers in Darknet's order: resize_r1, resize_r2, r1..r4 (`random_float`), flip
@@ -419,9 +410,8 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             let mut shifts = None;
             if use_mosaic {
                 let (cx, cy) = cuts[i];
-                let m = mosaic::mosaic_shifts(
-                    cx, cy, w as i32, h as i32, owi, ohi, c.pleft, c.pright, c.ptop, c.pbot, d.flip,
-                );
+                let m =
+                    mosaic::mosaic_shifts((cx, cy), (w as i32, h as i32), (owi, ohi), &c, d.flip);
                 mosaic::paste_quadrant(&mut canvases[i], &ai, pass, &m);
                 mosaic::blend_truth_mosaic(
                     &mut rows[i],

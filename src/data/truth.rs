@@ -100,8 +100,8 @@ pub fn randomize_boxes<R: DarknetRand + ?Sized>(rng: &mut R, boxes: &mut [BoxLab
 const INVALID: f32 = 999_999.0;
 
 /// Darknet's `correct_boxes` (data.c 248) with `s = 1/sx`, `t = 1/sy`: boxes at (0,0) or entirely outside
-/// [0,1] get x = y = w = h = 999999; others: edges `e*s - dx` (`e*t - dy`); with flip the compiled form
-/// `left' = (1+dx) - right*s`, `right' = (1+dx) - left*s`; clamp edges to [0,1]; centre/size from edges.
+/// \[0,1\] get x = y = w = h = 999999; others: edges `e*s - dx` (`e*t - dy`); with flip the compiled form
+/// `left' = (1+dx) - right*s`, `right' = (1+dx) - left*s`; clamp edges to \[0,1\]; centre/size from edges.
 pub fn correct_boxes(boxes: &mut [BoxLabel], dx: f32, dy: f32, s: f32, t: f32, flip: bool) {
     for b in boxes.iter_mut() {
         if (b.x == 0.0 && b.y == 0.0)

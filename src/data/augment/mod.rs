@@ -22,6 +22,15 @@ pub struct ImageDraws {
     pub dexp: f32,
 }
 
+/// The crop rectangle of one image (data.c 1106-1231), before `image_data_augmentation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropRect {
+    pub pleft: i32,
+    pub pright: i32,
+    pub ptop: i32,
+    pub pbot: i32,
+}
+
 /// The source rectangle of `image_data_augmentation`: `pleft`, `ptop`, `swidth`, `sheight` (it may reach
 /// outside the image; the outside is mean-filled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
