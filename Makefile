@@ -82,7 +82,8 @@ clean:
 # Darknet augmentation reference cases: target/augment_root/pub/ links the images (shared/darknet/data and
 # weights/) and the synthetic labels, so that `augment --reference CASE --root target/augment_root` resolves
 # the manifests' pub/... paths. augment-check regenerates all six cases (exit 1 on any difference).
-SHARED ?= ../shared
+# The shared data: $CANDLE_DARKNET_SHARED when set, else ../shared beside the checkout (as the tests).
+SHARED ?= $(or $(CANDLE_DARKNET_SHARED),../shared)
 AUG_REF := $(SHARED)/reference/augment
 AUG_ROOT := target/augment_root
 augment-root: weights

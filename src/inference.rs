@@ -217,18 +217,14 @@ impl Detector {
             })
             .collect();
         let last = self.heads.last().context("no heads")?;
-        detect::postprocess(
-            &heads,
-            im_w,
-            im_h,
-            cfg.net.width,
-            cfg.net.height,
-            opts.thresh,
-            self.uses_letterbox(opts),
-            opts.nms,
-            last.nms_kind,
-            last.beta_nms,
-        )
+        let post = detect::PostprocessOptions {
+            thresh: opts.thresh,
+            letter: self.uses_letterbox(opts),
+            nms_thresh: opts.nms,
+            nms_kind: last.nms_kind,
+            beta_nms: last.beta_nms,
+        };
+        detect::postprocess(&heads, (im_w, im_h), (cfg.net.width, cfg.net.height), &post)
     }
 
     /// The whole pipeline for a batch of decoded images.

@@ -129,3 +129,13 @@ pub fn batch_seed(seed: u64, k: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// The shared data folder of the tests and tools (Darknet's cfgs and data, the reference dumps):
+/// `$CANDLE_DARKNET_SHARED` when set, else `../shared` beside the checkout `checkout` (a git worktree placed
+/// beside the main checkout finds the same folder).
+pub fn shared_dir(checkout: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("CANDLE_DARKNET_SHARED") {
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => checkout.join("../shared"),
+    }
+}

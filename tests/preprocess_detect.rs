@@ -175,8 +175,8 @@ fn check_detections(dir: &str, expect_before: usize, expect_after: usize) {
         })
         .collect();
 
-    let mut dets =
-        detect::get_network_boxes(&views, im_w, im_h, net_w, net_h, thresh, true, letter).unwrap();
+    let map = detect::BoxMapping::relative((im_w, im_h), (net_w, net_h), letter);
+    let mut dets = detect::get_network_boxes(&views, &map, thresh).unwrap();
     assert_eq!(
         dets.len() as u64,
         dump["num_boxes_from_get_network_boxes"].as_u64().unwrap(),
@@ -361,8 +361,12 @@ fn bus_report_lines_and_json() {
             new_coords: false,
         })
         .collect();
-    let mut dets =
-        detect::get_network_boxes(&views, 810, 1080, 416, 416, 0.25, true, false).unwrap();
+    let mut dets = detect::get_network_boxes(
+        &views,
+        &detect::BoxMapping::relative((810, 1080), (416, 416), false),
+        0.25,
+    )
+    .unwrap();
     detect::apply_nms(&mut dets, 80, 0.45, NmsKind::Greedy, 0.6);
     let lines = detect::format_detections_v3(&dets, 810, 1080, 0.25, &names, true);
     for l in &lines {

@@ -1,6 +1,6 @@
 //! Training loop tests: the training-mode forward of the whole network against Darknet's
 //! `mini-yolov4-train` dump (every layer output, every yolo delta and cost, computed through our network), the
-//! gradient reaching each yolo layer's input, and kill/resume determinism of the loop.
+//! gradient reaching each yolo layer's input, kill/resume determinism of the loop, and the `Trainer` steps.
 
 use std::path::{Path, PathBuf};
 
@@ -330,5 +330,77 @@ fn killed_run_resumes_to_the_same_result() {
     println!("loss history {h:?}");
     assert!(h[7].2 < h[0].2, "average loss did not decrease: {h:?}");
     assert!(full.join("chart.png").exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The `Trainer` driven step by step (with an extra mAP and checkpoint in between) ends with the same weights as
+/// the `train` loop, and reports every iteration, mAP and checkpoint through its callback.
+#[test]
+fn trainer_steps_equal_the_loop_and_report_through_the_callback() {
+    use candle_darknet::train::trainer::{train, TrainEvent, TrainOptions, Trainer};
+    let base = std::env::temp_dir().join(format!("trainer-steps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let data = tiny_dataset(&base.join("data"), 6);
+    let cfg = tiny_cfg(&base);
+    let opts = |out: &str| {
+        let mut o = TrainOptions::new(cfg.clone(), data.clone(), base.join(out));
+        o.seed = 11;
+        o.max_batches = Some(3);
+        o.checkpoint_every = 100;
+        o
+    };
+    let mut events = Vec::new();
+    let summary = {
+        let mut t = Trainer::new(opts("steps"), Box::new(|e| events.push(e))).unwrap();
+        let first = t.step().unwrap();
+        assert_eq!((first.iteration, first.seen), (1, 4));
+        assert!(first.loss.is_finite() && first.loss > 0.0, "{first:?}");
+        let map = t.evaluate().unwrap();
+        assert!((0.0..=1.0).contains(&map), "{map}");
+        let ck = t.checkpoint().unwrap();
+        assert!(ck.exists());
+        while !t.done() {
+            t.step().unwrap();
+        }
+        t.finish().unwrap()
+    };
+    let looped = train(&opts("loop"), Box::new(|_| {})).unwrap();
+    let a = std::fs::read(&summary.final_weights).unwrap();
+    let b = std::fs::read(&looped.final_weights).unwrap();
+    assert!(a == b, "step-by-step and loop final weights differ");
+    assert_eq!(summary.history, looped.history);
+
+    assert!(
+        matches!(
+            events[0],
+            TrainEvent::Started {
+                from: 0,
+                max_batches: 3,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    let iterations: Vec<(usize, f32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Iteration(s) => Some((s.iteration, s.avg_loss)),
+            _ => None,
+        })
+        .collect();
+    let history: Vec<(usize, f32)> = summary.history.iter().map(|h| (h.0, h.2)).collect();
+    assert_eq!(iterations, history);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        TrainEvent::Map {
+            iteration: 1,
+            initial: false,
+            ..
+        }
+    )));
+    assert!(events.iter().any(
+        |e| matches!(e, TrainEvent::Checkpoint(p) if p.ends_with("checkpoint-00000001.safetensors"))
+    ));
     let _ = std::fs::remove_dir_all(&base);
 }

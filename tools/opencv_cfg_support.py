@@ -225,10 +225,9 @@ def main(argv=None) -> int:
         return 0
     cfg_dir = args.cfg_dir
     if cfg_dir is None:
-        for c in (os.path.join(HERE, "..", "..", "shared", "darknet", "cfg"), "/work/shared/darknet/cfg"):
-            if os.path.isdir(c):
-                cfg_dir = c
-                break
+        # $CANDLE_DARKNET_SHARED when set, else ../shared beside the checkout (as the tests).
+        shared = os.environ.get("CANDLE_DARKNET_SHARED") or os.path.join(HERE, "..", "..", "shared")
+        cfg_dir = os.path.join(shared, "darknet", "cfg")
     if not cfg_dir or not os.path.isdir(cfg_dir):
         p.error("--cfg-dir not found")
     rows = survey(cfg_dir, args.size)

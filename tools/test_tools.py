@@ -26,10 +26,11 @@ import opencv_reference  # noqa: E402
 
 
 def shared_dir() -> str:
-    for c in (os.path.join(ROOT, "..", "shared"), "/work/shared"):
-        if os.path.isdir(os.path.join(c, "reference")):
-            return os.path.abspath(c)
-    raise AssertionError("shared/reference not found next to the checkout nor at /work/shared")
+    """$CANDLE_DARKNET_SHARED when set, else ../shared beside the checkout (as the Rust tests)."""
+    c = os.environ.get("CANDLE_DARKNET_SHARED") or os.path.join(ROOT, "..", "shared")
+    if os.path.isdir(os.path.join(c, "reference")):
+        return os.path.abspath(c)
+    raise AssertionError(f"{c}/reference not found (set CANDLE_DARKNET_SHARED to the shared folder)")
 
 
 REF = os.path.join(shared_dir(), "reference")

@@ -1,80 +1,82 @@
 //! Scatter plot of box sizes and anchors, the counterpart of Darknet's `show_acnhors` (`src/image_opencv.cpp`,
-//! an OpenCV window): here a PNG drawn with the `image` crate. x is the box width, y the box height (origin
-//! bottom-left), both from 0 to the network size; each box is a dot coloured by its closest anchor; each
-//! anchor is a black cross plus the outline of the anchor rectangle from the origin in its colour. No text
-//! (no font dependency); the axes end at the network width and height.
+//! an OpenCV window): here a PNG drawn with `plotters` ([`crate::plot`]). x is the box width, y the box height,
+//! both from 0 to the network size; each box is a dot coloured by its closest anchor; each anchor is a black
+//! cross plus the outline of the anchor rectangle from the origin in its colour.
 
 use std::path::Path;
 
 use anyhow::Result;
-use image::{Rgb, RgbImage};
+use plotters::prelude::*;
+
+use crate::plot::{drawing_error, palette, render, write_png, Area, FONT};
 
 const SIZE: u32 = 800;
-const MARGIN: u32 = 30;
 
-fn palette(i: usize) -> Rgb<u8> {
-    const P: [[u8; 3]; 10] = [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-        [140, 86, 75],
-        [227, 119, 194],
-        [127, 127, 127],
-        [188, 189, 34],
-        [23, 190, 207],
-    ];
-    Rgb(P[i % P.len()])
+/// Draws the plot; returns the pixel of the first anchor (for tests).
+fn draw(
+    area: &Area,
+    boxes: &[[f32; 2]],
+    anchors: &[[f32; 2]],
+    width: u32,
+    height: u32,
+) -> Result<(i32, i32)> {
+    let title = format!(
+        "{} boxes, {} anchors (network {width}x{height})",
+        boxes.len(),
+        anchors.len()
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0f32..width as f32, 0f32..height as f32)
+        .map_err(drawing_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("box width (network pixels)")
+        .y_desc("box height (network pixels)")
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(drawing_error)?;
+    let clamp = |b: [f32; 2]| {
+        (
+            b[0].clamp(0.0, width as f32),
+            b[1].clamp(0.0, height as f32),
+        )
+    };
+    let dots = boxes.iter().map(|&b| {
+        let c = palette(super::closest_center(b, anchors));
+        Circle::new(clamp(b), 2, c.filled())
+    });
+    chart.draw_series(dots).map_err(drawing_error)?;
+    for (i, &a) in anchors.iter().enumerate() {
+        let (x, y) = clamp(a);
+        let outline = [(0.0, y), (x, y), (x, 0.0)];
+        chart
+            .draw_series(LineSeries::new(outline, palette(i).stroke_width(2)))
+            .map_err(drawing_error)?;
+        chart
+            .draw_series(std::iter::once(Cross::new(
+                (x, y),
+                7,
+                BLACK.stroke_width(3),
+            )))
+            .map_err(drawing_error)?;
+    }
+    let first = anchors.first().copied().map_or((0.0, 0.0), clamp);
+    Ok(chart.backend_coord(&first))
 }
 
-/// Draws the plot into an image of [`SIZE`]² pixels.
-pub fn render(boxes: &[[f32; 2]], anchors: &[[f32; 2]], width: u32, height: u32) -> RgbImage {
-    let mut img = RgbImage::from_pixel(SIZE, SIZE, Rgb([255, 255, 255]));
-    let span = (SIZE - 2 * MARGIN) as f32;
-    let to_px = |w: f32, h: f32| -> (i64, i64) {
-        let x = MARGIN as f32 + (w / width as f32).clamp(0.0, 1.0) * span;
-        let y = (SIZE - MARGIN) as f32 - (h / height as f32).clamp(0.0, 1.0) * span;
-        (x.round() as i64, y.round() as i64)
-    };
-    let put = |img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>| {
-        if x >= 0 && y >= 0 && (x as u32) < SIZE && (y as u32) < SIZE {
-            img.put_pixel(x as u32, y as u32, c);
-        }
-    };
-    let axis = Rgb([0, 0, 0]);
-    let (x0, y0) = to_px(0.0, 0.0);
-    let (x1, y1) = to_px(width as f32, height as f32);
-    for x in x0..=x1 {
-        put(&mut img, x, y0, axis);
-    }
-    for y in y1..=y0 {
-        put(&mut img, x0, y, axis);
-    }
-    for b in boxes {
-        let (x, y) = to_px(b[0], b[1]);
-        let c = palette(super::closest_center(*b, anchors));
-        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            put(&mut img, x + dx, y - dy, c);
-        }
-    }
-    for (i, a) in anchors.iter().enumerate() {
-        let (ax, ay) = to_px(a[0], a[1]);
-        let c = palette(i);
-        for x in x0..=ax {
-            put(&mut img, x, ay, c);
-        }
-        for y in ay..=y0 {
-            put(&mut img, ax, y, c);
-        }
-        for d in -6..=6 {
-            for t in -1..=1 {
-                put(&mut img, ax + d, ay + t, axis);
-                put(&mut img, ax + t, ay + d, axis);
-            }
-        }
-    }
-    img
+/// Draws the plot into an 800×800 image.
+pub fn render_plot(
+    boxes: &[[f32; 2]],
+    anchors: &[[f32; 2]],
+    width: u32,
+    height: u32,
+) -> Result<image::RgbImage> {
+    Ok(render(SIZE, SIZE, |a| draw(a, boxes, anchors, width, height))?.0)
 }
 
 /// Renders and writes the PNG atomically.
@@ -85,11 +87,23 @@ pub fn write_plot(
     width: u32,
     height: u32,
 ) -> Result<()> {
-    let img = render(boxes, anchors, width, height);
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )?;
-    crate::util::write_atomic(path, &bytes)
+    write_png(path, &render_plot(boxes, anchors, width, height)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchor_cross_and_coloured_boxes() {
+        let boxes = [[10.0, 10.0], [200.0, 300.0], [210.0, 290.0]];
+        let anchors = [[100.0, 120.0], [205.0, 295.0]];
+        let (img, (x, y)) = render(SIZE, SIZE, |a| draw(a, &boxes, &anchors, 416, 416)).unwrap();
+        // The first anchor's centre is black (its cross).
+        assert_eq!(img.get_pixel(x as u32, y as u32).0, [0, 0, 0]);
+        // Boxes closest to anchor 0 and anchor 1 get the first two palette colours.
+        for c in [[31, 119, 180], [255, 127, 14]] {
+            assert!(img.pixels().any(|p| p.0 == c), "{c:?} missing");
+        }
+    }
 }

@@ -309,30 +309,28 @@ fn matches_darknet_kmeans_dumps() {
     }
 }
 
-/// A COCO instances json gives each box's (w, h) relative to its image, scaled to the network size.
+/// Boxes read elsewhere (relative w, h) are scaled to the network size and counted per class.
 #[test]
-fn coco_json_boxes_are_scaled_to_the_network() {
-    let d = tempfile::tempdir().unwrap();
-    let json = d.path().join("instances.json");
-    std::fs::write(
-        &json,
-        r#"{"images":[{"id":1,"width":200,"height":100,"file_name":"a.jpg"}],
-            "categories":[{"id":1,"name":"person"},{"id":3,"name":"car"}],
-            "annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[10,10,50,20],"area":1000,"iscrowd":0},
-                           {"id":2,"image_id":1,"category_id":3,"bbox":[0,0,100,100],"area":10000,"iscrowd":0}]}"#,
-    )
-    .unwrap();
-    let b = load_box_sizes(&BoxSource::Coco(json), 416, 416).unwrap();
-    assert_eq!(b.boxes.len(), 2);
-    // 50/200 and 20/100 of 416.
-    assert!(
-        (b.boxes[0][0] - 104.0).abs() < 1e-3 && (b.boxes[0][1] - 83.2).abs() < 1e-3,
-        "{:?}",
-        b.boxes
+fn relative_boxes_are_scaled_to_the_network() {
+    let source = BoxSource::Relative {
+        boxes: vec![(0, [0.25, 0.2]), (1, [0.5, 1.0]), (1, [1.5, 0.5])],
+        images: 1,
+        origin: "instances.json".into(),
+    };
+    let b = load_box_sizes(&source, 416, 320).unwrap();
+    assert_eq!(b.boxes, vec![[104.0, 64.0], [208.0, 320.0], [624.0, 160.0]]);
+    assert_eq!(
+        (b.class_counts.clone(), b.oversized, b.files),
+        (vec![1, 2], 1, 1)
     );
+    let empty = BoxSource::Relative {
+        boxes: vec![],
+        images: 3,
+        origin: "instances.json".into(),
+    };
+    let e = format!("{:#}", load_box_sizes(&empty, 416, 416).unwrap_err());
     assert!(
-        (b.boxes[1][0] - 208.0).abs() < 1e-3 && (b.boxes[1][1] - 416.0).abs() < 1e-3,
-        "{:?}",
-        b.boxes
+        e.contains("no boxes found in dataset instances.json"),
+        "{e}"
     );
 }

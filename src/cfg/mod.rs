@@ -234,13 +234,7 @@ mod tests {
     use super::*;
 
     fn shared() -> PathBuf {
-        let m = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let p = m.join("../shared");
-        if p.exists() {
-            p
-        } else {
-            PathBuf::from("/work/shared")
-        }
+        crate::util::shared_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
     }
 
     #[test]

@@ -71,52 +71,7 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
         args.num_clusters
     );
     let t_load = std::time::Instant::now();
-    let (boxes, class_counts) = if let Some(n) = args.synthetic {
-        // yolov3's published anchors as cluster centres.
-        let centres = [
-            [10.0, 13.0],
-            [16.0, 30.0],
-            [33.0, 23.0],
-            [30.0, 61.0],
-            [62.0, 45.0],
-            [59.0, 119.0],
-            [116.0, 90.0],
-            [156.0, 198.0],
-            [373.0, 326.0],
-        ];
-        (
-            anchors::synthetic_boxes(
-                n,
-                &centres,
-                0.5,
-                [width as f32, height as f32],
-                seed ^ 0x5eed,
-            ),
-            Vec::new(),
-        )
-    } else {
-        let source = match (&args.data, &args.labels) {
-            (Some(d), None) if d.extension().is_some_and(|e| e == "json") => {
-                BoxSource::Coco(d.clone())
-            }
-            (Some(d), None) => BoxSource::Data(d.clone()),
-            (None, Some(l)) => BoxSource::Labels(l.clone()),
-            _ => bail!("give --data <file.data | list> or --labels <dir>"),
-        };
-        let s = anchors::load_box_sizes(&source, width, height)?;
-        if !s.missing.is_empty() {
-            eprintln!(
-                "warning: {} label files not found, e.g. {}",
-                s.missing.len(),
-                s.missing[0].display()
-            );
-        }
-        if s.oversized > 0 {
-            eprintln!("warning: {} boxes wider or taller than the image (w or h > 1), kept as Darknet does", s.oversized);
-        }
-        println!(" read labels from {} files ", s.files);
-        (s.boxes, s.class_counts)
-    };
+    let (boxes, class_counts) = load_boxes(&args, width, height, seed)?;
     let load_s = t_load.elapsed().as_secs_f64();
     println!(" all loaded: {} boxes ({load_s:.3} s)", boxes.len());
     println!(
@@ -149,28 +104,112 @@ pub fn run(args: AnchorsArgs) -> Result<()> {
     let c: Vec<String> = r.counts.iter().map(|c| c.to_string()).collect();
     println!("counts_per_anchor = {}", c.join(", "));
     if let Some(p) = &args.json {
-        let j = serde_json::json!({
-            "anchors": r.anchors,
-            "avg_iou": r.avg_iou / 100.0,
-            "counts": r.counts,
-            "width": width,
-            "height": height,
-            "boxes": boxes.len(),
-            "init": args.init.to_string(),
-            "seed": seed,
-            "restart": r.restart,
-            "iterations": r.iterations,
-            "restart_avg_ious": r.restart_avg_ious.iter().map(|x| x / 100.0).collect::<Vec<_>>(),
-            "restart_iterations": r.restart_iterations,
-            "restart_seconds": r.restart_seconds,
-            "load_seconds": load_s,
-        });
-        candle_darknet::util::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
-        println!("wrote {}", p.display());
+        write_json(p, &r, &args, (width, height), boxes.len(), seed, load_s)?;
     }
     if let Some(p) = &args.plot {
         anchors::plot::write_plot(p, &boxes, &r.anchors, width, height)?;
         println!("wrote {}", p.display());
     }
+    Ok(())
+}
+
+/// The boxes of a COCO instances json (the evaluation's reader; crowd boxes included, as they are boxes).
+fn coco_boxes(json: &std::path::Path) -> Result<BoxSource> {
+    let ds = candle_darknet::eval::Dataset::from_coco_json(json, None, None)?;
+    let boxes = ds
+        .images
+        .iter()
+        .flat_map(|im| &im.boxes)
+        .map(|b| (b.class, [b.bbox_rel[2], b.bbox_rel[3]]))
+        .collect();
+    Ok(BoxSource::Relative {
+        boxes,
+        images: ds.images.len(),
+        origin: json.to_path_buf(),
+    })
+}
+
+/// The box sizes to cluster and the per-class counts: synthetic boxes around yolov3's anchors, or the labels of
+/// `--data` / `--labels` (warnings printed here).
+fn load_boxes(
+    args: &AnchorsArgs,
+    width: u32,
+    height: u32,
+    seed: u64,
+) -> Result<(Vec<[f32; 2]>, Vec<usize>)> {
+    Ok(if let Some(n) = args.synthetic {
+        // yolov3's published anchors as cluster centres.
+        let centres = [
+            [10.0, 13.0],
+            [16.0, 30.0],
+            [33.0, 23.0],
+            [30.0, 61.0],
+            [62.0, 45.0],
+            [59.0, 119.0],
+            [116.0, 90.0],
+            [156.0, 198.0],
+            [373.0, 326.0],
+        ];
+        (
+            anchors::synthetic_boxes(
+                n,
+                &centres,
+                0.5,
+                [width as f32, height as f32],
+                seed ^ 0x5eed,
+            ),
+            Vec::new(),
+        )
+    } else {
+        let source = match (&args.data, &args.labels) {
+            (Some(d), None) if d.extension().is_some_and(|e| e == "json") => coco_boxes(d)?,
+            (Some(d), None) => BoxSource::Data(d.clone()),
+            (None, Some(l)) => BoxSource::Labels(l.clone()),
+            _ => bail!("give --data <file.data | list> or --labels <dir>"),
+        };
+        let s = anchors::load_box_sizes(&source, width, height)?;
+        if !s.missing.is_empty() {
+            eprintln!(
+                "warning: {} label files not found, e.g. {}",
+                s.missing.len(),
+                s.missing[0].display()
+            );
+        }
+        if s.oversized > 0 {
+            eprintln!("warning: {} boxes wider or taller than the image (w or h > 1), kept as Darknet does", s.oversized);
+        }
+        println!(" read labels from {} files ", s.files);
+        (s.boxes, s.class_counts)
+    })
+}
+
+/// `--json`: the result with the run's settings.
+fn write_json(
+    p: &std::path::Path,
+    r: &anchors::AnchorResult,
+    args: &AnchorsArgs,
+    (width, height): (u32, u32),
+    nboxes: usize,
+    seed: u64,
+    load_s: f64,
+) -> Result<()> {
+    let j = serde_json::json!({
+        "anchors": r.anchors,
+        "avg_iou": r.avg_iou / 100.0,
+        "counts": r.counts,
+        "width": width,
+        "height": height,
+        "boxes": nboxes,
+        "init": args.init.to_string(),
+        "seed": seed,
+        "restart": r.restart,
+        "iterations": r.iterations,
+        "restart_avg_ious": r.restart_avg_ious.iter().map(|x| x / 100.0).collect::<Vec<_>>(),
+        "restart_iterations": r.restart_iterations,
+        "restart_seconds": r.restart_seconds,
+        "load_seconds": load_s,
+    });
+    candle_darknet::util::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
+    println!("wrote {}", p.display());
     Ok(())
 }

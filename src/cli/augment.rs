@@ -7,6 +7,7 @@ use candle_darknet::data::decode::RgbImage;
 use candle_darknet::data::loader::{BatchLoader, LoaderConfig, RngMode};
 use candle_darknet::data::reference::compare_case;
 use candle_darknet::data::AugmentConfig;
+use candle_darknet::dataset::ImageList;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -98,46 +99,6 @@ fn run_reference(case: &Path, root: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reads a .data file (`train = list`, `classes = N`) or a plain list of image paths.
-fn read_image_list(file: &Path) -> Result<(Vec<String>, Option<usize>)> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut train = None;
-    let mut classes = None;
-    let is_data = text
-        .lines()
-        .any(|l| l.trim_start().starts_with("train") && l.contains('='));
-    if is_data {
-        for (ln, line) in text.lines().enumerate() {
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            match k.trim() {
-                "train" => train = Some(PathBuf::from(v.trim())),
-                "classes" => {
-                    classes = Some(v.trim().parse().with_context(|| {
-                        format!("{}:{}: bad classes value", file.display(), ln + 1)
-                    })?)
-                }
-                _ => {}
-            }
-        }
-        let list = train.with_context(|| format!("{}: no `train =` line", file.display()))?;
-        let (paths, _) = read_image_list(&list)?;
-        return Ok((paths, classes));
-    }
-    let paths: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    if paths.is_empty() {
-        bail!("{}: no image paths", file.display());
-    }
-    Ok((paths, None))
-}
-
 /// Draws a 1-pixel rectangle (Darknet's `draw_box_width(..., 1, ...)`), clipped to the image.
 fn draw_box(img: &mut RgbImage, l: i32, t: i32, r: i32, b: i32, color: [u8; 3]) {
     let (w, h) = (img.w as i32, img.h as i32);
@@ -158,7 +119,22 @@ fn draw_box(img: &mut RgbImage, l: i32, t: i32, r: i32, b: i32, color: [u8; 3]) 
 }
 
 fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
-    let (paths, classes) = read_image_list(data)?;
+    let (list, data_cfg) = ImageList::open_train(data)?;
+    if list.is_empty() {
+        bail!("{}: no image paths", list.list.display());
+    }
+    let classes = match &data_cfg {
+        Some(d) => d.classes()?,
+        None => None,
+    };
+    let missing = list.missing_labels();
+    if let Some(first) = missing.first() {
+        eprintln!(
+            "warning: {} label files not found (those images have no objects), e.g. {}",
+            missing.len(),
+            first.display()
+        );
+    }
     let cfg = AugmentConfig {
         w: args.size,
         h: args.size,
@@ -178,12 +154,16 @@ fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
             RngMode::PerBatch
         },
         cache_images: false,
+        start: 0,
     };
-    let mut loader = BatchLoader::spawn(paths, PathBuf::from("."), cfg, lc)?;
+    let mut loader = BatchLoader::spawn(list.paths, list.resolver, cfg, lc)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     for b in 0..args.batches {
         let batch = loader.next_batch()?;
+        for path in batch.invalid_resizes() {
+            eprintln!("warning: invalid resize of {path}; the whole image was used (as Darknet)");
+        }
         let plane = batch.w * batch.h;
         for i in 0..batch.n {
             let x = &batch.x[i * 3 * plane..(i + 1) * 3 * plane];

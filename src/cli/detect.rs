@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use candle_darknet::detect::{detections_json, draw_detections, format_detections_v3};
 use candle_darknet::image::{load_image, save_image, Image};
-use candle_darknet::inference::{DetectOptions, Detector};
+use candle_darknet::inference::Detector;
 
 #[derive(clap::Args)]
 pub struct DetectArgs {
@@ -19,17 +19,11 @@ pub struct DetectArgs {
     /// Class names file (default: coco.names for 80-class models).
     #[arg(long)]
     pub names: Option<PathBuf>,
+    /// Box threshold (`detector test -thresh`).
     #[arg(long, default_value_t = 0.25)]
     pub thresh: f32,
-    #[arg(long, default_value_t = 0.45)]
-    pub nms: f32,
-    /// Letterbox instead of stretching (also implied by `letter_box=1` in the cfg).
-    #[arg(long)]
-    pub letterbox: bool,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    #[command(flatten)]
+    pub run: super::run_args::RunArgs,
     /// Write all detections as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -91,17 +85,13 @@ fn out_path(dir: &Path, image: &Path) -> PathBuf {
 }
 
 pub fn run(a: DetectArgs) -> Result<()> {
-    let device = candle_darknet::util::device(&a.device)?;
+    let device = a.run.device()?;
     let (m, inputs) = super::model_arg::resolve(&a.model, a.inputs)?;
     let mut det = Detector::load(&m.cfg, &m.weights, a.names.as_deref(), &device)?;
     if let (None, Some(names)) = (&a.names, m.names) {
         det.names = names;
     }
-    let opts = DetectOptions {
-        thresh: a.thresh,
-        nms: a.nms,
-        letterbox: a.letterbox,
-    };
+    let opts = a.run.detect_options(a.thresh);
     let (paths, any_dir) = expand_inputs(&inputs)?;
     let bar = (any_dir || paths.len() > 20).then(|| {
         let b = indicatif::ProgressBar::new(paths.len() as u64);
@@ -116,7 +106,7 @@ pub fn run(a: DetectArgs) -> Result<()> {
     let mut records = Vec::new();
     let mut failed = 0usize;
     let start = Instant::now();
-    for chunk in paths.chunks(a.batch.max(1)) {
+    for chunk in paths.chunks(a.run.batch.max(1)) {
         let mut images: Vec<(PathBuf, Image)> = Vec::new();
         for p in chunk {
             match load_image(p, 3) {

@@ -20,17 +20,8 @@ pub struct EvalArgs {
     /// Image folder for a COCO json.
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// Images per forward pass (results do not depend on it).
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Letterbox images (also implied by the cfg's letter_box=1).
-    #[arg(long)]
-    pub letterbox: bool,
-    /// NMS threshold (Darknet's validate uses .45).
-    #[arg(long, default_value_t = 0.45)]
-    pub nms: f32,
+    #[command(flatten)]
+    pub run: super::run_args::RunArgs,
     /// COCO results json to score (`[{"image_id","category_id","bbox":[x,y,w,h],"score"}]`).
     #[arg(long)]
     pub results: Option<PathBuf>,
@@ -95,16 +86,19 @@ fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
         bail!("eval with a model needs --data <coco instances json | darknet .data>");
     };
     let (m, _) = super::model_arg::resolve(model, args.weights.iter().cloned().collect())?;
-    let device = candle_darknet::util::device(&args.device)?;
+    let device = args.run.device()?;
     let det = candle_darknet::inference::Detector::load(&m.cfg, &m.weights, None, &device)?;
     let ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
+    if let Some(first) = ds.missing_labels.first() {
+        eprintln!(
+            "warning: {} label files not found (those images have no objects), e.g. {}",
+            ds.missing_labels.len(),
+            first.display()
+        );
+    }
     // Darknet's `valid` keeps boxes above .001; its `map` filters at .005 itself.
-    let opts = candle_darknet::inference::DetectOptions {
-        thresh: 0.001,
-        nms: args.nms,
-        letterbox: args.letterbox,
-    };
-    let (dets, timing) = eval::model::detect_dataset(&det, &ds, &opts, args.batch, true)?;
+    let opts = args.run.detect_options(0.001);
+    let (dets, timing) = eval::model::detect_dataset(&det, &ds, &opts, args.run.batch, true)?;
     let outcome = eval::evaluate(&ds, &dets, params)?;
     print!("{}", outcome.report.to_text());
     println!(

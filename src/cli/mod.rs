@@ -12,4 +12,5 @@ pub mod model_arg;
 pub mod models;
 pub mod partial;
 pub mod random_weights;
+pub mod run_args;
 pub mod train;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_darknet::train::trainer::{train, TrainOptions};
+use candle_darknet::train::trainer::{train, TrainEvent, TrainOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -74,8 +74,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     o.keep_checkpoints = args.keep;
     o.workers = args.workers;
     o.clear = args.clear;
-    o.verbose = !args.quiet;
-    let s = train(&o)?;
+    let quiet = args.quiet;
+    // The library reports; the command line prints (Darknet's lines: results on stdout, the rest on stderr).
+    let print = move |ev: TrainEvent| {
+        if quiet && ev.is_detail() {
+            return;
+        }
+        if ev.is_result() {
+            println!("{ev}");
+        } else {
+            eprintln!("{ev}");
+        }
+    };
+    let s = train(&o, Box::new(print))?;
     let last = s.history.last().copied().unwrap_or((0, f32::NAN, f32::NAN));
     println!(
         "done: {} iterations, {} images seen, last loss {:.4}, avg loss {:.4}, {:.2} images/s",

@@ -11,9 +11,34 @@
 //! ([`apply_exif_orientation`]). Deliberate difference: CMYK/YCCK JPEGs are rejected. Other formats go
 //! through the `image` crate (PNG/BMP are lossless, so any decoder gives the same pixels).
 
-use anyhow::{bail, Context, Result};
 use mozjpeg_sys as jpeg;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A training image that could not be loaded: which file and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct DecodeError {
+    pub path: PathBuf,
+    pub kind: DecodeErrorKind,
+}
+
+/// Why a training image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeErrorKind {
+    #[error("cannot read image: {0}")]
+    Io(std::io::Error),
+    #[error("CMYK/YCCK JPEG is not supported")]
+    CmykJpeg,
+    #[error("unexpected {0} output components")]
+    Components(i32),
+    /// libjpeg's own message (from its `error_exit`).
+    #[error("libjpeg: {0}")]
+    Libjpeg(String),
+    #[error("cannot decode image: {0}")]
+    Image(image::ImageError),
+    #[error("empty image")]
+    Empty,
+}
 
 /// An 8-bit interleaved RGB image (`h` rows of `w` pixels, 3 bytes each): the layout of Darknet's
 /// RGB `cv::Mat` after `load_image_mat_cv`.
@@ -63,7 +88,7 @@ unsafe extern "C-unwind" fn silent_message(_cinfo: &mut jpeg::jpeg_common_struct
 /// libjpeg-turbo with `JDCT_ISLOW`, fancy upsampling, output colour space RGB (grayscale sources are
 /// expanded by libjpeg's gray->RGB converter, as OpenCV asks for a 3-channel output). CMYK/YCCK JPEGs are
 /// rejected with an error.
-pub fn decode_jpeg_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+pub fn decode_jpeg_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeErrorKind> {
     let result = std::panic::catch_unwind(|| unsafe {
         let mut err: jpeg::jpeg_error_mgr = std::mem::zeroed();
         let mut cinfo: jpeg::jpeg_decompress_struct = std::mem::zeroed();
@@ -84,7 +109,7 @@ pub fn decode_jpeg_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         jpeg::jpeg_mem_src(&mut cinfo, bytes.as_ptr(), bytes.len() as _);
         jpeg::jpeg_read_header(&mut cinfo, 1);
         if cinfo.num_components == 4 {
-            return Err("CMYK/YCCK JPEG is not supported".to_string());
+            return Err(DecodeErrorKind::CmykJpeg);
         }
         cinfo.out_color_space = jpeg::J_COLOR_SPACE::JCS_RGB;
         cinfo.dct_method = jpeg::J_DCT_METHOD::JDCT_ISLOW;
@@ -92,10 +117,7 @@ pub fn decode_jpeg_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         jpeg::jpeg_start_decompress(&mut cinfo);
         let (w, h) = (cinfo.output_width as usize, cinfo.output_height as usize);
         if cinfo.output_components != 3 {
-            return Err(format!(
-                "unexpected {} output components",
-                cinfo.output_components
-            ));
+            return Err(DecodeErrorKind::Components(cinfo.output_components));
         }
         let mut data = vec![0u8; w * h * 3];
         while (cinfo.output_scanline as usize) < h {
@@ -109,7 +131,7 @@ pub fn decode_jpeg_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     match result {
         Ok(r) => r,
         Err(payload) => match payload.downcast::<JpegPanic>() {
-            Ok(p) => Err(format!("libjpeg: {}", p.0)),
+            Ok(p) => Err(DecodeErrorKind::Libjpeg(p.0)),
             Err(other) => std::panic::resume_unwind(other),
         },
     }
@@ -117,20 +139,22 @@ pub fn decode_jpeg_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
 
 /// Loads an image file as 8-bit RGB, as Darknet's `load_image_mat_cv` does (`imread` + `COLOR_BGR2RGB`).
 /// JPEG files (by their SOI marker, not their name) use [`decode_jpeg_rgb`]; other formats the `image` crate.
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read image {}", path.display()))?;
+pub fn load_rgb(path: &Path) -> Result<RgbImage, DecodeError> {
+    let err = |kind| DecodeError {
+        path: path.to_path_buf(),
+        kind,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(DecodeErrorKind::Io(e)))?;
     if bytes.starts_with(&[0xFF, 0xD8]) {
-        let img =
-            decode_jpeg_rgb(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let img = decode_jpeg_rgb(&bytes).map_err(err)?;
         return Ok(apply_exif_orientation(img, exif_orientation(&bytes)));
     }
     let img = image::load_from_memory(&bytes)
-        .with_context(|| format!("cannot decode image {}", path.display()))?
+        .map_err(|e| err(DecodeErrorKind::Image(e)))?
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
-        bail!("{}: empty image", path.display());
+        return Err(err(DecodeErrorKind::Empty));
     }
     Ok(RgbImage {
         w,
@@ -247,7 +271,13 @@ mod tests {
     #[test]
     fn corrupt_jpeg_is_an_error_not_a_panic() {
         let e = decode_jpeg_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 2]).unwrap_err();
-        assert!(e.contains("libjpeg"), "{e}");
+        assert!(matches!(e, DecodeErrorKind::Libjpeg(_)), "{e}");
+        let e = load_rgb(Path::new("no/such.jpg")).unwrap_err();
+        assert!(matches!(e.kind, DecodeErrorKind::Io(_)), "{e}");
+        assert!(
+            e.to_string().starts_with("no/such.jpg: cannot read image"),
+            "{e}"
+        );
     }
 
     /// A minimal APP1 Exif segment (little-endian TIFF, one IFD0 entry: Orientation = `o`).

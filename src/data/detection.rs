@@ -7,15 +7,18 @@
 //! `mixup = 1`), blur and gaussian noise are not implemented (they draw from OpenCV's RNG), `track = 0`,
 //! `contrastive = 0`, `mosaic_bound = 0`.
 
-use super::augment::{image_data_augmentation, mosaic, to_chw_f32};
+use super::augment::{image_data_augmentation, mosaic, to_chw_f32, PixelCrop};
+pub use super::augment::{CropRect, ImageDraws};
 use super::decode::{load_rgb, RgbImage};
 use super::rand::{
     rand_int, rand_precalc_random, rand_scale, rand_uniform_strong, random_float, random_gen,
     DarknetRand,
 };
 use super::truth::{
-    fill_truth_detection, read_boxes, replace_image_to_label, BoxLabel, TruthRow, TRUTH_SIZE,
+    fill_truth_detection, read_boxes, replace_image_to_label, BoxCorrection, BoxLabel, TruthLimits,
+    TruthRow, TRUTH_SIZE,
 };
+use crate::dataset::Resolver;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -92,6 +95,9 @@ pub struct PieceRecord {
     pub dexp: f32,
     pub truth: Vec<TruthRow>,
     pub mosaic: Option<mosaic::MosaicShifts>,
+    /// The crop was degenerate and the whole image was used instead (Darknet prints "WARNING: invalid
+    /// resize"; we report it here and the caller warns).
+    pub whole_image: bool,
 }
 
 /// One batch: `x` is n x 3 x h x w (CHW, RGB, `u8*(1/255.f)`), `y` is n x max_boxes x 6 (unused rows 0).
@@ -109,6 +115,14 @@ pub struct DetectionBatch {
 }
 
 impl DetectionBatch {
+    /// The images whose crop was degenerate (Darknet's "invalid resize" warning), one entry per piece.
+    pub fn invalid_resizes(&self) -> impl Iterator<Item = &str> {
+        self.pieces
+            .iter()
+            .filter(|p| p.whole_image)
+            .map(|p| p.path.as_str())
+    }
+
     /// X as a candle tensor `[n, 3, h, w]` and y as `[n, max_boxes, 6]` on `device`.
     pub fn to_tensors(
         &self,
@@ -120,20 +134,26 @@ impl DetectionBatch {
     }
 }
 
-/// Resolves Darknet's path strings (as written in the training list) under `root` and caches decoded
-/// images and label files (both are read-only during training).
+/// Resolves Darknet's path strings (as written in the training list) by the dataset module's rule and
+/// caches decoded images and label files (both are read-only during training).
 pub struct Sources {
-    pub root: PathBuf,
+    pub resolver: Resolver,
     cache: bool,
     images: HashMap<String, Arc<RgbImage>>,
     labels: HashMap<String, Arc<Vec<BoxLabel>>>,
 }
 
 impl Sources {
-    /// Paths resolve as `root.join(path)`; with `cache`, each image is decoded once.
+    /// Relative paths resolve under `root` (after the working directory, see [`crate::dataset`]); with
+    /// `cache`, each image is decoded once.
     pub fn new(root: impl Into<PathBuf>, cache: bool) -> Self {
+        Self::with_resolver(Resolver::under(root), cache)
+    }
+
+    /// Paths resolve as `resolver` says (an [`crate::dataset::ImageList`]'s own).
+    pub fn with_resolver(resolver: Resolver, cache: bool) -> Self {
         Self {
-            root: root.into(),
+            resolver,
             cache,
             images: HashMap::new(),
             labels: HashMap::new(),
@@ -145,46 +165,26 @@ impl Sources {
         if let Some(img) = self.images.get(path) {
             return Ok(img.clone());
         }
-        let img = Arc::new(load_rgb(&self.root.join(path))?);
+        let img = Arc::new(load_rgb(&self.resolver.resolve(path))?);
         if self.cache {
             self.images.insert(path.to_string(), img.clone());
         }
         Ok(img)
     }
 
-    /// `read_boxes(replace_image_to_label(path))`.
-    pub fn labels(&mut self, image_path: &str) -> Result<Arc<Vec<BoxLabel>>> {
+    /// `read_boxes(replace_image_to_label(path))`; class ids must be below `classes`.
+    pub fn labels(&mut self, image_path: &str, classes: usize) -> Result<Arc<Vec<BoxLabel>>> {
         if let Some(b) = self.labels.get(image_path) {
             return Ok(b.clone());
         }
         let label_path = replace_image_to_label(image_path);
-        let b = Arc::new(read_boxes(&label_path, &self.root.join(&label_path))?);
+        let file = self.resolver.resolve(&label_path);
+        let b = Arc::new(read_boxes(&label_path, &file, classes)?);
         if self.cache {
             self.labels.insert(image_path.to_string(), b.clone());
         }
         Ok(b)
     }
-}
-
-/// The crop rectangle of one image (data.c 1106-1231), before `image_data_augmentation`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CropRect {
-    pub pleft: i32,
-    pub pright: i32,
-    pub ptop: i32,
-    pub pbot: i32,
-}
-
-/// The per-image random numbers of the "augmentation_calculated" block (data.c 1118-1152).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ImageDraws {
-    pub resize_r1: f32,
-    pub resize_r2: f32,
-    pub r: [f32; 4],
-    pub flip: bool,
-    pub dhue: f32,
-    pub dsat: f32,
-    pub dexp: f32,
 }
 
 /// Draws the per-image numbers in Darknet's order: resize_r1, resize_r2, r1..r4 (`random_float`), flip
@@ -372,8 +372,9 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             let (owi, ohi) = (ow as i32, oh as i32);
             let mut swidth = owi - c.pleft - c.pright;
             let mut sheight = ohi - c.ptop - c.pbot;
-            if swidth <= 0 || sheight <= 0 || owi - c.pleft <= 0 || ohi - c.ptop <= 0 {
-                eprintln!("WARNING: invalid resize of {path}; using the whole image");
+            let whole_image =
+                swidth <= 0 || sheight <= 0 || owi - c.pleft <= 0 || ohi - c.ptop <= 0;
+            if whole_image {
                 swidth = owi;
                 sheight = ohi;
                 c.pleft = 0;
@@ -384,29 +385,33 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             // The -Ofast object computes ((float)pleft/ow)/sx as pleft/(sx*ow), and 1./sx as 1.0f/sx.
             let dx = c.pleft as f32 / (sx * ow as f32);
             let dy = c.ptop as f32 / (sy * oh as f32);
-            let boxes = sources.labels(path)?;
-            let truth = fill_truth_detection(
-                rng,
-                boxes.as_ref().clone(),
-                cfg.max_boxes,
-                cfg.classes,
-                d.flip,
+            let boxes = sources.labels(path, cfg.classes)?;
+            let limits = TruthLimits {
+                max_boxes: cfg.max_boxes,
+                classes: cfg.classes,
+                net_w: w,
+                net_h: h,
+            };
+            let correction = BoxCorrection {
                 dx,
                 dy,
-                1.0 / sx,
-                1.0 / sy,
-                w,
-                h,
-            );
-            let ai = image_data_augmentation(
-                &img, w, h, c.pleft, c.ptop, swidth, sheight, d.flip, d.dhue, d.dsat, d.dexp,
-            );
+                s: 1.0 / sx,
+                t: 1.0 / sy,
+                flip: d.flip,
+            };
+            let truth = fill_truth_detection(rng, boxes.as_ref().clone(), &limits, &correction);
+            let crop = PixelCrop {
+                left: c.pleft,
+                top: c.ptop,
+                width: swidth,
+                height: sheight,
+            };
+            let ai = image_data_augmentation(&img, (w, h), &crop, &d);
             let mut shifts = None;
             if use_mosaic {
                 let (cx, cy) = cuts[i];
-                let m = mosaic::mosaic_shifts(
-                    cx, cy, w as i32, h as i32, owi, ohi, c.pleft, c.pright, c.ptop, c.pbot, d.flip,
-                );
+                let m =
+                    mosaic::mosaic_shifts((cx, cy), (w as i32, h as i32), (owi, ohi), &c, d.flip);
                 mosaic::paste_quadrant(&mut canvases[i], &ai, pass, &m);
                 mosaic::blend_truth_mosaic(
                     &mut rows[i],
@@ -438,6 +443,7 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
                 dexp: d.dexp,
                 truth,
                 mosaic: shifts,
+                whole_image,
             });
         }
     }

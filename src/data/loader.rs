@@ -9,12 +9,14 @@
 //!   workers or on timing.
 //!
 //! Each worker has a bounded channel (`prefetch` batches); the consumer takes batch `k` from worker
-//! `k % workers`, so batches arrive in order and memory stays bounded.
+//! `k % workers`, so batches arrive in order and memory stays bounded. Batches are numbered from
+//! [`LoaderConfig::start`] (a resumed training run continues its stream); an optional [`SizeSchedule`] gives
+//! the network size of each batch (training's multi-scale).
 
 use super::detection::{load_data_detection, AugmentConfig, DetectionBatch, Sources};
 use super::rand::{FastRand, GlibcRand};
+use crate::dataset::Resolver;
 use anyhow::{anyhow, Result};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -42,7 +44,12 @@ pub struct LoaderConfig {
     pub mode: RngMode,
     /// Keep decoded images in memory (per worker); for small datasets.
     pub cache_images: bool,
+    /// The index of the first batch (seeds [`RngMode::PerBatch`] streams and the size schedule).
+    pub start: u64,
 }
+
+/// The network `(width, height)` of batch `k` (multi-scale training); without one, the [`AugmentConfig`]'s.
+pub type SizeSchedule = Arc<dyn Fn(u64) -> (usize, usize) + Send + Sync>;
 
 /// The seed of batch `k` in [`RngMode::PerBatch`] (splitmix64 of seed and index; lives in [`crate::util`]).
 pub use crate::util::batch_seed;
@@ -56,12 +63,23 @@ pub struct BatchLoader {
 }
 
 impl BatchLoader {
-    /// Starts the workers for the image list `paths` (resolved under `root`).
+    /// Starts the workers for the image list `paths` (resolved by `resolver`), every batch at `cfg`'s size.
     pub fn spawn(
         paths: Vec<String>,
-        root: PathBuf,
+        resolver: Resolver,
         cfg: AugmentConfig,
         lc: LoaderConfig,
+    ) -> Result<Self> {
+        Self::spawn_scheduled(paths, resolver, cfg, lc, None)
+    }
+
+    /// [`BatchLoader::spawn`] with the network size of batch `k` from `sizes(k)`.
+    pub fn spawn_scheduled(
+        paths: Vec<String>,
+        resolver: Resolver,
+        cfg: AugmentConfig,
+        lc: LoaderConfig,
+        sizes: Option<SizeSchedule>,
     ) -> Result<Self> {
         cfg.validate()?;
         if paths.is_empty() {
@@ -78,40 +96,20 @@ impl BatchLoader {
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = sync_channel(lc.prefetch.max(1));
-            let (paths, root, cfg, lc, stop) = (
-                paths.clone(),
-                root.clone(),
-                cfg.clone(),
-                lc.clone(),
-                stop.clone(),
-            );
+            let worker = Worker {
+                paths: paths.clone(),
+                sources: Sources::with_resolver(resolver.clone(), lc.cache_images),
+                cfg: cfg.clone(),
+                sizes: sizes.clone(),
+                glibc: GlibcRand::new(lc.seed as u32),
+                seed: lc.seed,
+                mode: lc.mode,
+                batch: lc.batch,
+            };
+            let (stop, first, step) = (stop.clone(), lc.start + w as u64, workers as u64);
             let handle = std::thread::Builder::new()
                 .name(format!("darknet-loader-{w}"))
-                .spawn(move || {
-                    let mut sources = Sources::new(root, lc.cache_images);
-                    let mut glibc = GlibcRand::new(lc.seed as u32);
-                    let mut k = w as u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let res = match lc.mode {
-                            RngMode::Darknet => load_data_detection(
-                                &mut glibc,
-                                &mut sources,
-                                &paths,
-                                lc.batch,
-                                &cfg,
-                            ),
-                            RngMode::PerBatch => {
-                                let mut rng = FastRand::new(batch_seed(lc.seed, k));
-                                load_data_detection(&mut rng, &mut sources, &paths, lc.batch, &cfg)
-                            }
-                        };
-                        let failed = res.is_err();
-                        if tx.send(res).is_err() || failed {
-                            break;
-                        }
-                        k += workers as u64;
-                    }
-                })
+                .spawn(move || worker.run(first, step, &stop, tx))
                 .map_err(|e| anyhow!("cannot start loader thread: {e}"))?;
             receivers.push(rx);
             handles.push(handle);
@@ -131,6 +129,56 @@ impl BatchLoader {
         self.receivers[w]
             .recv()
             .map_err(|_| anyhow!("batch loader worker {w} stopped"))?
+    }
+}
+
+/// One loader thread's state: it produces batches `first, first + step, ...` until stopped or failing.
+struct Worker {
+    paths: Arc<Vec<String>>,
+    sources: Sources,
+    cfg: AugmentConfig,
+    sizes: Option<SizeSchedule>,
+    glibc: GlibcRand,
+    seed: u64,
+    mode: RngMode,
+    batch: usize,
+}
+
+impl Worker {
+    fn run(
+        mut self,
+        first: u64,
+        step: u64,
+        stop: &AtomicBool,
+        tx: std::sync::mpsc::SyncSender<Result<DetectionBatch>>,
+    ) {
+        let mut k = first;
+        while !stop.load(Ordering::Relaxed) {
+            let res = self.load(k);
+            let failed = res.is_err();
+            if tx.send(res).is_err() || failed {
+                break;
+            }
+            k += step;
+        }
+    }
+
+    /// Batch `k`: `load_data_detection` at the scheduled size with the mode's random stream.
+    fn load(&mut self, k: u64) -> Result<DetectionBatch> {
+        let mut cfg = self.cfg.clone();
+        if let Some(sizes) = &self.sizes {
+            (cfg.w, cfg.h) = sizes(k);
+        }
+        let (paths, sources) = (&self.paths, &mut self.sources);
+        match self.mode {
+            RngMode::Darknet => {
+                load_data_detection(&mut self.glibc, sources, paths, self.batch, &cfg)
+            }
+            RngMode::PerBatch => {
+                let mut rng = FastRand::new(batch_seed(self.seed, k));
+                load_data_detection(&mut rng, sources, paths, self.batch, &cfg)
+            }
+        }
     }
 }
 
@@ -188,8 +236,10 @@ mod tests {
             seed: 5,
             mode: RngMode::Darknet,
             cache_images: true,
+            start: 0,
         };
-        let mut loader = BatchLoader::spawn(paths.clone(), dir.path().into(), cfg(), lc).unwrap();
+        let mut loader =
+            BatchLoader::spawn(paths.clone(), Resolver::under(dir.path()), cfg(), lc).unwrap();
         let mut rng = GlibcRand::new(5);
         let mut sources = Sources::new(dir.path(), false);
         for _ in 0..3 {
@@ -211,8 +261,10 @@ mod tests {
                 seed: 9,
                 mode: RngMode::PerBatch,
                 cache_images: false,
+                start: 0,
             };
-            let mut l = BatchLoader::spawn(paths.clone(), dir.path().into(), cfg(), lc).unwrap();
+            let mut l =
+                BatchLoader::spawn(paths.clone(), Resolver::under(dir.path()), cfg(), lc).unwrap();
             (0..5)
                 .map(|_| l.next_batch().unwrap().y)
                 .collect::<Vec<_>>()
@@ -220,6 +272,36 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(3));
         assert_ne!(one[0], one[1]);
+    }
+
+    /// A loader started at batch `start` continues the stream of one started at 0, and a size schedule sets
+    /// each batch's network size (training's multi-scale and exact resume).
+    #[test]
+    fn start_and_size_schedule() {
+        let (dir, paths) = dataset();
+        let lc = |start| LoaderConfig {
+            batch: 2,
+            workers: 2,
+            prefetch: 1,
+            seed: 3,
+            mode: RngMode::PerBatch,
+            cache_images: false,
+            start,
+        };
+        let sizes: SizeSchedule = Arc::new(|k| if k % 2 == 0 { (32, 32) } else { (64, 48) });
+        let spawn = |start| {
+            let r = Resolver::under(dir.path());
+            BatchLoader::spawn_scheduled(paths.clone(), r, cfg(), lc(start), Some(sizes.clone()))
+                .unwrap()
+        };
+        let (mut from0, mut from3) = (spawn(0), spawn(3));
+        let first: Vec<_> = (0..5).map(|_| from0.next_batch().unwrap()).collect();
+        assert_eq!((first[0].w, first[0].h), (32, 32));
+        assert_eq!((first[1].w, first[1].h), (64, 48));
+        for b in &first[3..] {
+            let c = from3.next_batch().unwrap();
+            assert_eq!((c.w, c.h, &c.x, &c.y), (b.w, b.h, &b.x, &b.y));
+        }
     }
 
     #[test]
@@ -232,9 +314,15 @@ mod tests {
             seed: 1,
             mode: RngMode::PerBatch,
             cache_images: false,
+            start: 0,
         };
-        let mut l =
-            BatchLoader::spawn(vec!["nope.jpg".into()], dir.path().into(), cfg(), lc).unwrap();
+        let mut l = BatchLoader::spawn(
+            vec!["nope.jpg".into()],
+            Resolver::under(dir.path()),
+            cfg(),
+            lc,
+        )
+        .unwrap();
         let e = l.next_batch().unwrap_err();
         assert!(format!("{e:#}").contains("nope.jpg"), "{e:#}");
     }

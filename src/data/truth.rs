@@ -3,7 +3,7 @@
 //! build that produced the reference (see docs/augmentation/truth.md).
 
 use super::rand::{random_gen, DarknetRand};
-use anyhow::{bail, Context, Result};
+use crate::dataset::{parse_labels, read_labels, DatasetError, LabelBox};
 use std::path::Path;
 
 /// Floats per truth row: x, y, w, h (relative, box centre), class id, track id (`truth_size` = 6).
@@ -36,72 +36,55 @@ pub fn track_id_base(label_path: &str) -> i32 {
     ((custom_hash(label_path) % 4000) * 4000) as i32
 }
 
-/// Darknet's `replace_image_to_label` (utils.c 275), shared with the dataset readers.
-pub use crate::eval::dataset::replace_image_to_label;
+/// Darknet's `replace_image_to_label` (utils.c 275), from the dataset module.
+pub use crate::dataset::replace_image_to_label;
 
-/// Parses label text like Darknet's `read_boxes` loop `fscanf("%d %f %f %f %f")`: records of 5
-/// whitespace-separated fields (float32, correctly rounded like `strtof`); `track_id = index + base`.
-/// Unlike Darknet (which stops silently at the first bad field), a malformed field is an error naming the line.
-pub fn parse_boxes(text: &str, base: i32, origin: &str) -> Result<Vec<BoxLabel>> {
-    let mut tokens = Vec::new();
-    for (ln, line) in text.lines().enumerate() {
-        for t in line.split_whitespace() {
-            tokens.push((ln + 1, t));
-        }
-    }
-    if tokens.len() % 5 != 0 {
-        let (ln, _) = tokens[tokens.len() - tokens.len() % 5];
-        bail!("{origin}:{ln}: incomplete label record (expected `id x y w h`)");
-    }
-    let mut boxes = Vec::with_capacity(tokens.len() / 5);
-    for rec in tokens.chunks(5) {
-        let ln = rec[0].0;
-        let id: i32 = rec[0]
-            .1
-            .parse()
-            .with_context(|| format!("{origin}:{ln}: bad class id {:?}", rec[0].1))?;
-        let mut v = [0f32; 4];
-        for k in 0..4 {
-            v[k] = rec[k + 1].1.parse().with_context(|| {
-                format!("{origin}:{}: bad number {:?}", rec[k + 1].0, rec[k + 1].1)
-            })?;
-        }
-        let [x, y, w, h] = v;
-        let track_id = boxes.len() as i32 + base;
-        boxes.push(BoxLabel {
-            id,
-            track_id,
-            x,
-            y,
-            w,
-            h,
-            left: x - w / 2.0,
-            right: x + w / 2.0,
-            top: y - h / 2.0,
-            bottom: y + h / 2.0,
-        });
-    }
-    Ok(boxes)
+/// Darknet's `box_label`s of label lines: `track_id = index + base`, edges from centre and size.
+pub fn box_labels(labels: &[LabelBox], base: i32) -> Vec<BoxLabel> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let [x, y, w, h] = l.bbox;
+            BoxLabel {
+                id: l.class as i32,
+                track_id: k as i32 + base,
+                x,
+                y,
+                w,
+                h,
+                left: x - w / 2.0,
+                right: x + w / 2.0,
+                top: y - h / 2.0,
+                bottom: y + h / 2.0,
+            }
+        })
+        .collect()
+}
+
+/// The `box_label`s of label text (read by [`crate::dataset`]'s rules, class ids below `classes`).
+pub fn parse_boxes(
+    text: &str,
+    base: i32,
+    origin: &Path,
+    classes: usize,
+) -> Result<Vec<BoxLabel>, DatasetError> {
+    Ok(box_labels(
+        &parse_labels(text, origin, Some(classes))?,
+        base,
+    ))
 }
 
 /// Darknet's `read_boxes` (data.c 195) for the label file `label_path` (the string used for the track-id
-/// hash) found at `file`. A missing file gives no boxes, as in Darknet (which prints a note).
-pub fn read_boxes(label_path: &str, file: &Path) -> Result<Vec<BoxLabel>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("Can't open label file: {} (no boxes)", file.display());
-            return Ok(Vec::new());
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read label file {}", file.display()))
-        }
-    };
-    parse_boxes(
-        &text,
-        track_id_base(label_path),
-        &file.display().to_string(),
-    )
+/// hash) found at `file`. A missing file gives no boxes, as in Darknet; the dataset reader reports those
+/// files ([`crate::dataset::ImageList::missing_labels`]), so nothing is printed here.
+pub fn read_boxes(
+    label_path: &str,
+    file: &Path,
+    classes: usize,
+) -> Result<Vec<BoxLabel>, DatasetError> {
+    let labels = read_labels(file, Some(classes))?.unwrap_or_default();
+    Ok(box_labels(&labels, track_id_base(label_path)))
 }
 
 /// Darknet's `randomize_boxes` (data.c 237): for each j, swap box j with box `random_gen() % n`.
@@ -117,8 +100,8 @@ pub fn randomize_boxes<R: DarknetRand + ?Sized>(rng: &mut R, boxes: &mut [BoxLab
 const INVALID: f32 = 999_999.0;
 
 /// Darknet's `correct_boxes` (data.c 248) with `s = 1/sx`, `t = 1/sy`: boxes at (0,0) or entirely outside
-/// [0,1] get x = y = w = h = 999999; others: edges `e*s - dx` (`e*t - dy`); with flip the compiled form
-/// `left' = (1+dx) - right*s`, `right' = (1+dx) - left*s`; clamp edges to [0,1]; centre/size from edges.
+/// \[0,1\] get x = y = w = h = 999999; others: edges `e*s - dx` (`e*t - dy`); with flip the compiled form
+/// `left' = (1+dx) - right*s`, `right' = (1+dx) - left*s`; clamp edges to \[0,1\]; centre/size from edges.
 pub fn correct_boxes(boxes: &mut [BoxLabel], dx: f32, dy: f32, s: f32, t: f32, flip: bool) {
     for b in boxes.iter_mut() {
         if (b.x == 0.0 && b.y == 0.0)
@@ -155,6 +138,38 @@ pub fn correct_boxes(boxes: &mut [BoxLabel], dx: f32, dy: f32, s: f32, t: f32, f
     }
 }
 
+/// The crop/flip a sample went through, as `correct_boxes` takes it: offsets `dx`, `dy` and inverse scales
+/// `s = 1/sx`, `t = 1/sy` (relative to the original image), and the horizontal flip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BoxCorrection {
+    pub dx: f32,
+    pub dy: f32,
+    pub s: f32,
+    pub t: f32,
+    pub flip: bool,
+}
+
+impl BoxCorrection {
+    /// No crop, no flip.
+    pub const IDENTITY: BoxCorrection = BoxCorrection {
+        dx: 0.0,
+        dy: 0.0,
+        s: 1.0,
+        t: 1.0,
+        flip: false,
+    };
+}
+
+/// What `fill_truth_detection` keeps: at most `max_boxes` boxes of class below `classes`, none smaller than
+/// one pixel of the `net_w`×`net_h` network input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TruthLimits {
+    pub max_boxes: usize,
+    pub classes: usize,
+    pub net_w: usize,
+    pub net_h: usize,
+}
+
 /// One row of the truth array: x, y, w, h, class id, track id.
 pub type TruthRow = [f32; TRUTH_SIZE];
 
@@ -162,33 +177,28 @@ pub type TruthRow = [f32; TRUTH_SIZE];
 /// correct, truncate to `max_boxes` (after the shuffle), drop boxes with id >= classes, smaller than one
 /// network pixel, marked invalid, or with centre outside (0,1]; w, h capped at 1; x or y == 0 nudged by
 /// one pixel. Returns the kept rows in order.
-#[allow(clippy::too_many_arguments)]
 pub fn fill_truth_detection<R: DarknetRand + ?Sized>(
     rng: &mut R,
     mut boxes: Vec<BoxLabel>,
-    max_boxes: usize,
-    classes: usize,
-    flip: bool,
-    dx: f32,
-    dy: f32,
-    s: f32,
-    t: f32,
-    net_w: usize,
-    net_h: usize,
+    limits: &TruthLimits,
+    c: &BoxCorrection,
 ) -> Vec<TruthRow> {
+    let TruthLimits {
+        max_boxes,
+        classes,
+        net_w,
+        net_h,
+    } = *limits;
     let lowest_w = 1.0f32 / net_w as f32;
     let lowest_h = 1.0f32 / net_h as f32;
     randomize_boxes(rng, &mut boxes);
-    correct_boxes(&mut boxes, dx, dy, s, t, flip);
+    correct_boxes(&mut boxes, c.dx, c.dy, c.s, c.t, c.flip);
     boxes.truncate(max_boxes);
     let mut rows = Vec::with_capacity(boxes.len());
     for b in &boxes {
         let (mut x, mut y, mut w, mut h) = (b.x, b.y, b.w, b.h);
+        // Darknet prints "Wrong annotation" here; the dataset reader already rejects such ids.
         if b.id >= classes as i32 {
-            eprintln!(
-                "Wrong annotation: class_id = {} (classes = {classes})",
-                b.id
-            );
             continue;
         }
         if w < lowest_w || h < lowest_h || x == INVALID || y == INVALID {
@@ -230,9 +240,10 @@ mod tests {
 
     #[test]
     fn parse_reports_line_of_bad_field() {
-        let e = parse_boxes("0 0.5 0.5 0.1 0.1\n1 0.5 x 0.1 0.1\n", 0, "l.txt").unwrap_err();
+        let l = Path::new("l.txt");
+        let e = parse_boxes("0 0.5 0.5 0.1 0.1\n1 0.5 x 0.1 0.1\n", 0, l, 80).unwrap_err();
         assert!(format!("{e:#}").contains("l.txt:2"), "{e:#}");
-        let b = parse_boxes("3 0.5 0.25 0.1 0.2\n", 7, "l.txt").unwrap();
+        let b = parse_boxes("3 0.5 0.25 0.1 0.2\n", 7, l, 80).unwrap();
         assert_eq!(
             (b[0].id, b[0].track_id, b[0].left, b[0].bottom),
             (3, 7, 0.45, 0.35)
@@ -244,12 +255,18 @@ mod tests {
         let boxes = parse_boxes(
             "1 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.001 0.001\n3 0 0 0.1 0.1\n",
             0,
-            "t",
+            Path::new("t"),
+            80,
         )
         .unwrap();
         let mut rng = GlibcRand::new(1);
-        let rows =
-            fill_truth_detection(&mut rng, boxes, 10, 80, false, 0.0, 0.0, 1.0, 1.0, 416, 416);
+        let limits = TruthLimits {
+            max_boxes: 10,
+            classes: 80,
+            net_w: 416,
+            net_h: 416,
+        };
+        let rows = fill_truth_detection(&mut rng, boxes, &limits, &BoxCorrection::IDENTITY);
         assert_eq!(rows.len(), 1);
         // w = right - left in float32: (0.5+0.1) - (0.5-0.1).
         let w = (0.5f32 + 0.1) - (0.5f32 - 0.1);
@@ -258,7 +275,7 @@ mod tests {
 
     #[test]
     fn flip_mirrors_x() {
-        let mut b = parse_boxes("0 0.25 0.5 0.1 0.2\n", 0, "t").unwrap();
+        let mut b = parse_boxes("0 0.25 0.5 0.1 0.2\n", 0, Path::new("t"), 80).unwrap();
         correct_boxes(&mut b, 0.0, 0.0, 1.0, 1.0, true);
         assert!((b[0].x - 0.75).abs() < 1e-6 && (b[0].w - 0.1).abs() < 1e-6);
     }

@@ -25,29 +25,55 @@ pub use output::{
     JsonDetection,
 };
 pub use yolo_boxes::{
-    correct_yolo_boxes, get_network_boxes, get_yolo_detections, yolo_num_detections, YoloOutput,
+    correct_yolo_boxes, get_network_boxes, get_yolo_detections, yolo_num_detections, BoxMapping,
+    YoloOutput,
 };
 
-/// `test_detector`'s post-processing in one call: [`get_network_boxes`] (relative boxes) followed by
-/// [`apply_nms`] with the NMS threshold (Darknet fixes it at 0.45), `nms_kind` and `beta_nms` of the *last*
-/// yolo head, as `detector test` does. `letter` must match how the input was made
-/// (`crate::image::network_input`).
-#[allow(clippy::too_many_arguments)]
+/// The settings of [`postprocess`]; `Default` is `darknet detector test`'s: `-thresh .25`, no letterbox,
+/// NMS .45 (fixed in `test_detector`), and the `[yolo]` defaults `nms_kind=default`, `beta_nms=.6`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PostprocessOptions {
+    /// Objectness and class-probability threshold.
+    pub thresh: f32,
+    /// Whether the input was letterboxed (must match `crate::image::network_input`).
+    pub letter: bool,
+    pub nms_thresh: f32,
+    /// `nms_kind` of the last yolo head.
+    pub nms_kind: NmsKind,
+    /// `beta_nms` of the last yolo head.
+    pub beta_nms: f32,
+}
+
+impl Default for PostprocessOptions {
+    fn default() -> Self {
+        PostprocessOptions {
+            thresh: 0.25,
+            letter: false,
+            nms_thresh: 0.45,
+            nms_kind: NmsKind::Default,
+            beta_nms: 0.6,
+        }
+    }
+}
+
+/// `test_detector`'s post-processing in one call: [`get_network_boxes`] (relative boxes on an
+/// `image` = (w, h) from a `network` = (w, h) input) followed by [`apply_nms`], as `detector test` does.
 pub fn postprocess(
     heads: &[YoloOutput],
-    im_w: usize,
-    im_h: usize,
-    net_w: usize,
-    net_h: usize,
-    thresh: f32,
-    letter: bool,
-    nms_thresh: f32,
-    nms_kind: NmsKind,
-    beta_nms: f32,
+    image: (usize, usize),
+    network: (usize, usize),
+    opts: &PostprocessOptions,
 ) -> anyhow::Result<Vec<Detection>> {
-    let mut dets = get_network_boxes(heads, im_w, im_h, net_w, net_h, thresh, true, letter)?;
+    let map = BoxMapping::relative(image, network, opts.letter);
+    let mut dets = get_network_boxes(heads, &map, opts.thresh)?;
     let classes = heads.last().map_or(0, |h| h.classes);
-    apply_nms(&mut dets, classes, nms_thresh, nms_kind, beta_nms);
+    apply_nms(
+        &mut dets,
+        classes,
+        opts.nms_thresh,
+        opts.nms_kind,
+        opts.beta_nms,
+    );
     Ok(dets)
 }
 

@@ -11,27 +11,8 @@ use serde::Serialize;
 use super::nms::glibc_qsort;
 use super::Detection;
 
-/// `get_labels_custom(filename)`: one class name per line (`fgetl` strips the `\n` and a `\r` before it;
-/// nothing else is trimmed, empty lines count as names).
-pub fn read_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    use anyhow::Context;
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading class names {}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: byte offset {}: not UTF-8",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })?;
-    Ok(text
-        .split_inclusive('\n')
-        .map(|l| {
-            let l = l.strip_suffix('\n').unwrap_or(l);
-            l.strip_suffix('\r').unwrap_or(l).to_string()
-        })
-        .collect())
-}
+/// `get_labels_custom(filename)`: one class name per line, read by [`crate::dataset`].
+pub use crate::dataset::read_names;
 
 /// `get_actual_detections`: `(index into dets, best class)` for every detection with a class probability
 /// above `thresh`, in array order. A class whose name starts with `dont_show` is never chosen.

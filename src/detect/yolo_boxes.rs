@@ -112,21 +112,43 @@ fn get_yolo_box(
     }
 }
 
+/// Where boxes are mapped: the original image and network input sizes, whether the input was letterboxed
+/// and whether the result stays relative (0..1) or is in pixels of the image; the trailing arguments of
+/// Darknet's `get_network_boxes(net, w, h, thresh, hier, map, relative, num, letter)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoxMapping {
+    pub im_w: usize,
+    pub im_h: usize,
+    pub net_w: usize,
+    pub net_h: usize,
+    pub relative: bool,
+    pub letter: bool,
+}
+
+impl BoxMapping {
+    /// Relative boxes (what `detector test` asks for) on an `image` = (w, h) from a `network` = (w, h) input.
+    pub fn relative(image: (usize, usize), network: (usize, usize), letter: bool) -> Self {
+        BoxMapping {
+            im_w: image.0,
+            im_h: image.1,
+            net_w: network.0,
+            net_h: network.1,
+            relative: true,
+            letter,
+        }
+    }
+}
+
 /// `get_yolo_detections`: every (cell, anchor) with objectness above `thresh`, cells in row-major order and
 /// anchors inside each cell; `prob[j] = obj*cls_j` if that is above `thresh`, else 0. Boxes are then mapped
 /// to the original image with [`correct_yolo_boxes`].
-#[allow(clippy::too_many_arguments)]
 pub fn get_yolo_detections(
     l: &YoloOutput,
-    im_w: usize,
-    im_h: usize,
-    net_w: usize,
-    net_h: usize,
+    map: &BoxMapping,
     thresh: f32,
-    relative: bool,
-    letter: bool,
 ) -> Result<Vec<Detection>> {
     l.validate()?;
+    let (net_w, net_h) = (map.net_w, map.net_h);
     let mut dets = Vec::new();
     for loc in 0..l.w * l.h {
         let row = loc / l.w;
@@ -156,22 +178,22 @@ pub fn get_yolo_detections(
             });
         }
     }
-    correct_yolo_boxes(&mut dets, im_w, im_h, net_w, net_h, relative, letter);
+    correct_yolo_boxes(&mut dets, map);
     Ok(dets)
 }
 
 /// `correct_yolo_boxes`: maps boxes relative to the network input back to the original image, undoing the
 /// letterbox offset/scale when `letter` (for a plain stretch the ratios are 1 and offsets 0); with
 /// `relative = false` the result is in pixels.
-pub fn correct_yolo_boxes(
-    dets: &mut [Detection],
-    im_w: usize,
-    im_h: usize,
-    net_w: usize,
-    net_h: usize,
-    relative: bool,
-    letter: bool,
-) {
+pub fn correct_yolo_boxes(dets: &mut [Detection], map: &BoxMapping) {
+    let BoxMapping {
+        im_w,
+        im_h,
+        net_w,
+        net_h,
+        relative,
+        letter,
+    } = *map;
     let (new_w, new_h) = if letter {
         if (net_w as f32 / im_w as f32) < (net_h as f32 / im_h as f32) {
             (net_w, im_h * net_w / im_w.max(1))
@@ -209,16 +231,10 @@ pub fn correct_yolo_boxes(
 
 /// `get_network_boxes(net, im_w, im_h, thresh, hier, 0, relative, &n, letter)` for a network whose
 /// detection layers are all `[yolo]`: the detections of each head, concatenated in network order.
-#[allow(clippy::too_many_arguments)]
 pub fn get_network_boxes(
     heads: &[YoloOutput],
-    im_w: usize,
-    im_h: usize,
-    net_w: usize,
-    net_h: usize,
+    map: &BoxMapping,
     thresh: f32,
-    relative: bool,
-    letter: bool,
 ) -> Result<Vec<Detection>> {
     if let Some(first) = heads.first() {
         if let Some((i, other)) = heads
@@ -235,7 +251,7 @@ pub fn get_network_boxes(
     }
     let mut all = Vec::new();
     for (i, head) in heads.iter().enumerate() {
-        let dets = get_yolo_detections(head, im_w, im_h, net_w, net_h, thresh, relative, letter)
+        let dets = get_yolo_detections(head, map, thresh)
             .map_err(|e| e.context(format!("yolo head {i}")))?;
         all.extend(dets);
     }
@@ -274,7 +290,8 @@ mod tests {
             new_coords: false,
         };
         assert_eq!(yolo_num_detections(&l, 0.25), 1);
-        let d = get_yolo_detections(&l, 100, 50, 80, 40, 0.25, true, false).unwrap();
+        let d = get_yolo_detections(&l, &BoxMapping::relative((100, 50), (80, 40), false), 0.25)
+            .unwrap();
         assert_eq!(d.len(), 1);
         let b = d[0].bbox;
         assert!(
@@ -287,7 +304,15 @@ mod tests {
         );
         assert_eq!(d[0].prob, vec![0.9 * 0.5, 0.0]);
         // Pixel output.
-        let p = get_yolo_detections(&l, 100, 50, 80, 40, 0.25, false, false).unwrap();
+        let p = get_yolo_detections(
+            &l,
+            &BoxMapping {
+                relative: false,
+                ..BoxMapping::relative((100, 50), (80, 40), false)
+            },
+            0.25,
+        )
+        .unwrap();
         assert!((p[0].bbox.x - 62.5).abs() < 1e-4 && (p[0].bbox.w - 25.0).abs() < 1e-4);
     }
 
@@ -305,7 +330,7 @@ mod tests {
             prob: vec![1.0],
             classes: 1,
         }];
-        correct_yolo_boxes(&mut d, 200, 100, 100, 100, true, true);
+        correct_yolo_boxes(&mut d, &BoxMapping::relative((200, 100), (100, 100), true));
         let b = d[0].bbox;
         assert!(
             (b.x - 0.5).abs() < 1e-6 && (b.y - 0.5).abs() < 1e-6,
@@ -330,7 +355,9 @@ mod tests {
             mask: &[0],
             new_coords: false,
         };
-        assert!(get_yolo_detections(&l, 1, 1, 1, 1, 0.25, true, false).is_err());
+        assert!(
+            get_yolo_detections(&l, &BoxMapping::relative((1, 1), (1, 1), false), 0.25).is_err()
+        );
         let out = vec![0.0f32; 14];
         let l = YoloOutput {
             output: &out,
@@ -341,6 +368,8 @@ mod tests {
             mask: &[1],
             new_coords: false,
         };
-        assert!(get_yolo_detections(&l, 1, 1, 1, 1, 0.25, true, false).is_err());
+        assert!(
+            get_yolo_detections(&l, &BoxMapping::relative((1, 1), (1, 1), false), 0.25).is_err()
+        );
     }
 }

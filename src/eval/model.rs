@@ -57,7 +57,7 @@ pub fn detect_dataset(
         let images = chunk
             .iter()
             .map(|(_, e)| load_image(&e.path, 3))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let inputs: Vec<_> = images.iter().map(|im| det.preprocess(im, opts)).collect();
         let t = Instant::now();
         let heads = det.forward(&inputs)?;

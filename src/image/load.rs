@@ -13,10 +13,41 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::{anyhow, bail, Context, Result};
-
 use super::resize::resize_image;
 use super::Image;
+
+/// An image that could not be loaded: which file (or in-memory source) and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {kind}")]
+pub struct LoadError {
+    pub origin: String,
+    pub kind: LoadErrorKind,
+}
+
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadErrorKind {
+    #[error("cannot read it: {0}")]
+    Io(std::io::Error),
+    #[error("cannot load an image with {0} channels (stb_image supports 0..=4)")]
+    Channels(usize),
+    #[error("file too large for stb_image")]
+    TooLarge,
+    /// stb_image's failure reason.
+    #[error("cannot decode image (stb_image: {0})")]
+    Decode(String),
+    #[error("cannot decode image (decoder failed on corrupt data)")]
+    Corrupt,
+}
+
+type Result<T> = std::result::Result<T, LoadError>;
+
+fn fail<T>(origin: &str, kind: LoadErrorKind) -> Result<T> {
+    Err(LoadError {
+        origin: origin.to_string(),
+        kind,
+    })
+}
 
 /// stb_image_rust keeps its failure reason (and a few option flags) in `static mut` globals, so decodes
 /// are serialised to keep the reason read after a failure the one written by that decode.
@@ -34,10 +65,11 @@ pub fn unit_from_u8(v: u8) -> f32 {
 /// converts to that many channels (1 = grey, 3 = RGB, 4 = RGBA). `origin` names the source in errors.
 pub fn decode_image(bytes: &[u8], channels: usize, origin: &str) -> Result<Image> {
     if channels > 4 {
-        bail!("{origin}: cannot load an image with {channels} channels (stb_image supports 0..=4)");
+        return fail(origin, LoadErrorKind::Channels(channels));
     }
-    let len = i32::try_from(bytes.len())
-        .map_err(|_| anyhow!("{origin}: file too large for stb_image"))?;
+    let Ok(len) = i32::try_from(bytes.len()) else {
+        return fail(origin, LoadErrorKind::TooLarge);
+    };
     let (w, h, c, pixels) = {
         let _guard = STB_LOCK
             .lock()
@@ -47,13 +79,16 @@ pub fn decode_image(bytes: &[u8], channels: usize, origin: &str) -> Result<Image
         let decoded = std::panic::catch_unwind(|| stb_decode(bytes, len, channels as i32));
         match decoded {
             Ok(Ok(v)) => v,
-            Ok(Err(reason)) => bail!("{origin}: cannot decode image (stb_image: {reason})"),
-            Err(_) => bail!("{origin}: cannot decode image (decoder failed on corrupt data)"),
+            Ok(Err(kind)) => return fail(origin, kind),
+            Err(_) => return fail(origin, LoadErrorKind::Corrupt),
         }
     };
     let c = if channels > 0 { channels } else { c };
     Ok(interleaved_to_planar(&pixels, w, h, c))
 }
+
+/// `(w, h, channels in file, interleaved pixels)`.
+type StbPixels = (usize, usize, usize, Vec<u8>);
 
 /// Runs stb_image on `bytes`, returning `(w, h, channels in file, interleaved pixels)` with
 /// `req_comp` channels per pixel (file's count when 0), or stb_image's failure reason.
@@ -61,7 +96,7 @@ fn stb_decode(
     bytes: &[u8],
     len: i32,
     req_comp: i32,
-) -> std::result::Result<(usize, usize, usize, Vec<u8>), String> {
+) -> std::result::Result<StbPixels, LoadErrorKind> {
     let (mut w, mut h, mut comp) = (0i32, 0i32, 0i32);
     // SAFETY: the pointer/length pair describes `bytes`, which outlives the call; the out-pointers are
     // valid locals; the returned buffer is owned by us and released with `stbi_image_free`.
@@ -76,16 +111,18 @@ fn stb_decode(
         );
         if ptr.is_null() {
             let reason = stb_image_rust::stbi__g_failure_reason;
-            return Err(if reason.is_empty() {
+            return Err(LoadErrorKind::Decode(if reason.is_empty() {
                 "unknown error".to_string()
             } else {
                 reason.to_string()
-            });
+            }));
         }
         let per_pixel = if req_comp > 0 { req_comp } else { comp };
         if w <= 0 || h <= 0 || per_pixel <= 0 {
             stb_image_rust::stbi_image_free(ptr);
-            return Err(format!("invalid decoded size {w}x{h}x{per_pixel}"));
+            return Err(LoadErrorKind::Decode(format!(
+                "invalid decoded size {w}x{h}x{per_pixel}"
+            )));
         }
         let n = w as usize * h as usize * per_pixel as usize;
         let pixels = std::slice::from_raw_parts(ptr, n).to_vec();
@@ -110,8 +147,11 @@ fn interleaved_to_planar(pixels: &[u8], w: usize, h: usize, c: usize) -> Image {
 
 /// `load_image(filename, 0, 0, channels)`: reads and decodes a file at its own size.
 pub fn load_image(path: &Path, channels: usize) -> Result<Image> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading image {}", path.display()))?;
-    decode_image(&bytes, channels, &path.display().to_string())
+    let origin = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => decode_image(&bytes, channels, &origin),
+        Err(e) => fail(&origin, LoadErrorKind::Io(e)),
+    }
 }
 
 /// `load_image(filename, w, h, channels)`: decodes, then stretches with [`resize_image`] when `w` and `h`
@@ -146,8 +186,19 @@ mod tests {
         // A JPEG that stops after its SOI/APP0 start.
         let err = decode_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10], 3, "cut.jpg").unwrap_err();
         assert!(err.to_string().contains("cut.jpg"), "{err}");
-        assert!(decode_image(&[], 3, "empty.jpg").is_err());
-        assert!(decode_image(b"x", 5, "five.jpg").is_err());
+        assert!(matches!(
+            decode_image(&[], 3, "empty.jpg").unwrap_err().kind,
+            LoadErrorKind::Decode(_)
+        ));
+        assert!(matches!(
+            decode_image(b"x", 5, "five.jpg").unwrap_err().kind,
+            LoadErrorKind::Channels(5)
+        ));
+        let e = load_image(Path::new("no/such.png"), 3).unwrap_err();
+        assert!(
+            matches!(e.kind, LoadErrorKind::Io(_)) && e.origin == "no/such.png",
+            "{e}"
+        );
     }
 
     #[test]

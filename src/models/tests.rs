@@ -1,12 +1,7 @@
 use super::*;
 
 fn shared_dir() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if p.is_dir() {
-        p
-    } else {
-        PathBuf::from("/work/shared")
-    }
+    crate::util::shared_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn opts(models: &Path, hf: Option<&Path>) -> ResolveOptions {

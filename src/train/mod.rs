@@ -8,10 +8,14 @@
 //! `*_updates` buffers, so the update equals Darknet's. See docs/loss.md and docs/optimizer.md.
 
 pub mod box_iou;
+pub mod chart;
 pub mod checkpoint;
 pub mod loss;
+pub mod map;
 pub mod optimizer;
 pub mod policy;
+pub mod progress;
+pub mod setup;
 pub mod surrogate;
 pub mod trainer;
 

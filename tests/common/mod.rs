@@ -8,14 +8,10 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared` beside the checkout (also in CI); `/work/shared` for git worktrees elsewhere.
+/// The shared data (Darknet's cfgs and data, the reference dumps): `$CANDLE_DARKNET_SHARED` when set, else
+/// `../shared` beside the checkout (a git worktree beside the main checkout finds the same folder).
 pub fn shared_dir() -> PathBuf {
-    let local = root().join("../shared");
-    if local.join("reference").is_dir() {
-        local
-    } else {
-        PathBuf::from("/work/shared")
-    }
+    candle_darknet::util::shared_dir(&root())
 }
 
 /// A reference directory under `shared/reference`, which must exist.

@@ -10,23 +10,60 @@ pub mod resize;
 
 use super::decode::RgbImage;
 
+/// The per-image random numbers of the "augmentation_calculated" block (data.c 1118-1152).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImageDraws {
+    pub resize_r1: f32,
+    pub resize_r2: f32,
+    pub r: [f32; 4],
+    pub flip: bool,
+    pub dhue: f32,
+    pub dsat: f32,
+    pub dexp: f32,
+}
+
+/// The crop rectangle of one image (data.c 1106-1231), before `image_data_augmentation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropRect {
+    pub pleft: i32,
+    pub pright: i32,
+    pub ptop: i32,
+    pub pbot: i32,
+}
+
+/// The source rectangle of `image_data_augmentation`: `pleft`, `ptop`, `swidth`, `sheight` (it may reach
+/// outside the image; the outside is mean-filled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelCrop {
+    pub left: i32,
+    pub top: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
 /// Darknet's `image_data_augmentation` (image_opencv.cpp 1205) without blur/noise: crop the rectangle
-/// (`pleft`, `ptop`, `swidth`, `sheight`) with mean padding, resize to `w`x`h` (8-bit INTER_LINEAR),
-/// flip horizontally, then HSV jitter if any of `dhue != 0`, `dsat != 1`, `dexp != 1`.
-#[allow(clippy::too_many_arguments)]
+/// `crop` with mean padding, resize to `size` = (w, h) (8-bit INTER_LINEAR), flip horizontally with
+/// `draws.flip`, then HSV jitter if any of `dhue != 0`, `dsat != 1`, `dexp != 1`.
 pub fn image_data_augmentation(
     img: &RgbImage,
-    w: usize,
-    h: usize,
-    pleft: i32,
-    ptop: i32,
-    swidth: i32,
-    sheight: i32,
-    flip: bool,
-    dhue: f32,
-    dsat: f32,
-    dexp: f32,
+    size: (usize, usize),
+    crop: &PixelCrop,
+    draws: &ImageDraws,
 ) -> RgbImage {
+    let (w, h) = size;
+    let PixelCrop {
+        left: pleft,
+        top: ptop,
+        width: swidth,
+        height: sheight,
+    } = *crop;
+    let ImageDraws {
+        flip,
+        dhue,
+        dsat,
+        dexp,
+        ..
+    } = *draws;
     let sized = if pleft == 0 && ptop == 0 && swidth as usize == img.w && sheight as usize == img.h
     {
         resize::resize_linear_u8(img, w, h)

@@ -1,6 +1,7 @@
 //! Mosaic assembly of `load_data_detection` (data.c 1265-1315) and `blend_truth_mosaic` (data.c 886)
 //! with `mosaic_bound = 0`.
 
+use super::CropRect;
 use crate::data::decode::RgbImage;
 use crate::data::truth::{TruthRow, TRUTH_SIZE};
 
@@ -16,27 +17,22 @@ pub struct MosaicShifts {
     pub bot_shift: i32,
 }
 
-/// data.c 1280-1287: with flip, pleft and pright are exchanged first; `left_shift = min(cut_x,
+/// data.c 1280-1287, for the cut point `cut`, the network size `(w, h)`, the original image size `(ow, oh)`
+/// and the crop `c`: with flip, pleft and pright are exchanged first; `left_shift = min(cut_x,
 /// max(0, (-pleft*w)/ow))`, `top_shift = min(cut_y, max(0, (-ptop*h)/oh))`, `right_shift = min(w-cut_x,
 /// max(0, (-pright*w)/ow))`, `bot_shift = min(h-cut_y, max(0, (-pbot*h)/oh))` (C integer division).
-#[allow(clippy::too_many_arguments)]
 pub fn mosaic_shifts(
-    cut_x: i32,
-    cut_y: i32,
-    w: i32,
-    h: i32,
-    ow: i32,
-    oh: i32,
-    pleft: i32,
-    pright: i32,
-    ptop: i32,
-    pbot: i32,
+    (cut_x, cut_y): (i32, i32),
+    (w, h): (i32, i32),
+    (ow, oh): (i32, i32),
+    c: &CropRect,
     flip: bool,
 ) -> MosaicShifts {
+    let (ptop, pbot) = (c.ptop, c.pbot);
     let (pleft, pright) = if flip {
-        (pright, pleft)
+        (c.pright, c.pleft)
     } else {
-        (pleft, pright)
+        (c.pleft, c.pright)
     };
     MosaicShifts {
         cut_x,
@@ -167,21 +163,42 @@ pub fn blend_truth_mosaic(
 mod tests {
     use super::*;
 
+    fn crop(pleft: i32, pright: i32, ptop: i32, pbot: i32) -> CropRect {
+        CropRect {
+            pleft,
+            pright,
+            ptop,
+            pbot,
+        }
+    }
+
     #[test]
     fn shifts_follow_negative_offsets() {
-        let m = mosaic_shifts(100, 200, 416, 416, 832, 832, -40, 10, 20, -100, false);
+        let m = mosaic_shifts(
+            (100, 200),
+            (416, 416),
+            (832, 832),
+            &crop(-40, 10, 20, -100),
+            false,
+        );
         assert_eq!(
             (m.left_shift, m.right_shift, m.top_shift, m.bot_shift),
             (20, 0, 0, 50)
         );
         // flip exchanges pleft and pright.
-        let m = mosaic_shifts(100, 200, 416, 416, 832, 832, -40, 10, 20, -100, true);
+        let m = mosaic_shifts(
+            (100, 200),
+            (416, 416),
+            (832, 832),
+            &crop(-40, 10, 20, -100),
+            true,
+        );
         assert_eq!((m.left_shift, m.right_shift), (0, 20));
     }
 
     #[test]
     fn centred_box_in_bottom_right_piece_moves_by_cut() {
-        let m = mosaic_shifts(208, 208, 416, 416, 416, 416, 0, 0, 0, 0, false);
+        let m = mosaic_shifts((208, 208), (416, 416), (416, 416), &crop(0, 0, 0, 0), false);
         let mut rows = Vec::new();
         blend_truth_mosaic(
             &mut rows,

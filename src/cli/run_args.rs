@@ -1,0 +1,36 @@
+//! Flags shared by the commands that run a model over images (`detect`, `eval`), as one clap group.
+
+use anyhow::Result;
+use candle_darknet::inference::DetectOptions;
+
+/// How the model runs: device, batch, letterbox and NMS.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Images per forward pass (results do not depend on it).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Letterbox instead of stretching (also implied by `letter_box=1` in the cfg).
+    #[arg(long)]
+    pub letterbox: bool,
+    /// NMS threshold (`detector test` and `validate_detector_map` use .45).
+    #[arg(long, default_value_t = 0.45)]
+    pub nms: f32,
+}
+
+impl RunArgs {
+    pub fn device(&self) -> Result<candle_core::Device> {
+        candle_darknet::util::device(&self.device)
+    }
+
+    /// The detector's options with box threshold `thresh`.
+    pub fn detect_options(&self, thresh: f32) -> DetectOptions {
+        DetectOptions {
+            thresh,
+            nms: self.nms,
+            letterbox: self.letterbox,
+        }
+    }
+}
