@@ -112,9 +112,20 @@ impl Detector {
         names: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_with(cfg_path, weights_path, names, device, &LoadOptions::default())
+    }
+
+    /// [`Self::load`] with the network built by `load` ([`Self::from_parts_with`]).
+    pub fn load_with(
+        cfg_path: &Path,
+        weights_path: &Path,
+        names: Option<&Path>,
+        device: &Device,
+        load: &LoadOptions,
+    ) -> Result<Self> {
         let cfg = NetworkConfig::from_file(cfg_path)?;
         let w = weights::load_any(&cfg, weights_path)?;
-        Self::from_parts(cfg, &w, names, device)
+        Self::from_parts_with(cfg, &w, names, device, load)
     }
 
     pub fn from_parts(

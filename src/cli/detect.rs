@@ -87,7 +87,8 @@ fn out_path(dir: &Path, image: &Path) -> PathBuf {
 pub fn run(a: DetectArgs) -> Result<()> {
     let device = a.run.device()?;
     let (m, inputs) = super::model_arg::resolve(&a.model, a.inputs)?;
-    let mut det = Detector::load(&m.cfg, &m.weights, a.names.as_deref(), &device)?;
+    let load = a.run.load_options();
+    let mut det = Detector::load_with(&m.cfg, &m.weights, a.names.as_deref(), &device, &load)?;
     if let (None, Some(names)) = (&a.names, m.names) {
         det.names = names;
     }

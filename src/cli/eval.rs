@@ -87,7 +87,9 @@ fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
     };
     let (m, _) = super::model_arg::resolve(model, args.weights.iter().cloned().collect())?;
     let device = args.run.device()?;
-    let det = candle_darknet::inference::Detector::load(&m.cfg, &m.weights, None, &device)?;
+    let load = args.run.load_options();
+    let det =
+        candle_darknet::inference::Detector::load_with(&m.cfg, &m.weights, None, &device, &load)?;
     let ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
     if let Some(first) = ds.missing_labels.first() {
         eprintln!(

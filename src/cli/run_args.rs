@@ -18,11 +18,21 @@ pub struct RunArgs {
     /// NMS threshold (`detector test` and `validate_detector_map` use .45).
     #[arg(long, default_value_t = 0.45)]
     pub nms: f32,
+    #[command(flatten)]
+    pub cpu: super::cpu_args::CpuArgs,
 }
 
 impl RunArgs {
     pub fn device(&self) -> Result<candle_core::Device> {
         candle_darknet::util::device(&self.device)
+    }
+
+    /// How to build the network: fused BN (as `detector test`) and the CPU kernels of `--winograd` etc.
+    pub fn load_options(&self) -> candle_darknet::network::LoadOptions {
+        candle_darknet::network::LoadOptions {
+            cpu: self.cpu.options(),
+            ..Default::default()
+        }
     }
 
     /// The detector's options with box threshold `thresh`.
