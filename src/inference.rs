@@ -112,7 +112,13 @@ impl Detector {
         names: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
-        Self::load_with(cfg_path, weights_path, names, device, &LoadOptions::default())
+        Self::load_with(
+            cfg_path,
+            weights_path,
+            names,
+            device,
+            &LoadOptions::default(),
+        )
     }
 
     /// [`Self::load`] with the network built by `load` ([`Self::from_parts_with`]).
