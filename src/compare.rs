@@ -132,7 +132,9 @@ pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats 
     let mut nan = false;
     for (&a, &b) in ours.iter().zip(reference) {
         let d = (a - b).abs();
-        if !(d <= tol.atol + tol.rtol * b.abs()) {
+        // NaN differences fail too (`d <= bound` is false for NaN).
+        let within = d <= tol.atol + tol.rtol * b.abs();
+        if !within {
             s.failing += 1;
         }
         if d.is_nan() {

@@ -366,7 +366,8 @@ pub fn calc_anchors(boxes: &[[f32; 2]], opts: &KmeansOptions) -> Result<AnchorRe
     if let Some((i, b)) = boxes
         .iter()
         .enumerate()
-        .find(|(_, b)| !(b[0] > 0.0 && b[1] > 0.0) || !b[0].is_finite() || !b[1].is_finite())
+        // NaN sizes fail `> 0.0` as well as `is_finite`.
+        .find(|(_, b)| !(b[0].is_finite() && b[1].is_finite() && b[0] > 0.0 && b[1] > 0.0))
     {
         bail!(
             "box {i} has a non-positive or non-finite size {} x {}",
@@ -376,7 +377,9 @@ pub fn calc_anchors(boxes: &[[f32; 2]], opts: &KmeansOptions) -> Result<AnchorRe
     }
     let restarts = opts.restarts.max(1);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut best: Option<(Vec<[f32; 2]>, f64, Vec<usize>, usize, usize)> = None;
+    // (anchors, average IoU, counts per anchor, restart, iterations) of the best restart so far.
+    type Best = (Vec<[f32; 2]>, f64, Vec<usize>, usize, usize);
+    let mut best: Option<Best> = None;
     let (mut ious, mut secs, mut iters) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..restarts {
         let t = std::time::Instant::now();

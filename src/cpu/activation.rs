@@ -256,7 +256,8 @@ mod tests {
                 (lexp(x) + 1.0).ln()
             }
         };
-        let cases: Vec<(Activation, Box<dyn Fn(f32) -> f32>)> = vec![
+        type Formula<'a> = Box<dyn Fn(f32) -> f32 + 'a>;
+        let cases: Vec<(Activation, Formula<'_>)> = vec![
             (
                 Activation::Leaky,
                 Box::new(|x| if x > 0.0 { x } else { 0.1 * x }),

@@ -79,7 +79,7 @@ impl CustomOp1 for YoloOp {
         };
         let dims = layout.dims();
         let e = self.ops.len();
-        if dims.len() != 4 || e == 0 || dims[1] % e != 0 {
+        if dims.len() != 4 || e == 0 || !dims[1].is_multiple_of(e) {
             candle_core::bail!(
                 "darknet-yolo-cpu: input {dims:?} is not [batch, anchors·{e}, h, w]"
             );

@@ -548,7 +548,7 @@ mod tests {
             difficult: vec![truth(0, 0.5)],
             dets: vec![det(0, 0.9, 0.5), det(0, 0.8, 0.1)],
         };
-        let r = run(&[im.clone()], 1, 0);
+        let r = run(std::slice::from_ref(&im), 1, 0);
         // Without the difficult drop the curve would start with an FP (AP 0.5); with it AP = 1.
         assert_eq!(r.map, 1.0);
         assert_eq!(r.detections_count, 1);
@@ -627,7 +627,7 @@ mod tests {
             iou_thresh: iou,
             ..MapParams::default()
         };
-        let r = validate_detector_map(&[im.clone()], &names(1), &p)
+        let r = validate_detector_map(std::slice::from_ref(&im), &names(1), &p)
             .unwrap()
             .report;
         assert_eq!(r.map, 0.0);

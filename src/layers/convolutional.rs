@@ -333,6 +333,7 @@ impl Convolutional {
             bias: &bn.bias,
             mean: &bn.running_mean,
             var: &bn.running_var,
+            eps: BN_EPS,
         });
         let p = PackedConv::new(
             &self.cfg,
@@ -341,7 +342,6 @@ impl Convolutional {
             &self.weight,
             self.bias.as_ref(),
             bn,
-            BN_EPS,
             opts,
         )?;
         self.cpu = p.map(Arc::new);

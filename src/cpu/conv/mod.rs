@@ -78,6 +78,8 @@ pub struct BnTensors<'a> {
     pub bias: &'a Tensor,
     pub mean: &'a Tensor,
     pub var: &'a Tensor,
+    /// `normalize_cpu`'s epsilon (`.00001f`).
+    pub eps: f64,
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -94,7 +96,6 @@ impl PackedConv {
         weight: &Tensor,
         bias: Option<&Tensor>,
         bn: Option<BnTensors>,
-        bn_eps: f64,
         opts: &CpuOptions,
     ) -> Result<Option<Self>> {
         if cfg.stride_x != cfg.stride_y || cfg.groups == 0 || !input.c.is_multiple_of(cfg.groups) {
@@ -124,7 +125,7 @@ impl PackedConv {
                     .map(|f| Affine::BatchNorm {
                         mean: m[f],
                         // normalize_cpu: sqrtf(variance + .00001f), in f32.
-                        std: (v[f] + bn_eps as f32).sqrt(),
+                        std: (v[f] + bn.eps as f32).sqrt(),
                         scale: s[f],
                         bias: b[f],
                     })

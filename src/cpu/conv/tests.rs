@@ -88,8 +88,8 @@ fn check(case: &Case, seed: u64) {
                 bias: &bn.bias,
                 mean: &bn.running_mean,
                 var: &bn.running_var,
+                eps: crate::layers::convolutional::BN_EPS,
             }),
-            crate::layers::convolutional::BN_EPS,
             &CpuOptions {
                 winograd,
                 ..Default::default()
@@ -248,7 +248,6 @@ fn layer_speed() {
                     &weight,
                     Some(&bias),
                     None,
-                    1e-5,
                     &CpuOptions {
                         winograd: choice,
                         ..Default::default()

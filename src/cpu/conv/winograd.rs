@@ -186,9 +186,9 @@ impl PackedConv {
     ) {
         debug_assert!(x1 <= xi);
         let (c, m) = (self.input.c, self.filters);
-        for xj in x0..x1 {
+        for (xj, uj) in u.iter().enumerate().take(x1).skip(x0) {
             gemm::gemm(
-                &u[xj],
+                uj,
                 f0,
                 f1 - f0,
                 nt,

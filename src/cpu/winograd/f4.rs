@@ -81,6 +81,7 @@ fn at(m0: f32, m1: f32, m2: f32, m3: f32, m4: f32, m5: f32) -> [f32; 4] {
 /// `V = Bᵀ d B` of the 6×6 patch whose top-left input pixel is (`iy`, `ix`) (zeros outside the plane), written to
 /// `v[ξ·stride]` for ξ = 0..36. The per-tile reference form of [`input_row`].
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // t is filled column by column: a transposition, clearer with indices
 fn input_tile(
     plane: &[f32],
     h: usize,
@@ -115,6 +116,7 @@ fn input_tile(
 /// `Y = Aᵀ M A` of one tile's 36 GEMM outputs `m[ξ·stride]`: the 4×4 outputs, row-major. The per-tile reference
 /// form of [`output_row`].
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // s is filled column by column: a transposition, clearer with indices
 fn output_tile(m: &[f32], stride: usize) -> [[f32; 4]; 4] {
     let g = |i: usize, j: usize| m[(i * 6 + j) * stride];
     let mut s = [[0f32; 6]; 4];
