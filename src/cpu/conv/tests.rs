@@ -1,6 +1,5 @@
 use super::*;
 use crate::cpu::winograd::Tile;
-use crate::cpu::WinogradChoice;
 use crate::layers::convolutional::{BatchNorm, Convolutional};
 use candle_core::Device;
 
@@ -157,6 +156,87 @@ fn check(case: &Case, seed: u64) {
             case.bn
         );
         eprintln!("{choice:?}: worst {worst:e} (scale {scale})");
+    }
+}
+
+/// `Auto` runs F(2×2) on a 13×13 map at batch 1 and switches to F(4×4) at batch 4 (64 tiles), both equal to
+/// candle's conv2d.
+#[test]
+fn auto_switches_to_f4_for_batches() {
+    let dev = Device::Cpu;
+    let (c, hw, f) = (24, 13, 16);
+    let cfg = ConvConfig {
+        filters: f,
+        size: 3,
+        stride_x: 1,
+        stride_y: 1,
+        dilation: 1,
+        pad: 1,
+        groups: 1,
+        activation: Activation::Leaky,
+        batch_normalize: false,
+        share_index: None,
+        flipped: false,
+    };
+    let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
+    let weight = Tensor::from_vec(rand_vec(f * c * 9, 11), (f, c, 3, 3), &dev).unwrap();
+    let bias = Tensor::from_vec(rand_vec(f, 12), f, &dev).unwrap();
+    let packed = PackedConv::new(
+        &cfg,
+        input,
+        output,
+        &weight,
+        Some(&bias),
+        None,
+        &CpuOptions::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(packed.kernel_name(), "winograd-f2/f4");
+    let packed = Arc::new(packed);
+    let layer = Convolutional {
+        cfg,
+        input,
+        output,
+        weight,
+        bias: Some(bias),
+        bn: None,
+        cpu: Some(packed.clone()),
+    };
+    for batch in [1, 4] {
+        let x = Tensor::from_vec(
+            rand_vec(batch * c * hw * hw, 13 + batch as u64),
+            (batch, c, hw, hw),
+            &dev,
+        )
+        .unwrap();
+        let want = layer
+            .forward_candle(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = layer
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 2e-5 * scale,
+            "batch {batch}: worst {worst} at scale {scale}"
+        );
+        // The F(4×4) weights exist once a batched call ran.
+        let made = packed.batch_f4.as_ref().unwrap().u.get().is_some();
+        assert_eq!(made, batch == 4, "batch {batch}");
     }
 }
 
