@@ -39,6 +39,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,13 @@ def _in_fresh_process(what, module, func, **kwargs) -> dict:
     q = ctx.Queue()
     p = ctx.Process(target=_worker, args=(q, module, func, kwargs))
     p.start()
-    r = q.get()
+    while True:
+        try:
+            r = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive() and q.empty():
+                raise RuntimeError(f"{what}: the process died (exit code {p.exitcode}) without a result")
     p.join()
     if "error" in r:
         raise RuntimeError(f"{what} failed: {r['error']}")
