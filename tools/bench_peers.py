@@ -99,6 +99,11 @@ def versions() -> dict:
             "pnnx": _version("pnnx"), "onnx": _version("onnx")}
 
 
+def _fresh(path: str, *sources: str) -> bool:
+    """`path` exists and is newer than every source (a cache entry made from them)."""
+    return os.path.isfile(path) and all(os.path.getmtime(path) >= os.path.getmtime(s) for s in sources)
+
+
 def _atomic_copy(src: str, dst: str) -> None:
     shutil.copyfile(src, dst + ".tmp")
     os.replace(dst + ".tmp", dst)
@@ -112,7 +117,7 @@ def onnx_path(cfg: str, weights: str, batch: int, cache: str, size: int = 416) -
 
     stem = os.path.splitext(os.path.basename(weights))[0]
     path = os.path.join(cache, f"{stem}-{size}-b{batch}.onnx")
-    if not os.path.isfile(path):
+    if not _fresh(path, cfg, weights):
         os.makedirs(cache, exist_ok=True)
         model, _ = d2o.build_onnx(cfg, weights, size, size, batch=batch)
         onnx.save(model, path + ".tmp")
@@ -125,9 +130,9 @@ def ncnn_model(cfg: str, weights: str, cache: str, size: int = 416) -> tuple[str
     stem = os.path.splitext(os.path.basename(weights))[0]
     param = os.path.join(cache, f"{stem}-{size}.ncnn.param")
     binf = os.path.join(cache, f"{stem}-{size}.ncnn.bin")
-    if os.path.isfile(param) and os.path.isfile(binf):
-        return param, binf
     src = onnx_path(cfg, weights, 1, cache, size)
+    if _fresh(param, src) and _fresh(binf, src):
+        return param, binf
     exe = pnnx_binary()
     if exe is None:
         raise RuntimeError(missing("ncnn"))
@@ -152,7 +157,7 @@ def opencv_weights(cfg: str, weights: str, cache: str) -> str:
 
     stem = os.path.splitext(os.path.basename(weights))[0]
     out = os.path.join(cache, f"{stem}-opencv-bn-eps.weights")
-    if not os.path.isfile(out):
+    if not _fresh(out, cfg, weights):
         os.makedirs(cache, exist_ok=True)
         nw = dc.build_network(cfg)
         with tempfile.TemporaryDirectory(prefix="ocvw.", dir=cache) as t:
