@@ -193,8 +193,10 @@ def parse_case(s: str) -> tuple[str, int]:
 
 
 def _default_shared_cfg(name: str) -> str:
+    """A Darknet cfg from the shared data: $CANDLE_DARKNET_SHARED, else ../shared beside the checkout (as the tests)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.normpath(os.path.join(root, "..", "shared", "darknet", "cfg", f"{name}.cfg"))
+    shared = os.environ.get("CANDLE_DARKNET_SHARED") or os.path.join(root, "..", "shared")
+    return os.path.normpath(os.path.join(shared, "darknet", "cfg", f"{name}.cfg"))
 
 
 def fmt_ms(v) -> str:
