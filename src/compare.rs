@@ -283,18 +283,8 @@ pub struct CompareOptions {
     pub cpu: crate::cpu::CpuOptions,
 }
 
-/// [`compare`] with explicit options.
-pub fn compare_with(
-    cfg: &NetworkConfig,
-    weights: &NetWeights,
-    dir: &Path,
-    device: &Device,
-    our_input: Option<&[f32]>,
-    opts: &CompareOptions,
-) -> Result<Report> {
-    let tol = opts.tol;
-    let manifest = Manifest::read(dir)?;
-    let cfg = cfg.with_size(manifest.net_w, manifest.net_h)?;
+/// The reference must describe the same network: as many layers, each of the same type and output shape.
+fn check_layers_match(manifest: &Manifest, cfg: &NetworkConfig, dir: &Path) -> Result<()> {
     if manifest.layers.len() != cfg.layers.len() {
         bail!(
             "{}: the reference has {} layers, the cfg {} has {}",
@@ -322,15 +312,15 @@ pub fn compare_with(
             );
         }
     }
-    if manifest.truth.is_some() {
-        return compare_train(&cfg, weights, dir, &manifest, device, tol);
-    }
-    let fused = manifest.fused_conv_bn != 0;
-    let load = LoadOptions {
-        fuse_bn: fused,
-        cpu: opts.cpu,
-    };
-    let net = Network::from_weights(&cfg, weights, device, &load)?;
+    Ok(())
+}
+
+/// The reference input and the floats of one image (`c·h·w` of the cfg); the input must hold whole images.
+fn read_reference_input(
+    dir: &Path,
+    manifest: &Manifest,
+    cfg: &NetworkConfig,
+) -> Result<(Vec<f32>, usize)> {
     let input = read_f32_file(&dir.join(&manifest.input.file))?;
     let per = cfg.input_shape().numel();
     if input.is_empty() || input.len() % per != 0 {
@@ -341,6 +331,68 @@ pub fn compare_with(
             per
         );
     }
+    Ok((input, per))
+}
+
+/// The row of one inference layer: our output against the reference file, if the reference has one.
+fn inference_row(m: &LayerEntry, out: &Tensor, dir: &Path, tol: Tolerance) -> Result<LayerRow> {
+    let (stats, status) = match &m.file {
+        None => (None, Status::NotInReference),
+        Some(f) => {
+            let reference = read_f32_file(&dir.join(f))?;
+            let ours = out.flatten_all()?.to_vec1::<f32>()?;
+            if reference.len() != ours.len() {
+                bail!(
+                    "{}: {f} has {} floats, our layer {} has {}",
+                    dir.display(),
+                    reference.len(),
+                    m.index,
+                    ours.len()
+                );
+            }
+            let s = diff_stats(&ours, &reference, tol);
+            (
+                Some(s),
+                if s.failing == 0 {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
+            )
+        }
+    };
+    Ok(LayerRow {
+        index: m.index,
+        kind: m.kind.clone(),
+        shape: [m.c, m.h, m.w],
+        stats,
+        status,
+    })
+}
+
+/// [`compare`] with explicit options.
+pub fn compare_with(
+    cfg: &NetworkConfig,
+    weights: &NetWeights,
+    dir: &Path,
+    device: &Device,
+    our_input: Option<&[f32]>,
+    opts: &CompareOptions,
+) -> Result<Report> {
+    let tol = opts.tol;
+    let manifest = Manifest::read(dir)?;
+    let cfg = cfg.with_size(manifest.net_w, manifest.net_h)?;
+    check_layers_match(&manifest, &cfg, dir)?;
+    if manifest.truth.is_some() {
+        return compare_train(&cfg, weights, dir, &manifest, device, tol);
+    }
+    let fused = manifest.fused_conv_bn != 0;
+    let load = LoadOptions {
+        fuse_bn: fused,
+        cpu: opts.cpu,
+    };
+    let net = Network::from_weights(&cfg, weights, device, &load)?;
+    let (input, per) = read_reference_input(dir, &manifest, &cfg)?;
     let batch = manifest.batch.unwrap_or(input.len() / per);
     let input_stats = our_input.map(|ours| diff_stats(ours, &input[..per.min(input.len())], tol));
     let x = Tensor::from_vec(
@@ -351,38 +403,7 @@ pub fn compare_with(
     let outs = net.forward_all(&x)?;
     let mut rows = Vec::with_capacity(outs.len());
     for (m, out) in manifest.layers.iter().zip(&outs) {
-        let (stats, status) = match &m.file {
-            None => (None, Status::NotInReference),
-            Some(f) => {
-                let reference = read_f32_file(&dir.join(f))?;
-                let ours = out.flatten_all()?.to_vec1::<f32>()?;
-                if reference.len() != ours.len() {
-                    bail!(
-                        "{}: {f} has {} floats, our layer {} has {}",
-                        dir.display(),
-                        reference.len(),
-                        m.index,
-                        ours.len()
-                    );
-                }
-                let s = diff_stats(&ours, &reference, tol);
-                (
-                    Some(s),
-                    if s.failing == 0 {
-                        Status::Pass
-                    } else {
-                        Status::Fail
-                    },
-                )
-            }
-        };
-        rows.push(LayerRow {
-            index: m.index,
-            kind: m.kind.clone(),
-            shape: [m.c, m.h, m.w],
-            stats,
-            status,
-        });
+        rows.push(inference_row(m, out, dir, tol)?);
     }
     let first_failure = rows.iter().position(|r| r.status == Status::Fail);
     let input_ok = input_stats.is_none_or(|s| s.failing == 0);
@@ -419,6 +440,61 @@ fn row_of(
     }
 }
 
+/// The row of one training-forward layer output (no length check: a length mismatch fails the row).
+fn train_output_row(m: &LayerEntry, out: &Tensor, dir: &Path, tol: Tolerance) -> Result<LayerRow> {
+    Ok(match &m.file {
+        None => LayerRow {
+            index: m.index,
+            kind: m.kind.clone(),
+            shape: [m.c, m.h, m.w],
+            stats: None,
+            status: Status::NotInReference,
+        },
+        Some(f) => {
+            let reference = read_f32_file(&dir.join(f))?;
+            let ours = out.flatten_all()?.to_vec1::<f32>()?;
+            row_of(m.index, &m.kind, [m.c, m.h, m.w], &ours, &reference, tol)
+        }
+    })
+}
+
+/// The `yolo_delta` and `cost` rows of every yolo layer (Darknet's deltas and cost from our layer inputs and
+/// the reference truth), appended to `rows`; returns the costs of the yolo layers in order.
+fn yolo_rows(
+    cfg: &NetworkConfig,
+    manifest: &Manifest,
+    dir: &Path,
+    head_inputs: &[(usize, Tensor)],
+    truth: &[f32],
+    tol: Tolerance,
+    rows: &mut Vec<LayerRow>,
+) -> Result<Vec<f32>> {
+    let mut costs = Vec::new();
+    for (i, raw) in head_inputs {
+        let crate::cfg::LayerConfig::Yolo(y) = &cfg.layers[*i].config else {
+            continue;
+        };
+        let (_, res) = crate::train::yolo_train_head(raw, y, cfg.net.width, cfg.net.height, truth)?;
+        let m = &manifest.layers[*i];
+        if let Some(f) = &m.delta_file {
+            let reference = read_f32_file(&dir.join(f))?;
+            rows.push(row_of(
+                *i,
+                "yolo_delta",
+                [m.c, m.h, m.w],
+                &res.delta,
+                &reference,
+                tol,
+            ));
+        }
+        if let Some(c) = m.cost {
+            rows.push(row_of(*i, "cost", [1, 1, 1], &[res.cost], &[c], tol));
+        }
+        costs.push(res.cost);
+    }
+    Ok(costs)
+}
+
 /// Training-mode comparison (`state.train = 1`, as the `mini-yolov4-train` reference): the training forward
 /// ([`crate::network::TrainableNetwork::forward_train`], batch statistics in BN) on the reference input, then,
 /// for every yolo layer, Darknet's deltas and cost from [`crate::train::yolo_train_head`] with the reference
@@ -446,16 +522,7 @@ pub fn compare_train(
     }
     let truth = read_f32_file(&dir.join(&truth_entry.file))?;
     let net = Network::load_trainable(cfg, weights, device)?;
-    let input = read_f32_file(&dir.join(&manifest.input.file))?;
-    let per = cfg.input_shape().numel();
-    if input.is_empty() || input.len() % per != 0 {
-        bail!(
-            "{}: input has {} floats, not a multiple of {}",
-            dir.display(),
-            input.len(),
-            per
-        );
-    }
+    let (input, per) = read_reference_input(dir, manifest, cfg)?;
     let batch = input.len() / per;
     let x = Tensor::from_vec(
         input,
@@ -465,52 +532,9 @@ pub fn compare_train(
     let fwd = net.forward_train(&x)?;
     let mut rows = Vec::new();
     for (m, out) in manifest.layers.iter().zip(&fwd.outputs) {
-        match &m.file {
-            None => rows.push(LayerRow {
-                index: m.index,
-                kind: m.kind.clone(),
-                shape: [m.c, m.h, m.w],
-                stats: None,
-                status: Status::NotInReference,
-            }),
-            Some(f) => {
-                let reference = read_f32_file(&dir.join(f))?;
-                let ours = out.flatten_all()?.to_vec1::<f32>()?;
-                rows.push(row_of(
-                    m.index,
-                    &m.kind,
-                    [m.c, m.h, m.w],
-                    &ours,
-                    &reference,
-                    tol,
-                ));
-            }
-        }
+        rows.push(train_output_row(m, out, dir, tol)?);
     }
-    let mut costs = Vec::new();
-    for (i, raw) in &fwd.head_inputs {
-        let crate::cfg::LayerConfig::Yolo(y) = &cfg.layers[*i].config else {
-            continue;
-        };
-        let (_, res) =
-            crate::train::yolo_train_head(raw, y, cfg.net.width, cfg.net.height, &truth)?;
-        let m = &manifest.layers[*i];
-        if let Some(f) = &m.delta_file {
-            let reference = read_f32_file(&dir.join(f))?;
-            rows.push(row_of(
-                *i,
-                "yolo_delta",
-                [m.c, m.h, m.w],
-                &res.delta,
-                &reference,
-                tol,
-            ));
-        }
-        if let Some(c) = m.cost {
-            rows.push(row_of(*i, "cost", [1, 1, 1], &[res.cost], &[c], tol));
-        }
-        costs.push(res.cost);
-    }
+    let costs = yolo_rows(cfg, manifest, dir, &fwd.head_inputs, &truth, tol, &mut rows)?;
     if let Some(total) = manifest.total_loss_get_network_cost {
         let ours = costs.iter().sum::<f32>() / costs.len().max(1) as f32;
         rows.push(row_of(

@@ -184,7 +184,9 @@ fn stats(mut v: Vec<f64>) -> Stats {
     }
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
+/// The detector `bench` times: the model's cfg (at `--size` when given), its weights, the CPU-kernel options.
+/// Returns it with the cfg path for the report.
+fn load_detector(a: &BenchArgs) -> Result<(Detector, String)> {
     let device = candle_darknet::util::device(&a.device)?;
     let (m, _) = super::model_arg::resolve(&a.model, a.weights.iter().cloned().collect())?;
     let mut cfg = candle_darknet::cfg::NetworkConfig::from_file(&m.cfg)?;
@@ -198,44 +200,36 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ..Default::default()
     };
     let det = Detector::from_parts_with(cfg, &weights, None, &device, &load)?;
-    let opts = DetectOptions {
-        thresh: a.thresh,
-        ..DetectOptions::default()
-    };
-    let image = match &a.image {
-        Some(p) => load_image(p, 3)?,
-        None => Image::filled(640, 480, 3, 0.5),
-    };
-    let batch = a.batch.max(1);
-    let input = det.preprocess(&image, &opts);
-    let inputs = vec![input; batch];
+    Ok((det, m.cfg.display().to_string()))
+}
+
+/// Forward latencies in ms: `--warmup` untimed calls, then `--runs` (at least one) timed ones, each synchronised.
+fn time_forward(det: &Detector, inputs: &[Image], a: &BenchArgs) -> Result<Vec<f64>> {
     let sync = || -> Result<()> {
         det.net.device.synchronize()?;
         Ok(())
     };
     for _ in 0..a.warmup {
-        det.forward(&inputs)?;
+        det.forward(inputs)?;
     }
     sync()?;
     let mut fwd = Vec::with_capacity(a.runs);
     for _ in 0..a.runs.max(1) {
         let t = Instant::now();
-        det.forward(&inputs)?;
+        det.forward(inputs)?;
         sync()?;
         fwd.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let layers = if a.layers {
-        Some(layer_table(&det, &inputs, a.runs, a.warmup)?)
-    } else {
-        None
-    };
-    let forward = stats(fwd);
-    // Printed before the pipeline runs, so a slow post-processing cannot lose it.
-    eprintln!(
-        "forward: median {:.1} ms (p10 {:.1}, p90 {:.1}) at batch {batch}",
-        forward.median_ms, forward.p10_ms, forward.p90_ms
-    );
-    // Whole pipeline per image: decode, preprocess, forward, post-process.
+    Ok(fwd)
+}
+
+/// Whole-pipeline latencies per image in ms (decode, preprocess, forward, post-process), `--pipeline-runs` times.
+fn time_pipeline(
+    det: &Detector,
+    image: &Image,
+    opts: &DetectOptions,
+    a: &BenchArgs,
+) -> Result<Vec<f64>> {
     let mut pipe = Vec::with_capacity(a.pipeline_runs);
     for _ in 0..a.pipeline_runs {
         let t = Instant::now();
@@ -243,33 +237,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             Some(p) => load_image(p, 3)?,
             None => image.clone(),
         };
-        det.detect(std::slice::from_ref(&im), &opts)?;
+        det.detect(std::slice::from_ref(&im), opts)?;
         pipe.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let pipeline = (!pipe.is_empty()).then(|| stats(pipe));
-    let cfg = det.cfg();
-    let bflops = cfg.total_bflops();
-    let report = BenchReport {
-        cfg: m.cfg.display().to_string(),
-        device: a.device.clone(),
-        net_w: cfg.net.width,
-        net_h: cfg.net.height,
-        batch,
-        runs: a.runs,
-        bflops_per_image: bflops,
-        images_per_s: batch as f64 / (forward.median_ms / 1000.0),
-        gflops_per_s: bflops * batch as f64 / (forward.median_ms / 1000.0),
-        forward,
-        pipeline,
-        peak_rss_mib: candle_darknet::util::peak_rss_mib(),
-        threads: candle_core::utils::get_num_threads(),
-        isa: if a.cpu.no_cpu_kernels {
-            "off"
-        } else {
-            candle_darknet::cpu::isa().name()
-        },
-        layers,
-    };
+    Ok(pipe)
+}
+
+/// The one-line summary of a bench run (and the per-layer table when measured).
+fn print_report(report: &BenchReport) {
     if let Some(rows) = &report.layers {
         print_layer_table(rows);
     }
@@ -291,16 +266,69 @@ pub fn run(a: BenchArgs) -> Result<()> {
         report.cfg,
         report.net_w,
         report.net_h,
-        batch,
+        report.batch,
         report.device,
         report.forward.median_ms,
         report.forward.p10_ms,
         report.forward.p90_ms,
         report.images_per_s,
         report.gflops_per_s,
-        bflops,
+        report.bflops_per_image,
         report.isa,
     );
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let (det, cfg_path) = load_detector(&a)?;
+    let opts = DetectOptions {
+        thresh: a.thresh,
+        ..DetectOptions::default()
+    };
+    let image = match &a.image {
+        Some(p) => load_image(p, 3)?,
+        None => Image::filled(640, 480, 3, 0.5),
+    };
+    let batch = a.batch.max(1);
+    let input = det.preprocess(&image, &opts);
+    let inputs = vec![input; batch];
+    let fwd = time_forward(&det, &inputs, &a)?;
+    let layers = if a.layers {
+        Some(layer_table(&det, &inputs, a.runs, a.warmup)?)
+    } else {
+        None
+    };
+    let forward = stats(fwd);
+    // Printed before the pipeline runs, so a slow post-processing cannot lose it.
+    eprintln!(
+        "forward: median {:.1} ms (p10 {:.1}, p90 {:.1}) at batch {batch}",
+        forward.median_ms, forward.p10_ms, forward.p90_ms
+    );
+    let pipe = time_pipeline(&det, &image, &opts, &a)?;
+    let pipeline = (!pipe.is_empty()).then(|| stats(pipe));
+    let cfg = det.cfg();
+    let bflops = cfg.total_bflops();
+    let report = BenchReport {
+        cfg: cfg_path,
+        device: a.device.clone(),
+        net_w: cfg.net.width,
+        net_h: cfg.net.height,
+        batch,
+        runs: a.runs,
+        bflops_per_image: bflops,
+        images_per_s: batch as f64 / (forward.median_ms / 1000.0),
+        gflops_per_s: bflops * batch as f64 / (forward.median_ms / 1000.0),
+        forward,
+        pipeline,
+        peak_rss_mib: candle_darknet::util::peak_rss_mib(),
+        threads: candle_core::utils::get_num_threads(),
+        isa: if a.cpu.no_cpu_kernels {
+            "off"
+        } else {
+            candle_darknet::cpu::isa().name()
+        },
+        layers,
+    };
+    print_report(&report);
     if let Some(j) = &a.json {
         candle_darknet::util::write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }

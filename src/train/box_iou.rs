@@ -92,11 +92,23 @@ pub fn box_iou_kind(a: Bbox, b: Bbox, kind: IouLoss) -> f32 {
     }
 }
 
-/// `dx_box_iou`: gradient of IoU (plus the GIoU / DIoU / CIoU penalty terms, per `kind`) w.r.t. the predicted
-/// box's x, y, w, h, with Darknet's own simplifications kept (w, h derivatives not halved, the DIoU/CIoU
-/// distance gradient replacing the IoU gradient when the boxes do not overlap, α treated as a constant).
-pub fn dx_box_iou(pred: Bbox, truth: Bbox, kind: IouLoss) -> BoxGrad {
-    let p = edges(pred);
+/// The overlap of the prediction and the truth that every term of `dx_box_iou` reads: the prediction's edges
+/// sorted (`pred_t ≤ pred_b`, `pred_l ≤ pred_r`), the truth's edges, intersection and union.
+struct Overlap {
+    pred_t: f32,
+    pred_b: f32,
+    pred_l: f32,
+    pred_r: f32,
+    t: Edges,
+    /// Intersection height, width and area (`ih`, `iw`, `I`), union area (`U`).
+    ih: f32,
+    iw: f32,
+    i: f32,
+    u: f32,
+}
+
+/// The sorted prediction edges, intersection and union of `dx_box_iou`.
+fn overlap(p: &Edges, truth: Bbox) -> Overlap {
     let pred_t = p.top.min(p.bot);
     let pred_b = p.top.max(p.bot);
     let pred_l = p.left.min(p.right);
@@ -109,7 +121,24 @@ pub fn dx_box_iou(pred: Bbox, truth: Bbox, kind: IouLoss) -> BoxGrad {
     let iw = pred_r.min(t.right) - pred_l.max(t.left);
     let i = iw * ih;
     let u = x_area + xhat_area - i;
-    let s = (pred.x - truth.x) * (pred.x - truth.x) + (pred.y - truth.y) * (pred.y - truth.y);
+    Overlap {
+        pred_t,
+        pred_b,
+        pred_l,
+        pred_r,
+        t,
+        ih,
+        iw,
+        i,
+        u,
+    }
+}
+
+/// The IoU gradient w.r.t. the prediction's top, bottom, left, right edges (`p_dt, p_db, p_dl, p_dr`), plus
+/// GIoU's enclosing-area term when `kind` is GIoU. `p` are the unsorted prediction edges.
+fn edge_grads(p: &Edges, o: &Overlap, kind: IouLoss) -> [f32; 4] {
+    let (pred_t, pred_b, pred_l, pred_r, t) = (o.pred_t, o.pred_b, o.pred_l, o.pred_r, &o.t);
+    let (iw, ih, i, u) = (o.iw, o.ih, o.i, o.u);
     let giou_cw = pred_r.max(t.right) - pred_l.min(t.left);
     let giou_ch = pred_b.max(t.bot) - pred_t.min(t.top);
     let giou_c = giou_cw * giou_ch;
@@ -166,7 +195,14 @@ pub fn dx_box_iou(pred: Bbox, truth: Bbox, kind: IouLoss) -> BoxGrad {
             p_dr = gr;
         }
     }
+    [p_dt, p_db, p_dl, p_dr]
+}
 
+/// The DIoU centre-distance gradient (plus CIoU's aspect-ratio term when `kind` is CIoU) w.r.t. x, y, w, h,
+/// and `c`, the squared diagonal of the enclosing box (the gradient only applies when `c > 0`).
+fn distance_grads(pred: Bbox, truth: Bbox, o: &Overlap, kind: IouLoss) -> ([f32; 4], f32) {
+    let (pred_t, pred_b, pred_l, pred_r, t) = (o.pred_t, o.pred_b, o.pred_l, o.pred_r, &o.t);
+    let s = (pred.x - truth.x) * (pred.x - truth.x) + (pred.y - truth.y) * (pred.y - truth.y);
     let ct = (pred.y - pred.h / 2.0).min(truth.y - truth.h / 2.0);
     let cb = (pred.y + pred.h / 2.0).max(truth.y + truth.h / 2.0);
     let cl = (pred.x - pred.w / 2.0).min(truth.x - truth.w / 2.0);
@@ -187,34 +223,46 @@ pub fn dx_box_iou(pred: Bbox, truth: Bbox, kind: IouLoss) -> BoxGrad {
     let dch_dy = one(bot_out) - one(top_out);
     let dch_dh = half(bot_out) + half(top_out);
 
+    let (ar_dw, ar_dh) = if kind == IouLoss::Ciou {
+        let v = ar_loss(pred, truth) as f32;
+        let alpha = (v as f64 / (1.0 - (o.i / o.u) as f64 + v as f64 + 0.000001)) as f32;
+        let diff = ((truth.w / truth.h) as f64).atan() - ((pred.w / pred.h) as f64).atan();
+        let ar_dw = (8.0 / (PI * PI) * diff * pred.h as f64) as f32;
+        let ar_dh = (-8.0 / (PI * PI) * diff * pred.w as f64) as f32;
+        (alpha * ar_dw, alpha * ar_dh)
+    } else {
+        (0.0, 0.0)
+    };
+    let c2 = c * c;
+    let gx = (2.0 * (truth.x - pred.x) * c - (2.0 * cw * dcw_dx) * s) / c2;
+    let gy = (2.0 * (truth.y - pred.y) * c - (2.0 * ch * dch_dy) * s) / c2;
+    let gw = (2.0 * cw * dcw_dw) * s / c2 + ar_dw;
+    let gh = (2.0 * ch * dch_dh) * s / c2 + ar_dh;
+    ([gx, gy, gw, gh], c)
+}
+
+/// `dx_box_iou`: gradient of IoU (plus the GIoU / DIoU / CIoU penalty terms, per `kind`) w.r.t. the predicted
+/// box's x, y, w, h, with Darknet's own simplifications kept (w, h derivatives not halved, the DIoU/CIoU
+/// distance gradient replacing the IoU gradient when the boxes do not overlap, α treated as a constant).
+pub fn dx_box_iou(pred: Bbox, truth: Bbox, kind: IouLoss) -> BoxGrad {
+    let p = edges(pred);
+    let o = overlap(&p, truth);
+    let [p_dt, p_db, p_dl, p_dr] = edge_grads(&p, &o, kind);
+
     let mut p_dx = p_dl + p_dr;
     let mut p_dy = p_dt + p_db;
     let mut p_dw = p_dr - p_dl;
     let mut p_dh = p_db - p_dt;
 
     if kind == IouLoss::Diou || kind == IouLoss::Ciou {
-        let (ar_dw, ar_dh) = if kind == IouLoss::Ciou {
-            let v = ar_loss(pred, truth) as f32;
-            let alpha = (v as f64 / (1.0 - (i / u) as f64 + v as f64 + 0.000001)) as f32;
-            let diff = ((truth.w / truth.h) as f64).atan() - ((pred.w / pred.h) as f64).atan();
-            let ar_dw = (8.0 / (PI * PI) * diff * pred.h as f64) as f32;
-            let ar_dh = (-8.0 / (PI * PI) * diff * pred.w as f64) as f32;
-            (alpha * ar_dw, alpha * ar_dh)
-        } else {
-            (0.0, 0.0)
-        };
-        let c2 = c * c;
-        let gx = (2.0 * (truth.x - pred.x) * c - (2.0 * cw * dcw_dx) * s) / c2;
-        let gy = (2.0 * (truth.y - pred.y) * c - (2.0 * ch * dch_dy) * s) / c2;
-        let gw = (2.0 * cw * dcw_dw) * s / c2 + ar_dw;
-        let gh = (2.0 * ch * dch_dh) * s / c2 + ar_dh;
+        let ([gx, gy, gw, gh], c) = distance_grads(pred, truth, &o, kind);
         if c > 0.0 {
             p_dx += gx;
             p_dy += gy;
             p_dw += gw;
             p_dh += gh;
         }
-        if iw <= 0.0 || ih <= 0.0 {
+        if o.iw <= 0.0 || o.ih <= 0.0 {
             p_dx = gx;
             p_dy = gy;
             p_dw = gw;

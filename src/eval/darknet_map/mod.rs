@@ -31,6 +31,12 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+mod ap;
+mod matching;
+
+use ap::{class_aps, overall_curve};
+use matching::{match_detections, rank_true_positives, Matched};
+
 /// Parameters of `validate_detector_map` (command-line `-thresh`, `-iou_thresh`, `-points` and the fixed
 /// `thresh = .005`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -190,122 +196,28 @@ pub fn validate_detector_map(
 ) -> Result<MapOutcome> {
     let classes = names.len();
     check_inputs(images, classes, params)?;
-    let mut detections: Vec<BoxProb> = Vec::new();
-    let mut truth_classes_count = vec![0u64; classes];
-    let mut unique_truth_count = 0usize;
-    let (mut avg_iou, mut tp_for_thresh, mut fp_for_thresh) = (0.0f64, 0u64, 0u64);
-    let mut avg_iou_per_class = vec![0.0f64; classes];
-    let mut tp_per_class = vec![0u64; classes];
-    let mut fp_per_class = vec![0u64; classes];
-
-    for im in images {
-        for t in &im.truths {
-            truth_classes_count[t.class] += 1;
-        }
-        let checkpoint = detections.len();
-        for d in im.dets.iter().filter(|d| d.prob > params.thresh) {
-            let mut truth_index: Option<usize> = None;
-            let mut max_iou = 0.0f32;
-            for (j, t) in im.truths.iter().enumerate() {
-                let iou = box_iou(d.bbox, t.bbox);
-                if iou > params.iou_thresh && d.class == t.class && iou > max_iou {
-                    max_iou = iou;
-                    truth_index = Some(unique_truth_count + j);
-                }
-            }
-            let difficult = truth_index.is_none()
-                && im
-                    .difficult
-                    .iter()
-                    .any(|t| box_iou(d.bbox, t.bbox) > params.iou_thresh && d.class == t.class);
-            if !difficult {
-                detections.push(BoxProb {
-                    p: d.prob,
-                    class_id: d.class,
-                    truth: truth_index,
-                });
-            }
-            if d.prob > params.thresh_calc_avg_iou {
-                // The C scans the image's stored detections except the last stored one (the current one, or,
-                // when the current one was dropped as difficult, the previous one: it is FP then anyway).
-                let stored_before = if difficult {
-                    detections.len()
-                } else {
-                    detections.len() - 1
-                };
-                let found = truth_index.is_some()
-                    && detections[checkpoint..stored_before.max(checkpoint)]
-                        .iter()
-                        .any(|p| p.truth == truth_index);
-                if truth_index.is_some() && !found {
-                    avg_iou += max_iou as f64;
-                    tp_for_thresh += 1;
-                    avg_iou_per_class[d.class] += max_iou as f64;
-                    tp_per_class[d.class] += 1;
-                } else {
-                    fp_for_thresh += 1;
-                    fp_per_class[d.class] += 1;
-                }
-            }
-        }
-        unique_truth_count += im.truths.len();
-    }
+    let mut m = match_detections(images, classes, params);
 
     // Stable descending sort by probability: glibc qsort's merge sort with `detections_comparator`.
-    detections.sort_by(|a, b| b.p.partial_cmp(&a.p).unwrap_or(std::cmp::Ordering::Equal));
+    m.detections
+        .sort_by(|a, b| b.p.partial_cmp(&a.p).unwrap_or(std::cmp::Ordering::Equal));
 
     // Global rank walk: TP/FP per rank (for the detection's own class).
-    let n = detections.len();
-    let mut truth_taken = vec![false; unique_truth_count];
-    let mut is_tp = vec![false; n];
-    for (rank, d) in detections.iter().enumerate() {
-        if let Some(t) = d.truth {
-            if !truth_taken[t] {
-                truth_taken[t] = true;
-                is_tp[rank] = true;
-            }
-        }
-    }
+    let is_tp = rank_true_positives(&m.detections, m.unique_truth_count);
+    let (per_class, class_curves, map) = class_aps(&m, &is_tp, names, params);
+    let report = report(&m, per_class, map, params);
+    let overall_curve = overall_curve(&m.detections, &is_tp, m.unique_truth_count);
+    Ok(MapOutcome {
+        report,
+        class_curves,
+        overall_curve,
+    })
+}
 
-    let mut per_class = Vec::with_capacity(classes);
-    let mut class_curves = Vec::with_capacity(classes);
-    let mut map = 0.0f64;
-    for i in 0..classes {
-        let (recall, precision) =
-            class_pr_over_ranks(&detections, &is_tp, i, truth_classes_count[i]);
-        let ap = if n == 0 {
-            0.0
-        } else if params.points == 0 {
-            ap_area_under_curve(&recall, &precision)
-        } else {
-            ap_n_points(&recall, &precision, params.points)
-        };
-        map += ap;
-        class_curves.push(
-            (0..n)
-                .filter(|&r| detections[r].class_id == i)
-                .map(|r| PrPoint {
-                    recall: recall[r],
-                    precision: precision[r],
-                    prob: detections[r].p as f64,
-                })
-                .collect(),
-        );
-        let counted = tp_per_class[i] + fp_per_class[i];
-        per_class.push(ClassAp {
-            class_id: i,
-            name: names[i].clone(),
-            ap,
-            tp: tp_per_class[i],
-            fp: fp_per_class[i],
-            truths: truth_classes_count[i],
-            avg_iou: (counted > 0).then(|| avg_iou_per_class[i] / counted as f64),
-        });
-    }
-    if classes > 0 {
-        map /= classes as f64;
-    }
-
+/// The summary `validate_detector_map` prints: mAP, the thresholded precision/recall/F1/average IoU, counts.
+fn report(m: &Matched, per_class: Vec<ClassAp>, map: f64, params: &MapParams) -> DarknetMapReport {
+    let (tp_for_thresh, fp_for_thresh) = (m.thresh.tp, m.thresh.fp);
+    let unique_truth_count = m.unique_truth_count;
     let ratio = |a: f64, b: f64| if b != 0.0 { Some(a / b) } else { None };
     let tp = tp_for_thresh as f64;
     let precision = ratio(tp, tp + fp_for_thresh as f64);
@@ -314,7 +226,7 @@ pub fn validate_detector_map(
         (Some(p), Some(r)) => ratio(2.0 * p * r, p + r),
         _ => None,
     };
-    let report = DarknetMapReport {
+    DarknetMapReport {
         map,
         iou_thresh: f32_as_decimal(params.iou_thresh),
         points: params.points,
@@ -326,109 +238,15 @@ pub fn validate_detector_map(
         tp: tp_for_thresh,
         fp: fp_for_thresh,
         fn_: unique_truth_count as u64 - tp_for_thresh.min(unique_truth_count as u64),
-        average_iou: ratio(avg_iou, (tp_for_thresh + fp_for_thresh) as f64),
-        detections_count: n as u64,
+        average_iou: ratio(m.thresh.avg_iou, (tp_for_thresh + fp_for_thresh) as f64),
+        detections_count: m.detections.len() as u64,
         unique_truth_count: unique_truth_count as u64,
-    };
-    let overall_curve = overall_curve(&detections, &is_tp, unique_truth_count);
-    Ok(MapOutcome {
-        report,
-        class_curves,
-        overall_curve,
-    })
+    }
 }
 
 /// The `f64` nearest to the shortest decimal form of an `f32` (0.45f32 reports as 0.45, not 0.449999988).
 fn f32_as_decimal(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(v as f64)
-}
-
-/// `pr[class][rank]` of the C for one class over *all* ranks: its TP/FP only move at its own ranks.
-fn class_pr_over_ranks(
-    dets: &[BoxProb],
-    is_tp: &[bool],
-    class: usize,
-    truths: u64,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut tp, mut fp) = (0u64, 0u64);
-    let mut recall = Vec::with_capacity(dets.len());
-    let mut precision = Vec::with_capacity(dets.len());
-    for (d, &t) in dets.iter().zip(is_tp) {
-        if d.class_id == class {
-            if t {
-                tp += 1;
-            } else {
-                fp += 1;
-            }
-        }
-        // fn = truths - tp, so tp + fn = truths.
-        precision.push(if tp + fp > 0 {
-            tp as f64 / (tp + fp) as f64
-        } else {
-            0.0
-        });
-        recall.push(if truths > 0 {
-            tp as f64 / truths as f64
-        } else {
-            0.0
-        });
-    }
-    (recall, precision)
-}
-
-/// `map_points == 0`: walk ranks from the last, accumulate Δrecall × (max precision seen so far), then the
-/// remaining area down to recall 0.
-fn ap_area_under_curve(recall: &[f64], precision: &[f64]) -> f64 {
-    let n = recall.len();
-    let mut last_recall = recall[n - 1];
-    let mut last_precision = precision[n - 1];
-    let mut ap = 0.0;
-    for rank in (0..n.saturating_sub(1)).rev() {
-        let delta = last_recall - recall[rank];
-        last_recall = recall[rank];
-        if precision[rank] > last_precision {
-            last_precision = precision[rank];
-        }
-        ap += delta * last_precision;
-    }
-    ap + (last_recall - 0.0) * last_precision
-}
-
-/// `map_points == N`: mean over recall points `p/(N-1)` of the best precision at any rank with recall >= it.
-fn ap_n_points(recall: &[f64], precision: &[f64], points: u32) -> f64 {
-    let n = recall.len();
-    let mut suffix_max = vec![0.0f64; n + 1];
-    for r in (0..n).rev() {
-        suffix_max[r] = suffix_max[r + 1].max(precision[r]);
-    }
-    let mut ap = 0.0;
-    for point in 0..points {
-        let cur_recall = point as f64 * 1.0 / (points - 1) as f64;
-        let first = recall.partition_point(|&r| r < cur_recall);
-        ap += suffix_max[first];
-    }
-    ap / points as f64
-}
-
-/// Pooled curve over all classes (for the overall plot; not a Darknet output).
-fn overall_curve(dets: &[BoxProb], is_tp: &[bool], truths: usize) -> Vec<PrPoint> {
-    let mut tp = 0usize;
-    dets.iter()
-        .zip(is_tp)
-        .enumerate()
-        .map(|(rank, (d, &t))| {
-            tp += t as usize;
-            PrPoint {
-                recall: if truths > 0 {
-                    tp as f64 / truths as f64
-                } else {
-                    0.0
-                },
-                precision: tp as f64 / (rank + 1) as f64,
-                prob: d.p as f64,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
