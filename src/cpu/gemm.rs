@@ -512,6 +512,7 @@ mod tests {
             let isas = [Isa::Avx512, Isa::Avx2, Isa::Baseline];
             for &isa in isas.iter().skip_while(|&&i| i != super::super::isa()) {
                 let mut c = vec![f32::NAN; mlen * ldc];
+                // SAFETY: b holds k rows of ldb ≥ n floats, c holds mlen rows of ldc ≥ n floats.
                 unsafe {
                     gemm_isa(
                         isa,
@@ -574,6 +575,7 @@ mod speed {
                 .map(|_| {
                     let t = std::time::Instant::now();
                     for _ in 0..reps {
+                        // SAFETY: b is k × n, c is m × n, both dense; a has m rows.
                         unsafe { gemm(&p, 0, m, n, b.as_ptr(), n, c.as_mut_ptr(), n) };
                     }
                     t.elapsed().as_secs_f64()

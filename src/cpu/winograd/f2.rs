@@ -328,6 +328,7 @@ mod tests {
             for ty in 0..th {
                 let mut got = vec![0f32; 16 * tw];
                 let mut want = vec![0f32; 16 * tw];
+                // SAFETY: got and want hold 16·tw floats (row stride tw), as the transforms write.
                 unsafe {
                     input_row(
                         &plane,
@@ -357,6 +358,7 @@ mod tests {
                 let m = rand_vec(16 * tw, ty as u64 + 7);
                 let mut o0 = vec![0f32; ow];
                 let mut o1 = vec![0f32; ow];
+                // SAFETY: m holds 16·tw values; o0 and o1 hold ow ≤ 2·tw floats.
                 unsafe {
                     output_row(
                         m.as_ptr(),

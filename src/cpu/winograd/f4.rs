@@ -420,6 +420,7 @@ mod tests {
             for ty in 0..th {
                 let mut got = vec![0f32; 36 * tw];
                 let mut want = vec![0f32; 36 * tw];
+                // SAFETY: got holds 36·tw floats (row stride tw), as input_row writes.
                 unsafe {
                     input_row(
                         &plane,
@@ -447,6 +448,7 @@ mod tests {
                 for rows in 1..=4 {
                     let mut o = vec![vec![0f32; ow]; rows];
                     let ptrs: Vec<*mut f32> = o.iter_mut().map(|r| r.as_mut_ptr()).collect();
+                    // SAFETY: m holds 36·tw values; each row of o holds ow ≤ 4·tw floats.
                     unsafe { output_row(m.as_ptr(), tw, tw, ow, &ptrs) };
                     for tx in 0..tw {
                         let y = output_tile(&m[tx..], tw);
