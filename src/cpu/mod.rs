@@ -88,6 +88,23 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+/// Deterministic test data shared by the kernels' unit tests.
+#[cfg(test)]
+pub(crate) mod test_data {
+    /// `n` values in [-1, 1) from a xorshift64 generator seeded with `seed`.
+    pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+}
+
 /// Which Winograd tile 3×3 stride-1 convolutions use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WinogradChoice {

@@ -159,13 +159,9 @@ fn check(case: &Case, seed: u64) {
     }
 }
 
-/// `Auto` runs F(2×2) on a 13×13 map at batch 1 and switches to F(4×4) at batch 4 (64 tiles), both equal to
-/// candle's conv2d.
-#[test]
-fn auto_switches_to_f4_for_batches() {
-    let dev = Device::Cpu;
-    let (c, hw, f) = (24, 13, 16);
-    let cfg = ConvConfig {
+/// A 3×3 stride-1 pad-1 leaky layer with `f` filters and a bias.
+fn leaky_3x3(f: usize) -> ConvConfig {
+    ConvConfig {
         filters: f,
         size: 3,
         stride_x: 1,
@@ -177,7 +173,16 @@ fn auto_switches_to_f4_for_batches() {
         batch_normalize: false,
         share_index: None,
         flipped: false,
-    };
+    }
+}
+
+/// `Auto` runs F(2×2) on a 13×13 map at batch 1 and switches to F(4×4) at batch 4 (64 tiles), both equal to
+/// candle's conv2d.
+#[test]
+fn auto_switches_to_f4_for_batches() {
+    let dev = Device::Cpu;
+    let (c, hw, f) = (24, 13, 16);
+    let cfg = leaky_3x3(f);
     let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
     let weight = Tensor::from_vec(rand_vec(f * c * 9, 11), (f, c, 3, 3), &dev).unwrap();
     let bias = Tensor::from_vec(rand_vec(f, 12), f, &dev).unwrap();
@@ -302,19 +307,7 @@ fn layer_speed() {
         (64, 104, 64),
         (384, 26, 256),
     ] {
-        let cfg = ConvConfig {
-            filters: f,
-            size: 3,
-            stride_x: 1,
-            stride_y: 1,
-            dilation: 1,
-            pad: 1,
-            groups: 1,
-            activation: Activation::Leaky,
-            batch_normalize: false,
-            share_index: None,
-            flipped: false,
-        };
+        let cfg = leaky_3x3(f);
         let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
         let weight = Tensor::from_vec(rand_vec(f * c * 9, 1), (f, c, 3, 3), &dev).unwrap();
         let bias = Tensor::from_vec(rand_vec(f, 2), f, &dev).unwrap();

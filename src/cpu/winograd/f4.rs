@@ -362,18 +362,7 @@ unsafe fn write_output_row<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::cpu::test_data::rand_vec;
 
     /// One tile through U, V, the 36 products and Y equals the direct 3×3 sum (in f64) to f32 rounding.
     #[test]
