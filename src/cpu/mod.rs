@@ -17,7 +17,8 @@ pub mod yolo;
 /// without it forces the AVX2 kernels on an AVX-512 machine, for comparisons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// AVX-512F (+ AVX2, FMA): our kernels at 16 lanes, and the `gemm` crate's AVX-512 microkernels.
+    /// AVX-512F (+ AVX2, FMA): our kernels at 16 lanes (and the `gemm` crate's AVX-512 microkernels in candle's
+    /// matmul, which training on the CPU uses).
     Avx512,
     /// AVX2 + FMA: 8 lanes.
     Avx2,

@@ -2,13 +2,13 @@
 //! — `im2col_cpu_ext` then `gemm` per group, then `normalize_cpu`/`scale_bias` (unfused) or nothing (fused),
 //! `add_bias` and `activate_array` — but organised for speed on a few cores:
 //!
-//! - the weights are copied once, at load, into one contiguous row-major `[filters, c/groups·size·size]` matrix
-//!   (Darknet's `l.weights` layout, the GEMM's left operand); the batch-norm statistics are reduced to per-channel
-//!   constants (`std = sqrtf(var + .00001f)`);
+//! - the weights are packed once, at load, for our GEMM ([`super::gemm`]: panels of `MR` rows of Darknet's
+//!   `[filters, c/groups·size·size]` `l.weights` matrix, the GEMM's left operand); the batch-norm statistics are
+//!   reduced to per-channel constants (`std = sqrtf(var + .00001f)`);
 //! - the output pixels are cut into tiles; each task im2cols one tile of one image into a reused thread-local
-//!   buffer (1×1 stride-1 convolutions read the input directly, as Darknet does), runs the `gemm` crate's
-//!   single-threaded GEMM into the output and applies bias/normalisation and the activation to the tile while it
-//!   is still in cache ([`super::activation`]);
+//!   buffer (1×1 stride-1 convolutions read the input directly, as Darknet does), runs the single-threaded GEMM
+//!   into the output and applies bias/normalisation and the activation to the tile while it is still in cache
+//!   ([`super::activation`]);
 //! - tasks are (image, pixel tile, block of output channels), scheduled with rayon, so a batch is split over
 //!   images and tiles, and a small 13×13 layer over output channels, keeping every core busy ([`direct`]);
 //! - 3×3 stride-1 layers run as Winograd F(4×4, 3×3) or F(2×2, 3×3) instead ([`winograd`],
@@ -43,7 +43,8 @@ pub struct PackedConv {
     dilation: usize,
     input: Shape,
     output: Shape,
-    /// Per group, its `[filters/groups, k]` weights (k = c/groups·size·size) packed for [`gemm`].
+    /// Per group, its `[filters/groups, k]` weights (k = c/groups·size·size) packed for [`gemm`]; empty for
+    /// layers that run Winograd.
     weight: Vec<PackedA>,
     /// Per output channel: bias, or the batch-norm constants.
     affine: Vec<Affine>,
