@@ -358,3 +358,29 @@ fn layer_speed() {
         }
     }
 }
+
+/// A Winograd layer run while this thread already holds the shared buffers (as when a thread waiting in one
+/// layer's parallel section runs another forward: a caller that parallelises over images with rayon) uses its
+/// own buffers and gives the same result.
+#[test]
+fn winograd_reentered_on_one_thread() {
+    let dev = Device::Cpu;
+    let (c, hw, f) = (32, 13, 24);
+    let cfg = leaky_3x3(f);
+    let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
+    let weight = Tensor::from_vec(rand_vec(f * c * 9, 21), (f, c, 3, 3), &dev).unwrap();
+    let bias = Tensor::from_vec(rand_vec(f, 22), f, &dev).unwrap();
+    let opts = CpuOptions::default();
+    let packed = PackedConv::new(&cfg, input, output, &weight, Some(&bias), None, &opts)
+        .unwrap()
+        .unwrap();
+    let packed = Arc::new(packed);
+    let x = Tensor::from_vec(rand_vec(c * hw * hw, 23), (1, c, hw, hw), &dev).unwrap();
+    let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let alone = flat(packed.forward(&x).unwrap());
+    let nested = super::winograd::SHARED.with(|cell| {
+        let _held = cell.borrow_mut();
+        flat(packed.forward(&x).unwrap())
+    });
+    assert_eq!(nested, alone);
+}

@@ -25,7 +25,7 @@ const MIN_F4_TILES: usize = 32;
 
 thread_local! {
     /// V and M of the calling thread when the threads share one chunk's steps (few chunks), reused across calls.
-    static SHARED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    pub(super) static SHARED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The tile size for a 3×3 stride-1 layer with `c` input channels, `m` filters and output `out`, or `None` for
@@ -110,9 +110,15 @@ impl PackedConv {
             return;
         }
         // Few chunks: every step of a chunk is split over the threads (channels; ξ × filter blocks; filters).
-        SHARED.with(|bufs| {
-            let mut bufs = bufs.borrow_mut();
-            let (v, mm) = &mut *bufs;
+        SHARED.with(|cell| {
+            // Held across parallel sections: if this thread, while waiting in one, runs another network's
+            // convolution (a caller that runs forwards inside rayon tasks), that one gets fresh buffers.
+            let mut own = (Vec::new(), Vec::new());
+            let mut shared = cell.try_borrow_mut();
+            let (v, mm) = match shared.as_deref_mut() {
+                Ok(bufs) => (&mut bufs.0, &mut bufs.1),
+                Err(_) => (&mut own.0, &mut own.1),
+            };
             let max_nt = rows_total.div_ceil(n_chunks) * tw;
             grow(v, xi * c * max_nt);
             grow(mm, xi * m * max_nt);
