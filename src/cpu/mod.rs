@@ -3,7 +3,7 @@
 //! the GEMM's epilogue ([`conv`], [`activation`]). Used automatically by
 //! [`crate::layers::convolutional::Convolutional::forward`] when the tensors are on the CPU and no gradient is
 //! tracked; CUDA and autograd keep candle's `conv2d`. [`CpuOptions`] (in the network's `LoadOptions`; the
-//! CLI's `--cpu-kernels` and `--winograd`) choose the kernels or turn them off, for comparisons.
+//! CLI's `--no-cpu-kernels` and `--winograd`) choose the kernels or turn them off, for comparisons.
 
 pub mod activation;
 pub mod conv;
