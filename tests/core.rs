@@ -3,7 +3,7 @@
 //! inputs give clear errors, and end-to-end detections equal Darknet's.
 
 mod common;
-use common::{official, reference, root, shared_dir as shared};
+use common::{official, python, reference, root, shared_dir as shared};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -218,22 +218,10 @@ fn mini_yolov4_730_detections_equal_darknet_in_order() {
     );
 }
 
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 /// Full-size cfgs with our random weights agree layer by layer with OpenCV DNN (an independent implementation).
 #[test]
 fn full_size_cfgs_agree_with_opencv_dnn() {
-    let ok = Command::new(python())
-        .args(["-c", "import cv2, numpy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "python3 with cv2 and numpy is needed for this differential test: run `make pydeps`"
-    );
+    common::require_opencv();
     let tmp = tempfile::tempdir().unwrap();
     for name in ["yolov3-tiny", "yolov3", "yolov4"] {
         let cfg_path = shared().join("darknet/cfg").join(format!("{name}.cfg"));

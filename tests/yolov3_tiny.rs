@@ -3,21 +3,17 @@
 //! Darknet's NMS equal those decoded from OpenCV's [yolo] (Region) output with the same NMS.
 
 mod common;
-use common::{official, root};
+use common::{official, python, require_opencv, root};
 
 use std::process::Command;
 
 use candle_core::Device;
 use candle_darknet::cfg::NetworkConfig;
 use candle_darknet::compare::{compare, read_f32_file, Tolerance};
-use candle_darknet::detect::{BoxF, Detection};
+use candle_darknet::detect::{box_iou, BoxF, Detection};
 use candle_darknet::image::{load_image, network_input};
 use candle_darknet::inference::{DetectOptions, Detector};
 use candle_darknet::weights::darknet;
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// OpenCV's Region rows (cx, cy, w, h, obj, p_0..p_79) of every [yolo] layer, in layer order.
 fn opencv_region_rows(dir: &std::path::Path) -> Vec<Vec<f32>> {
@@ -36,22 +32,12 @@ fn opencv_region_rows(dir: &std::path::Path) -> Vec<Vec<f32>> {
     rows
 }
 
-fn iou(a: &BoxF, b: &BoxF) -> f32 {
-    let overlap = |c1: f32, w1: f32, c2: f32, w2: f32| {
-        let l = (c1 - w1 / 2.0).max(c2 - w2 / 2.0);
-        let r = (c1 + w1 / 2.0).min(c2 + w2 / 2.0);
-        (r - l).max(0.0)
-    };
-    let i = overlap(a.x, a.w, b.x, b.w) * overlap(a.y, a.h, b.y, b.h);
-    i / (a.w * a.h + b.w * b.h - i)
-}
-
 /// (class, prob, box) after a greedy per-class NMS like Darknet's do_nms_sort (sort by prob, suppress IoU > nms).
 fn nms_per_class(mut c: Vec<(usize, f32, BoxF)>, nms: f32) -> Vec<(usize, f32, BoxF)> {
     c.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
     let mut kept: Vec<(usize, f32, BoxF)> = Vec::new();
     for d in c {
-        if !kept.iter().any(|k| k.0 == d.0 && iou(&k.2, &d.2) > nms) {
+        if !kept.iter().any(|k| k.0 == d.0 && box_iou(k.2, d.2) > nms) {
             kept.push(d);
         }
     }
@@ -60,15 +46,7 @@ fn nms_per_class(mut c: Vec<(usize, f32, BoxF)>, nms: f32) -> Vec<(usize, f32, B
 
 #[test]
 fn yolov3_tiny_official_agrees_with_opencv_dnn_on_bus() {
-    let ok = Command::new(python())
-        .args(["-c", "import cv2, numpy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "python3 with cv2 and numpy is needed for this differential test: run `make pydeps`"
-    );
+    require_opencv();
     let cfg_path = official("yolov3-tiny.cfg");
     let weights = official("yolov3-tiny.weights");
     let bus = official("bus.jpg");
@@ -169,7 +147,7 @@ fn yolov3_tiny_official_agrees_with_opencv_dnn_on_bus() {
     for (c, p, b) in &ours {
         let m = theirs
             .iter()
-            .find(|t| t.0 == *c && iou(&t.2, b) > 0.999)
+            .find(|t| t.0 == *c && box_iou(t.2, *b) > 0.999)
             .unwrap_or_else(|| panic!("our class {c} box {b:?} ({p}) has no OpenCV match"));
         assert!(
             (m.1 - p).abs() <= 1e-4,

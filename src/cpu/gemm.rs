@@ -57,14 +57,6 @@ impl PackedA {
         // SAFETY: within `data` for p < panels, k0 < k (the block holds panels·kc·MR values).
         unsafe { self.data.as_ptr().add((k0 * panels + p * kc) * MR) }
     }
-
-    pub fn rows(&self) -> usize {
-        self.m
-    }
-
-    pub fn depth(&self) -> usize {
-        self.k
-    }
 }
 
 /// `C[r][j] = Σ_kk A[r0 + r][kk] · B[kk][j]` for `r < mlen`, `j < n`: rows `r0..r0 + mlen` of `a` (`r0` a

@@ -124,8 +124,7 @@ impl DarknetLayer for Maxpool {
     }
 
     fn kernel(&self) -> &'static str {
-        let c = &self.cfg;
-        if self.cpu_kernel && !c.avg && !c.maxpool_depth && c.stride_x == c.stride_y {
+        if self.runs_cpu_kernel() {
             "cpu-maxpool"
         } else {
             "candle"
@@ -194,6 +193,13 @@ impl Maxpool {
         (before, after_h, before, after_w)
     }
 
+    /// Whether a CPU f32 input without gradient goes through [`crate::cpu::pool`] (plain max-pooling with
+    /// equal strides, kernels enabled).
+    fn runs_cpu_kernel(&self) -> bool {
+        let c = &self.cfg;
+        self.cpu_kernel && !c.avg && !c.maxpool_depth && c.stride_x == c.stride_y
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = &self.cfg;
         if c.maxpool_depth {
@@ -202,11 +208,7 @@ impl Maxpool {
         if c.stride_x != c.stride_y {
             candle_core::bail!("maxpool with stride_x != stride_y is not supported");
         }
-        if !c.avg
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32
-            && !x.track_op()
-            && self.cpu_kernel
+        if self.runs_cpu_kernel() && x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op()
         {
             let op = crate::cpu::pool::MaxPool {
                 size: c.size,

@@ -32,6 +32,24 @@ pub fn official(file: &str) -> PathBuf {
     p
 }
 
+/// The Python interpreter of the differential tests (`$PYTHON`, default `python3`).
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Fails the test loudly when Python cannot import OpenCV and numpy (the OpenCV DNN reference needs them).
+pub fn require_opencv() {
+    let ok = std::process::Command::new(python())
+        .args(["-c", "import cv2, numpy"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with cv2 and numpy is needed for this differential test: run `make pydeps`"
+    );
+}
+
 /// A raw little-endian f32 file.
 pub fn read_f32(path: &Path) -> Vec<f32> {
     candle_darknet::compare::read_f32_file(path).unwrap()

@@ -176,38 +176,47 @@ fn leaky_3x3(f: usize) -> ConvConfig {
     }
 }
 
-/// `Auto` runs F(2×2) on a 13×13 map at batch 1 and switches to F(4×4) at batch 4 (64 tiles), both equal to
-/// candle's conv2d.
-#[test]
-fn auto_switches_to_f4_for_batches() {
+/// A 3×3 leaky layer `c → f` on `hw × hw` maps with random weights and bias (seeds `seed`, `seed + 1`), packed
+/// for the CPU with `winograd`.
+fn leaky_layer(
+    c: usize,
+    hw: usize,
+    f: usize,
+    seed: u64,
+    winograd: WinogradChoice,
+) -> Convolutional {
     let dev = Device::Cpu;
-    let (c, hw, f) = (24, 13, 16);
     let cfg = leaky_3x3(f);
     let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
-    let weight = Tensor::from_vec(rand_vec(f * c * 9, 11), (f, c, 3, 3), &dev).unwrap();
-    let bias = Tensor::from_vec(rand_vec(f, 12), f, &dev).unwrap();
-    let packed = PackedConv::new(
-        &cfg,
-        input,
-        output,
-        &weight,
-        Some(&bias),
-        None,
-        &CpuOptions::default(),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(packed.kernel_name(), "winograd-f2/f4");
-    let packed = Arc::new(packed);
-    let layer = Convolutional {
+    let weight = Tensor::from_vec(rand_vec(f * c * 9, seed), (f, c, 3, 3), &dev).unwrap();
+    let bias = Tensor::from_vec(rand_vec(f, seed + 1), f, &dev).unwrap();
+    let opts = CpuOptions {
+        winograd,
+        ..Default::default()
+    };
+    let packed = PackedConv::new(&cfg, input, output, &weight, Some(&bias), None, &opts)
+        .unwrap()
+        .unwrap();
+    Convolutional {
         cfg,
         input,
         output,
         weight,
         bias: Some(bias),
         bn: None,
-        cpu: Some(packed.clone()),
-    };
+        cpu: Some(Arc::new(packed)),
+    }
+}
+
+/// `Auto` runs F(2×2) on a 13×13 map at batch 1 and switches to F(4×4) at batch 4 (64 tiles), both equal to
+/// candle's conv2d.
+#[test]
+fn auto_switches_to_f4_for_batches() {
+    let dev = Device::Cpu;
+    let (c, hw, f) = (24, 13, 16);
+    let layer = leaky_layer(c, hw, f, 11, WinogradChoice::Auto);
+    let packed = layer.cpu.clone().unwrap();
+    assert_eq!(packed.kernel_name(), "winograd-f2/f4");
     for batch in [1, 4] {
         let x = Tensor::from_vec(
             rand_vec(batch * c * hw * hw, 13 + batch as u64),
@@ -307,28 +316,9 @@ fn layer_speed() {
         (64, 104, 64),
         (384, 26, 256),
     ] {
-        let cfg = leaky_3x3(f);
-        let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
-        let weight = Tensor::from_vec(rand_vec(f * c * 9, 1), (f, c, 3, 3), &dev).unwrap();
-        let bias = Tensor::from_vec(rand_vec(f, 2), f, &dev).unwrap();
         let x = Tensor::from_vec(rand_vec(c * hw * hw, 3), (1, c, hw, hw), &dev).unwrap();
         for choice in [WinogradChoice::Off, WinogradChoice::F2, WinogradChoice::F4] {
-            let p = Arc::new(
-                PackedConv::new(
-                    &cfg,
-                    input,
-                    output,
-                    &weight,
-                    Some(&bias),
-                    None,
-                    &CpuOptions {
-                        winograd: choice,
-                        ..Default::default()
-                    },
-                )
-                .unwrap()
-                .unwrap(),
-            );
+            let p = leaky_layer(c, hw, f, 1, choice).cpu.unwrap();
             let best = (0..7)
                 .map(|_| {
                     let t = std::time::Instant::now();
@@ -366,15 +356,7 @@ fn layer_speed() {
 fn winograd_reentered_on_one_thread() {
     let dev = Device::Cpu;
     let (c, hw, f) = (32, 13, 24);
-    let cfg = leaky_3x3(f);
-    let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, hw, hw));
-    let weight = Tensor::from_vec(rand_vec(f * c * 9, 21), (f, c, 3, 3), &dev).unwrap();
-    let bias = Tensor::from_vec(rand_vec(f, 22), f, &dev).unwrap();
-    let opts = CpuOptions::default();
-    let packed = PackedConv::new(&cfg, input, output, &weight, Some(&bias), None, &opts)
-        .unwrap()
-        .unwrap();
-    let packed = Arc::new(packed);
+    let packed = leaky_layer(c, hw, f, 21, WinogradChoice::Auto).cpu.unwrap();
     let x = Tensor::from_vec(rand_vec(c * hw * hw, 23), (1, c, hw, hw), &dev).unwrap();
     let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let alone = flat(packed.forward(&x).unwrap());
