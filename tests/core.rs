@@ -439,3 +439,37 @@ fn bad_inputs_give_clear_errors_not_panics() {
     let (ok, err) = cli(&["convert", &cfg, &t("missing.weights"), "-o", &out]);
     assert!(!ok && err.contains("missing.weights"), "{err}");
 }
+
+/// The inference forward that `detect` runs ([`Network::forward_heads`]) reads `[route]` concatenations in
+/// place (candle_darknet::cpu::planes) where `forward_all` (used by `compare`) makes them: its heads must still
+/// match Darknet's dumps. Both networks have such routes (asserted, so the test covers that path).
+#[test]
+fn forward_heads_with_in_place_routes_match_darknet() {
+    use candle_darknet::compare::{diff_stats, Manifest};
+    use candle_darknet::network::{LoadOptions, Network};
+    for (name, (cfg, w), dir) in [
+        ("yolov4-tiny", tiny(), reference("yolov4-tiny-bus416")),
+        ("mini-yolov4", mini(), reference("mini-yolov4/infer_fused")),
+    ] {
+        let net = Network::from_weights(&cfg, &w, &Device::Cpu, &LoadOptions::default()).unwrap();
+        let in_place: Vec<usize> = (0..cfg.layers.len())
+            .filter(|&i| net.reads_in_place(i))
+            .collect();
+        assert!(!in_place.is_empty(), "{name}: no route read in place");
+        let s = cfg.input_shape();
+        let input = read_f32_file(&dir.join("input.bin")).unwrap();
+        let x = candle_core::Tensor::from_vec(input, (1, s.c, s.h, s.w), &Device::Cpu).unwrap();
+        let manifest = Manifest::read(&dir).unwrap();
+        for (i, head) in net.forward_heads(&x).unwrap() {
+            let file = manifest.layers[i].file.as_ref().expect("head dumped");
+            let want = read_f32_file(&dir.join(file)).unwrap();
+            let got = head.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got.len(), want.len(), "{name} layer {i}");
+            let st = diff_stats(&got, &want, Tolerance::default());
+            assert_eq!(
+                st.failing, 0,
+                "{name} head {i} (routes in place: {in_place:?}): {st:?}"
+            );
+        }
+    }
+}

@@ -100,7 +100,12 @@ fn layer_table(
             LayerRow {
                 index: l.index,
                 kind: l.config.type_name(),
-                kernel: built.kernel(),
+                // A route the next layer reads in place costs nothing here; its reader's time includes it.
+                kernel: if det.net.reads_in_place(l.index) {
+                    "in-place"
+                } else {
+                    built.kernel()
+                },
                 input: [l.input.c, l.input.h, l.input.w],
                 output: [l.output.c, l.output.h, l.output.w],
                 median_ms: ms,

@@ -59,6 +59,30 @@ impl PackedA {
     }
 }
 
+/// Where the rows of `B` are: `k` rows at a fixed stride, or one pointer per row (a 1×1 convolution whose input
+/// is a `[route]` read in place, [`super::planes`]).
+#[derive(Clone, Copy)]
+pub enum BRows<'a> {
+    /// Row `kk` at `ptr + kk·ld`.
+    Strided(*const f32, usize),
+    /// Row `kk` at `rows[kk]`.
+    Each(&'a [*const f32]),
+}
+
+impl BRows<'_> {
+    /// The start of row `kk`.
+    ///
+    /// # Safety
+    /// `kk` < the `k` of the GEMM (`Each`: `kk < rows.len()`), and the rows are valid as [`gemm`] requires.
+    #[inline(always)]
+    unsafe fn row(&self, kk: usize) -> *const f32 {
+        match *self {
+            BRows::Strided(p, ld) => p.add(kk * ld),
+            BRows::Each(rows) => *rows.get_unchecked(kk),
+        }
+    }
+}
+
 /// `C[r][j] = Σ_kk A[r0 + r][kk] · B[kk][j]` for `r < mlen`, `j < n`: rows `r0..r0 + mlen` of `a` (`r0` a
 /// multiple of [`MR`]), `B` with row stride `ldb`, `C` with row stride `ldc` (overwritten, never read first).
 ///
@@ -77,7 +101,29 @@ pub unsafe fn gemm(
     c: *mut f32,
     ldc: usize,
 ) {
-    gemm_isa(super::isa(), a, r0, mlen, n, b, ldb, c, ldc)
+    gemm_isa(super::isa(), a, r0, mlen, n, BRows::Strided(b, ldb), c, ldc)
+}
+
+/// [`gemm`] with `B`'s rows at `rows` (one pointer per row of `k`).
+///
+/// # Safety
+/// `rows.len()` ≥ `k`, each row valid for reads of `n` floats; `c` as in [`gemm`], not overlapping any row.
+pub unsafe fn gemm_rows(
+    a: &PackedA,
+    r0: usize,
+    mlen: usize,
+    n: usize,
+    rows: &[*const f32],
+    c: *mut f32,
+    ldc: usize,
+) {
+    assert!(
+        rows.len() >= a.k,
+        "gemm_rows: {} rows for k = {}",
+        rows.len(),
+        a.k
+    );
+    gemm_isa(super::isa(), a, r0, mlen, n, BRows::Each(rows), c, ldc)
 }
 
 /// [`gemm`] with the kernels of `isa`, which the CPU must support.
@@ -88,8 +134,7 @@ unsafe fn gemm_isa(
     r0: usize,
     mlen: usize,
     n: usize,
-    b: *const f32,
-    ldb: usize,
+    b: BRows,
     c: *mut f32,
     ldc: usize,
 ) {
@@ -106,12 +151,14 @@ unsafe fn gemm_isa(
         // The buffer is borrowed here, outside the `target_feature` functions: a closure inside them would be
         // compiled without those features (measured: the intrinsics became calls, 100× slower).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::BUF
-            .with(|buf| x86::gemm_avx512(a, r0, mlen, n, b, ldb, c, ldc, &mut buf.borrow_mut())),
+        Isa::Avx512 => {
+            x86::BUF.with(|buf| x86::gemm_avx512(a, r0, mlen, n, b, c, ldc, &mut buf.borrow_mut()))
+        }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::BUF
-            .with(|buf| x86::gemm_avx2(a, r0, mlen, n, b, ldb, c, ldc, &mut buf.borrow_mut())),
-        _ => gemm_scalar(a, r0, mlen, n, b, ldb, c, ldc),
+        Isa::Avx2 => {
+            x86::BUF.with(|buf| x86::gemm_avx2(a, r0, mlen, n, b, c, ldc, &mut buf.borrow_mut()))
+        }
+        _ => gemm_scalar(a, r0, mlen, n, b, c, ldc),
     }
 }
 
@@ -122,8 +169,7 @@ unsafe fn gemm_scalar(
     r0: usize,
     mlen: usize,
     n: usize,
-    b: *const f32,
-    ldb: usize,
+    b: BRows,
     c: *mut f32,
     ldc: usize,
 ) {
@@ -133,7 +179,7 @@ unsafe fn gemm_scalar(
         for j in 0..n {
             let mut s = 0f32;
             for kk in 0..k {
-                s += a.data[PackedA::index(panels, k, r0 + r, kk)] * *b.add(kk * ldb + j);
+                s += a.data[PackedA::index(panels, k, r0 + r, kk)] * *b.row(kk).add(j);
             }
             *cr.add(j) = s;
         }
@@ -142,7 +188,7 @@ unsafe fn gemm_scalar(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{PackedA, KC, MR};
+    use super::{BRows, PackedA, KC, MR};
     use std::arch::x86_64::*;
 
     /// The vector operations the microkernel needs, for one register width.
@@ -338,16 +384,23 @@ mod x86 {
         }
     }
 
-    /// Copies `kc` rows of `width` floats (row stride `ldb`) to `dst` as rows of `width` rounded up to whole
+    /// Copies rows `k0..k0 + kc` of `b`, columns `j..j + width`, to `dst` as rows of `width` rounded up to whole
     /// vectors, zero-padded, with vector loads and stores (a `copy_from_slice` per row became a `memmove` call
     /// per 49-64 floats: 7% of the forward).
     #[inline(always)]
-    unsafe fn pack_b<V: Simd>(b: *const f32, ldb: usize, kc: usize, width: usize, dst: *mut f32) {
+    unsafe fn pack_b<V: Simd>(
+        b: BRows,
+        k0: usize,
+        j: usize,
+        kc: usize,
+        width: usize,
+        dst: *mut f32,
+    ) {
         let (full, tail) = (width / V::LANES, width % V::LANES);
         let padded = width.div_ceil(V::LANES) * V::LANES;
         let mask = V::mask(tail.max(1));
         for kk in 0..kc {
-            let (src, d) = (b.add(kk * ldb), dst.add(kk * padded));
+            let (src, d) = (b.row(k0 + kk).add(j), dst.add(kk * padded));
             for v in 0..full {
                 V::store(d.add(v * V::LANES), V::load(src.add(v * V::LANES)));
             }
@@ -385,14 +438,13 @@ mod x86 {
         r0: usize,
         mlen: usize,
         n: usize,
-        b: *const f32,
-        ldb: usize,
+        b: BRows,
         c: *mut f32,
         ldc: usize,
         buf: &mut BBlock,
     ) {
         debug_assert!(V::NV * V::LANES <= BW);
-        blocks::<V>(a, r0, mlen, n, b, ldb, c, ldc, &mut buf.0)
+        blocks::<V>(a, r0, mlen, n, b, c, ldc, &mut buf.0)
     }
 
     /// The loops of [`gemm_blocked`] with the packed-B buffer `buf`.
@@ -403,8 +455,7 @@ mod x86 {
         r0: usize,
         mlen: usize,
         n: usize,
-        b: *const f32,
-        ldb: usize,
+        b: BRows,
         c: *mut f32,
         ldc: usize,
         buf: &mut [f32; KC * BW],
@@ -413,13 +464,12 @@ mod x86 {
         let mut k0 = 0;
         while k0 < a.k {
             let kc = KC.min(a.k - k0);
-            let bk = b.add(k0 * ldb);
             let mut j = 0;
             while j < n {
                 let width = block.min(n - j);
                 let nv = width.div_ceil(V::LANES);
                 let padded = nv * V::LANES;
-                pack_b::<V>(bk.add(j), ldb, kc, width, buf.as_mut_ptr());
+                pack_b::<V>(b, k0, j, kc, width, buf.as_mut_ptr());
                 let (bj, cj) = (buf.as_ptr(), c.add(j));
                 match nv {
                     1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
@@ -440,13 +490,12 @@ mod x86 {
         r0: usize,
         mlen: usize,
         n: usize,
-        b: *const f32,
-        ldb: usize,
+        b: BRows,
         c: *mut f32,
         ldc: usize,
         buf: &mut BBlock,
     ) {
-        gemm_blocked::<V512>(a, r0, mlen, n, b, ldb, c, ldc, buf)
+        gemm_blocked::<V512>(a, r0, mlen, n, b, c, ldc, buf)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -456,13 +505,12 @@ mod x86 {
         r0: usize,
         mlen: usize,
         n: usize,
-        b: *const f32,
-        ldb: usize,
+        b: BRows,
         c: *mut f32,
         ldc: usize,
         buf: &mut BBlock,
     ) {
-        gemm_blocked::<V256>(a, r0, mlen, n, b, ldb, c, ldc, buf)
+        gemm_blocked::<V256>(a, r0, mlen, n, b, c, ldc, buf)
     }
 }
 
@@ -501,8 +549,7 @@ mod tests {
                         r0,
                         mlen,
                         n,
-                        b.as_ptr(),
-                        ldb,
+                        BRows::Strided(b.as_ptr(), ldb),
                         c.as_mut_ptr(),
                         ldc,
                     )
@@ -524,6 +571,35 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod rows_tests {
+    use super::*;
+    use crate::cpu::test_data::rand_vec;
+
+    /// `gemm_rows` with B's rows scattered (reversed, in separate buffers) gives exactly `gemm` on the same
+    /// rows stored contiguously: the same sums in the same order.
+    #[test]
+    fn rows_equal_strided() {
+        for &(m, n, k) in &[(7, 17, 27), (64, 100, 300), (13, 49, 129)] {
+            let a = rand_vec(m * k, 1);
+            let b = rand_vec(k * n, 2);
+            let p = PackedA::new(&a, m, k, k);
+            let scattered: Vec<Vec<f32>> = (0..k)
+                .rev()
+                .map(|kk| b[kk * n..(kk + 1) * n].to_vec())
+                .collect();
+            let rows: Vec<*const f32> = (0..k).map(|kk| scattered[k - 1 - kk].as_ptr()).collect();
+            let (mut c1, mut c2) = (vec![0f32; m * n], vec![1f32; m * n]);
+            // SAFETY: b is k × n dense, each row of `rows` holds n floats, c1/c2 hold m × n.
+            unsafe {
+                gemm(&p, 0, m, n, b.as_ptr(), n, c1.as_mut_ptr(), n);
+                gemm_rows(&p, 0, m, n, &rows, c2.as_mut_ptr(), n);
+            }
+            assert_eq!(c1, c2, "{m}x{n}x{k}");
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod conv;
 pub mod gemm;
+pub mod planes;
 pub mod pool;
 pub mod winograd;
 pub mod yolo;

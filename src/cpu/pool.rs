@@ -4,9 +4,10 @@
 //! those: the same maximum, exactly) in one pass per plane, planes split over the cores. Replaces the candle path
 //! (pad with -FLT_MAX, then `max_pool2d` or shifted-view maxima), which copies the tensor several times.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape as CShape, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
+use super::planes::with_planes;
 use crate::cfg::Shape;
 
 /// A max-pool with equal strides.
@@ -23,7 +24,25 @@ pub struct MaxPool {
 impl MaxPool {
     /// Runs on a CPU f32 tensor `[batch, c, h, w]` (no gradient).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.contiguous()?.apply_op1_no_bwd(self)
+        self.forward_parts(std::slice::from_ref(x))
+    }
+
+    /// [`Self::forward`] on the channel-wise concatenation of `parts` (CPU f32 tensors `[batch, c_i, h, w]`),
+    /// read in place ([`crate::cpu::planes`]): pooling is per plane, so each output plane reads its own part.
+    pub fn forward_parts(&self, parts: &[Tensor]) -> Result<Tensor> {
+        let (c, oh, ow) = (self.input.c, self.output.h, self.output.w);
+        let (y, batch) = with_planes("darknet-maxpool-cpu", parts, self.input, |x, batch| {
+            let mut y = vec![0f32; batch * c * oh * ow];
+            if oh * ow > 0 && self.input.h * self.input.w > 0 {
+                y.par_chunks_mut(oh * ow)
+                    .enumerate()
+                    .for_each_init(Vec::new, |tmp, (i, yp)| {
+                        self.plane(x.plane(i / c, i % c), yp, tmp)
+                    });
+            }
+            Ok((y, batch))
+        })?;
+        Tensor::from_vec(y, (batch, c, oh, ow), &Device::Cpu)
     }
 
     /// One plane: `x` is `h × w`, `y` is `oh × ow`, `tmp` holds `h × ow` row maxima.
@@ -81,38 +100,6 @@ impl MaxPool {
                 }
             }
         }
-    }
-}
-
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        "darknet-maxpool-cpu"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, CShape)> {
-        let x = match storage {
-            CpuStorage::F32(v) => v.as_slice(),
-            _ => candle_core::bail!("darknet-maxpool-cpu: f32 input required"),
-        };
-        let dims = layout.dims();
-        let (c, h, w) = (self.input.c, self.input.h, self.input.w);
-        if dims.len() != 4 || dims[1] != c || dims[2] != h || dims[3] != w {
-            candle_core::bail!(
-                "darknet-maxpool-cpu: input {dims:?}, expected [batch, {c}, {h}, {w}]"
-            );
-        }
-        let x = match layout.contiguous_offsets() {
-            Some((a, z)) => &x[a..z],
-            None => candle_core::bail!("darknet-maxpool-cpu: contiguous input required"),
-        };
-        let (oh, ow) = (self.output.h, self.output.w);
-        let mut y = vec![0f32; dims[0] * c * oh * ow];
-        if oh * ow > 0 && h * w > 0 {
-            y.par_chunks_mut(oh * ow)
-                .zip(x.par_chunks(h * w))
-                .for_each_init(Vec::new, |tmp, (yp, xp)| self.plane(xp, yp, tmp));
-        }
-        Ok((CpuStorage::F32(y), CShape::from((dims[0], c, oh, ow))))
     }
 }
 

@@ -246,6 +246,28 @@ impl DarknetLayer for Convolutional {
     fn kernel(&self) -> &'static str {
         self.cpu.as_ref().map_or("candle", |p| p.kernel_name())
     }
+
+    fn takes_parts(&self) -> bool {
+        self.cpu.is_some()
+    }
+
+    fn forward_parts(&self, parts: &[Tensor], _inputs: &Inputs) -> Result<Tensor> {
+        match &self.cpu {
+            Some(p) if parts.iter().all(cpu_input) => {
+                let y = p.forward_parts(parts)?;
+                match p.post_activation {
+                    Some(a) => activate(&y, a),
+                    None => Ok(y),
+                }
+            }
+            _ => Convolutional::forward(self, &Tensor::cat(parts, 1)?),
+        }
+    }
+}
+
+/// Whether `x` can go to the CPU kernels: an f32 CPU tensor that tracks no gradient.
+fn cpu_input(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op()
 }
 
 /// Batch-norm tensors of an unfused layer, shaped `[1, C, 1, 1]` for broadcasting.
@@ -381,8 +403,8 @@ impl Convolutional {
     /// CPU kernel sums in a different order: differences of a few ulp).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(p) = &self.cpu {
-            if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() {
-                let y = p.forward(&x.contiguous()?)?;
+            if cpu_input(x) {
+                let y = p.forward(x)?;
                 return match p.post_activation {
                     Some(a) => activate(&y, a),
                     None => Ok(y),

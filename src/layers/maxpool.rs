@@ -130,6 +130,22 @@ impl DarknetLayer for Maxpool {
             "candle"
         }
     }
+
+    fn takes_parts(&self) -> bool {
+        self.runs_cpu_kernel()
+    }
+
+    fn forward_parts(&self, parts: &[Tensor], _inputs: &Inputs) -> Result<Tensor> {
+        if self.runs_cpu_kernel() && parts.iter().all(cpu_input) {
+            return self.cpu_op().forward_parts(parts);
+        }
+        Maxpool::forward(self, &Tensor::cat(parts, 1)?)
+    }
+}
+
+/// Whether `x` can go to the CPU kernel: an f32 CPU tensor that tracks no gradient.
+fn cpu_input(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op()
 }
 
 #[derive(Debug, Clone)]
@@ -208,18 +224,22 @@ impl Maxpool {
         if c.stride_x != c.stride_y {
             candle_core::bail!("maxpool with stride_x != stride_y is not supported");
         }
-        if self.runs_cpu_kernel() && x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op()
-        {
-            let op = crate::cpu::pool::MaxPool {
-                size: c.size,
-                stride: c.stride_x,
-                offset: c.padding / 2,
-                input: self.input,
-                output: self.output,
-            };
-            return op.forward(x);
+        if self.runs_cpu_kernel() && cpu_input(x) {
+            return self.cpu_op().forward(x);
         }
         self.forward_candle(x)
+    }
+
+    /// The CPU kernel of this layer ([`Self::runs_cpu_kernel`]).
+    fn cpu_op(&self) -> crate::cpu::pool::MaxPool {
+        let c = &self.cfg;
+        crate::cpu::pool::MaxPool {
+            size: c.size,
+            stride: c.stride_x,
+            offset: c.padding / 2,
+            input: self.input,
+            output: self.output,
+        }
     }
 
     /// The candle-ops forward (every device, differentiable).

@@ -108,6 +108,18 @@ pub trait DarknetLayer: Sized {
     fn kernel(&self) -> &'static str {
         "candle"
     }
+
+    /// Whether [`Self::forward_parts`] reads a concatenation's parts in place (a CPU kernel that takes
+    /// [`crate::cpu::planes`]); the network then skips materialising a `[route]` whose only reader this is.
+    fn takes_parts(&self) -> bool {
+        false
+    }
+
+    /// The inference forward on the channel-wise concatenation of `parts` (`[batch, c_i, h, w]` each): the
+    /// same result as [`Self::forward`] on `Tensor::cat(parts, 1)`, which is the default.
+    fn forward_parts(&self, parts: &[Tensor], inputs: &Inputs) -> Result<Tensor> {
+        self.forward(&Tensor::cat(parts, 1)?, inputs)
+    }
 }
 
 /// How to build the network.
@@ -268,6 +280,20 @@ macro_rules! layer_types {
             pub fn kernel(&self) -> &'static str {
                 match self {
                     $( Self::$variant(l) => DarknetLayer::kernel(l), )+
+                }
+            }
+
+            /// [`DarknetLayer::takes_parts`].
+            pub fn takes_parts(&self) -> bool {
+                match self {
+                    $( Self::$variant(l) => DarknetLayer::takes_parts(l), )+
+                }
+            }
+
+            /// [`DarknetLayer::forward_parts`].
+            pub fn forward_parts(&self, parts: &[Tensor], inputs: &Inputs) -> Result<Tensor> {
+                match self {
+                    $( Self::$variant(l) => DarknetLayer::forward_parts(l, parts, inputs), )+
                 }
             }
         }

@@ -106,6 +106,21 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the output is a plain concatenation of two or more whole outputs (no `groups`), which a reader
+    /// that [`takes_parts`](super::DarknetLayer::takes_parts) can read in place.
+    pub fn is_concat(&self) -> bool {
+        self.cfg.groups == 1 && self.cfg.layers.len() > 1
+    }
+
+    /// The parts of a concatenation ([`Self::is_concat`]): the input layers' outputs, in order.
+    pub fn parts(&self, inputs: &Inputs) -> Result<Vec<Tensor>> {
+        Ok(inputs
+            .outputs(&self.cfg.layers)?
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+
     pub fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let parts = inputs
             .iter()

@@ -26,6 +26,9 @@ pub struct Network {
     pub layers: Vec<Layer>,
     /// For each layer, the last layer that reads its output (itself if none).
     last_use: Vec<usize>,
+    /// `[route]` layers whose concatenation the next layer, their only reader, reads in place at inference
+    /// ([`crate::cpu::planes`]): the route hands over its parts instead of copying them.
+    in_place_route: Vec<bool>,
     pub device: Device,
 }
 
@@ -59,10 +62,12 @@ impl Network {
                 last_use[spec.index - 1] = last_use[spec.index - 1].max(spec.index);
             }
         }
+        let in_place_route = in_place_routes(cfg, &layers);
         Ok(Network {
             cfg: cfg.clone(),
             layers,
             last_use,
+            in_place_route,
             device,
         })
     }
@@ -152,19 +157,33 @@ impl Network {
         self.check_input(x)?;
         let mut outs: Vec<Option<Tensor>> = vec![None; self.layers.len()];
         let mut input = x.clone();
+        // The parts of an in-place route, for the next layer.
+        let mut parts: Option<Vec<Tensor>> = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let t0 = times.as_ref().map(|_| std::time::Instant::now());
             let inputs = Inputs::new(i, &outs);
-            let y = match train {
-                None => layer.forward(&input, &inputs),
-                Some(t) => layer.forward_train(&input, &inputs, t),
-            }
-            .map_err(|e| {
+            let err = |e: candle_core::Error| {
                 candle_core::Error::Msg(format!(
                     "layer {i} ({}): {e}",
                     self.cfg.layers[i].config.type_name()
                 ))
-            })?;
+            };
+            if let (Layer::Route(route), true, None) =
+                (layer, self.in_place_route[i] && !keep(i), train)
+            {
+                parts = Some(route.parts(&inputs).map_err(err)?);
+                if let (Some(times), Some(t0)) = (times.as_mut(), t0) {
+                    times.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                self.free_unused(&mut outs, i, &keep);
+                continue;
+            }
+            let y = match (train, parts.take()) {
+                (None, Some(p)) => layer.forward_parts(&p, &inputs),
+                (None, None) => layer.forward(&input, &inputs),
+                (Some(t), _) => layer.forward_train(&input, &inputs, t),
+            }
+            .map_err(err)?;
             if let (Some(times), Some(t0)) = (times.as_mut(), t0) {
                 self.device.synchronize()?;
                 times.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -177,13 +196,43 @@ impl Network {
             };
             outs[i] = Some(y.clone());
             input = y;
-            // Free what no later layer reads (training keeps every output for the backward pass).
-            for (j, out) in outs.iter_mut().enumerate().take(i + 1) {
-                if self.last_use[j] <= i && !keep(j) {
-                    *out = None;
-                }
-            }
+            self.free_unused(&mut outs, i, &keep);
         }
         Ok(outs)
     }
+
+    /// Whether layer `i` is a `[route]` that its reader takes in place at inference (its output is not made;
+    /// [`Self::forward_all`], which keeps every output, still makes it).
+    pub fn reads_in_place(&self, i: usize) -> bool {
+        self.in_place_route.get(i).copied().unwrap_or(false)
+    }
+
+    /// Frees the outputs that no layer after `i` reads and `keep` does not ask for (training keeps every output
+    /// for the backward pass: its `keep` is always true).
+    fn free_unused(&self, outs: &mut [Option<Tensor>], i: usize, keep: &impl Fn(usize) -> bool) {
+        for (j, out) in outs.iter_mut().enumerate().take(i + 1) {
+            if self.last_use[j] <= i && !keep(j) {
+                *out = None;
+            }
+        }
+    }
+}
+
+/// Which `[route]` layers the next layer reads in place ([`Network::in_place_route`]): a plain concatenation
+/// ([`crate::layers::route::Route::is_concat`]) followed by a layer that
+/// [`takes_parts`](crate::layers::DarknetLayer::takes_parts), with no other reader (no `[route]`,
+/// `[shortcut]`... names it).
+fn in_place_routes(cfg: &NetworkConfig, layers: &[Layer]) -> Vec<bool> {
+    let mut named = vec![false; layers.len()];
+    for spec in &cfg.layers {
+        for j in extra_inputs(&spec.config) {
+            named[j] = true;
+        }
+    }
+    (0..layers.len())
+        .map(|i| match (&layers[i], layers.get(i + 1)) {
+            (Layer::Route(r), Some(next)) => r.is_concat() && next.takes_parts() && !named[i],
+            _ => false,
+        })
+        .collect()
 }

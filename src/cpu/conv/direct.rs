@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{activation, gemm, PackedConv, SendPtr, COL, MR};
+use super::{activation, gemm, PackedConv, Planes, SendPtr, COL, MR};
 
 impl PackedConv {
     /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB (at least 128 pixels), and the
@@ -30,7 +30,7 @@ impl PackedConv {
     ///
     /// # Safety
     /// As [`PackedConv::run`].
-    pub(super) unsafe fn run_direct(&self, x: &[f32], y: SendPtr, batch: usize) {
+    pub(super) unsafe fn run_direct(&self, x: &Planes, y: SendPtr, batch: usize) {
         let n = self.output.h * self.output.w;
         let threads = rayon::current_num_threads().max(1);
         let tile = self.tile(batch, threads);
@@ -70,7 +70,7 @@ impl PackedConv {
     #[allow(clippy::too_many_arguments)]
     unsafe fn task(
         &self,
-        x: &[f32],
+        x: &Planes,
         y: SendPtr,
         b: usize,
         p0: usize,
@@ -83,24 +83,34 @@ impl PackedConv {
         let cg = c / self.groups;
         let mg = self.filters / self.groups;
         let k = self.k();
-        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
         COL.with(|col| {
             let mut col = col.borrow_mut();
             for g in 0..self.groups {
-                let xg = &xb[g * cg * h * w..(g + 1) * cg * h * w];
-                // Right operand: k × np, row stride rs.
-                let (rhs, rs): (*const f32, usize) = if self.is_pointwise() {
-                    (xg.as_ptr().add(p0), h * w)
+                let f0 = g * mg + m0;
+                let dst = y.0.add((b * self.filters + f0) * n + p0);
+                let wg = &self.weight[g];
+                // Right operand (k × np): the input itself for 1×1 layers (rows h·w apart, or one row per
+                // plane of a concatenation read in place), else the im2col tile.
+                if self.is_pointwise() {
+                    match x.single() {
+                        Some(data) => {
+                            let rhs = data.as_ptr().add((b * c + g * cg) * h * w + p0);
+                            gemm::gemm(wg, m0, mlen, np, rhs, h * w, dst, n)
+                        }
+                        None => {
+                            let rows: Vec<*const f32> = (0..cg)
+                                .map(|ci| x.plane(b, g * cg + ci).as_ptr().add(p0))
+                                .collect();
+                            gemm::gemm_rows(wg, m0, mlen, np, &rows, dst, n)
+                        }
+                    }
                 } else {
                     if col.len() < k * np {
                         col.resize(k * np, 0.0);
                     }
-                    self.im2col(xg, &mut col[..k * np], p0, np);
-                    (col.as_ptr(), np)
-                };
-                let f0 = g * mg + m0;
-                let dst = y.0.add((b * self.filters + f0) * n + p0);
-                gemm::gemm(&self.weight[g], m0, mlen, np, rhs, rs, dst, n);
+                    self.im2col(x, b, g, &mut col[..k * np], p0, np);
+                    gemm::gemm(wg, m0, mlen, np, col.as_ptr(), np, dst, n);
+                }
                 for m in 0..mlen {
                     let row = std::slice::from_raw_parts_mut(dst.add(m * n), np);
                     activation::epilogue(row, self.affine[f0 + m], self.activation);
@@ -109,15 +119,25 @@ impl PackedConv {
         });
     }
 
-    /// `im2col_cpu_ext` restricted to output pixels `p0..p0+np`: `col[(ci·size + ky)·size + kx][p - p0]` is the
-    /// input pixel read by that weight for output pixel p, 0 outside the image.
-    fn im2col(&self, xg: &[f32], col: &mut [f32], p0: usize, np: usize) {
+    /// `im2col_cpu_ext` of group `g` of image `b`, restricted to output pixels `p0..p0+np`:
+    /// `col[(ci·size + ky)·size + kx][p - p0]` is the input pixel read by that weight for output pixel p, 0
+    /// outside the image.
+    fn im2col(&self, x: &Planes, b: usize, g: usize, col: &mut [f32], p0: usize, np: usize) {
         // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them.
-        unsafe { im2col_isa(self, xg, col, p0, np) }
+        unsafe { im2col_isa(self, x, b, g, col, p0, np) }
     }
 
     #[inline(always)]
-    fn im2col_generic(&self, xg: &[f32], col: &mut [f32], p0: usize, np: usize) {
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_generic(
+        &self,
+        x: &Planes,
+        b: usize,
+        g: usize,
+        col: &mut [f32],
+        p0: usize,
+        np: usize,
+    ) {
         let (h, w) = (self.input.h as isize, self.input.w as isize);
         let ow = self.output.w;
         let (s, d, pad, size) = (
@@ -128,7 +148,7 @@ impl PackedConv {
         );
         let cg = self.input.c / self.groups;
         for ci in 0..cg {
-            let plane = &xg[ci * (h * w) as usize..(ci + 1) * (h * w) as usize];
+            let plane = x.plane(b, g * cg + ci);
             for ky in 0..size {
                 for kx in 0..size {
                     let r = (ci * size + ky) * size + kx;
@@ -197,10 +217,18 @@ impl PackedConv {
 }
 
 crate::cpu::multiversion! {
-    unsafe fn im2col_isa(p: &PackedConv, xg: &[f32], col: &mut [f32], p0: usize, np: usize) = im2col_any
+    unsafe fn im2col_isa(p: &PackedConv, x: &Planes, b: usize, g: usize, col: &mut [f32], p0: usize, np: usize) = im2col_any
 }
 
 #[inline(always)]
-fn im2col_any(p: &PackedConv, xg: &[f32], col: &mut [f32], p0: usize, np: usize) {
-    p.im2col_generic(xg, col, p0, np)
+fn im2col_any(
+    p: &PackedConv,
+    x: &Planes,
+    b: usize,
+    g: usize,
+    col: &mut [f32],
+    p0: usize,
+    np: usize,
+) {
+    p.im2col_generic(x, b, g, col, p0, np)
 }

@@ -23,12 +23,13 @@ mod tests;
 mod winograd;
 
 use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape as CShape, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 use super::activation::{self, Affine};
 use super::gemm::{self, PackedA, MR};
+use super::planes::{with_planes, Planes};
 use super::winograd::Tile;
 use super::{CpuOptions, WinogradChoice};
 use crate::cfg::{Activation, ConvConfig, Shape};
@@ -208,9 +209,38 @@ impl PackedConv {
     }
 
     /// Runs the convolution with bias/normalisation and the epilogue activation on a CPU f32 tensor
-    /// `[batch, c, h, w]`. The caller applies [`Self::post_activation`] if set.
-    pub fn forward(self: &Arc<Self>, x: &Tensor) -> Result<Tensor> {
-        x.apply_op1_no_bwd(&ConvOp(self.clone()))
+    /// `[batch, c, h, w]` (no gradient). The caller applies [`Self::post_activation`] if set.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_parts(std::slice::from_ref(x))
+    }
+
+    /// [`Self::forward`] on the channel-wise concatenation of `parts` (CPU f32 tensors `[batch, c_i, h, w]`),
+    /// read in place ([`crate::cpu::planes`]).
+    pub fn forward_parts(&self, parts: &[Tensor]) -> Result<Tensor> {
+        let (oh, ow) = (self.output.h, self.output.w);
+        let y = with_planes("darknet-conv-cpu", parts, self.input, |src, batch| {
+            let len = batch * self.filters * oh * ow;
+            let mut y: Vec<f32> = Vec::with_capacity(len);
+            if len > 0 {
+                // The output is written through a raw pointer into the spare capacity and only then given its
+                // length: no reference to uninitialised memory is ever made (zero-filling it first would cost
+                // a full pass over every activation). SAFETY: the capacity holds `len` floats and `y` is not
+                // otherwise used until `run` returns.
+                unsafe {
+                    self.run(
+                        src,
+                        SendPtr(y.spare_capacity_mut().as_mut_ptr().cast()),
+                        batch,
+                    )
+                };
+            }
+            // SAFETY: `run` wrote all `len` elements (each (image, filter, pixel) exactly once: the GEMMs
+            // overwrite their output, the Winograd output transform writes every output pixel), see `run`.
+            unsafe { y.set_len(len) };
+            Ok((y, batch))
+        })?;
+        let (y, batch) = y;
+        Tensor::from_vec(y, (batch, self.filters, oh, ow), &Device::Cpu)
     }
 
     fn k(&self) -> usize {
@@ -226,7 +256,7 @@ impl PackedConv {
     ///
     /// # Safety
     /// `y` must be valid for writes of `batch·filters·oh·ow` floats, and nothing else may access them meanwhile.
-    unsafe fn run(&self, x: &[f32], y: SendPtr, batch: usize) {
+    unsafe fn run(&self, x: &Planes, y: SendPtr, batch: usize) {
         match (&self.winograd, &self.batch_f4) {
             (Some(_), Some(b4)) if batch * self.f4_tiles() >= BATCH_F4_TILES => {
                 let u = b4
@@ -284,62 +314,8 @@ thread_local! {
 /// array, interleaved in memory, which `par_chunks_mut` cannot express.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: a SendPtr is only created by `ConvOp::cpu_fwd` and the Winograd driver for a buffer that outlives the
+// SAFETY: a SendPtr is only created by `PackedConv::forward_parts` and the Winograd driver for a buffer that outlives the
 // parallel section using it, and every task derives from it pointers to a region no other task touches (see
 // the SAFETY comment at each use).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
-
-/// The candle custom op wrapping [`PackedConv::run`] (CPU only, no backward: inference path).
-struct ConvOp(Arc<PackedConv>);
-
-impl CustomOp1 for ConvOp {
-    fn name(&self) -> &'static str {
-        "darknet-conv-cpu"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, CShape)> {
-        let p = &self.0;
-        let x = match storage {
-            CpuStorage::F32(v) => v.as_slice(),
-            _ => candle_core::bail!("darknet-conv-cpu: f32 input required"),
-        };
-        let dims = layout.dims();
-        if dims.len() != 4 || dims[1] != p.input.c || dims[2] != p.input.h || dims[3] != p.input.w {
-            candle_core::bail!(
-                "darknet-conv-cpu: input {:?}, expected [batch, {}, {}, {}]",
-                dims,
-                p.input.c,
-                p.input.h,
-                p.input.w
-            );
-        }
-        let x = match layout.contiguous_offsets() {
-            Some((a, z)) => &x[a..z],
-            None => candle_core::bail!("darknet-conv-cpu: contiguous input required"),
-        };
-        let batch = dims[0];
-        let len = batch * p.filters * p.output.h * p.output.w;
-        let mut y: Vec<f32> = Vec::with_capacity(len);
-        if len > 0 {
-            // The output is written through a raw pointer into the spare capacity and only then given its
-            // length: no reference to uninitialised memory is ever made (zero-filling it first would cost a
-            // full pass over every activation). SAFETY: the capacity holds `len` floats and `y` is not
-            // otherwise used until `run` returns.
-            unsafe {
-                p.run(
-                    x,
-                    SendPtr(y.spare_capacity_mut().as_mut_ptr().cast()),
-                    batch,
-                )
-            };
-        }
-        // SAFETY: `run` wrote all `len` elements (each (image, filter, pixel) exactly once: the GEMMs run with
-        // read_dst = false, the Winograd output transform writes every output pixel), see `PackedConv::run`.
-        unsafe { y.set_len(len) };
-        Ok((
-            CpuStorage::F32(y),
-            CShape::from((batch, p.filters, p.output.h, p.output.w)),
-        ))
-    }
-}

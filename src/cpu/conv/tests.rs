@@ -2,6 +2,7 @@ use super::*;
 use crate::cpu::winograd::Tile;
 use crate::layers::convolutional::{BatchNorm, Convolutional};
 use candle_core::Device;
+use std::sync::Arc;
 
 /// Deterministic values in [-1, 1) (a 64-bit LCG).
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -365,4 +366,65 @@ fn winograd_reentered_on_one_thread() {
         flat(packed.forward(&x).unwrap())
     });
     assert_eq!(nested, alone);
+}
+
+/// `cargo test --release --lib cpu::conv::tests::direct_speed -- --ignored --nocapture`: ms per forward of the
+/// direct (non-Winograd) layers of yolov4 at batch 1 that dominate its time: 1×1 layers on large maps (mish
+/// and leaky) and 3×3 stride-2 layers (best of 7 rounds; the machine is shared).
+#[test]
+#[ignore]
+fn direct_speed() {
+    let dev = Device::Cpu;
+    for &(c, hw, f, size, stride, act) in &[
+        (64, 208, 64, 1, 1, Activation::Mish),
+        (64, 208, 64, 1, 1, Activation::Linear),
+        (128, 52, 128, 1, 1, Activation::Mish),
+        (512, 26, 256, 1, 1, Activation::Leaky),
+        (32, 416, 64, 3, 2, Activation::Mish),
+        (64, 208, 128, 3, 2, Activation::Mish),
+        (512, 26, 1024, 3, 2, Activation::Mish),
+    ] {
+        let cfg = ConvConfig {
+            size,
+            stride_x: stride,
+            stride_y: stride,
+            pad: size / 2,
+            activation: act,
+            ..leaky_3x3(f)
+        };
+        let o = (hw + 2 * (size / 2) - size) / stride + 1;
+        let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, o, o));
+        let weight =
+            Tensor::from_vec(rand_vec(f * c * size * size, 1), (f, c, size, size), &dev).unwrap();
+        let bias = Tensor::from_vec(rand_vec(f, 2), f, &dev).unwrap();
+        let p = Arc::new(
+            PackedConv::new(
+                &cfg,
+                input,
+                output,
+                &weight,
+                Some(&bias),
+                None,
+                &CpuOptions::default(),
+            )
+            .unwrap()
+            .unwrap(),
+        );
+        let x = Tensor::from_vec(rand_vec(c * hw * hw, 3), (1, c, hw, hw), &dev).unwrap();
+        let best = (0..7)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                for _ in 0..5 {
+                    p.forward(&x).unwrap();
+                }
+                t.elapsed().as_secs_f64() / 5.0
+            })
+            .fold(f64::MAX, f64::min);
+        let gflop = 2.0 * (f * c * size * size * o * o) as f64 / 1e9;
+        eprintln!(
+            "{c}x{hw}x{hw} -> {f}x{o}x{o} {size}x{size}/{stride} {act:?}: {:.3} ms, {:.0} GFLOP/s",
+            best * 1e3,
+            gflop / best
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{activation, gemm, grow, PackedA, PackedConv, SendPtr, MR, SCRATCH, WINO};
+use super::{activation, gemm, grow, PackedA, PackedConv, Planes, SendPtr, MR, SCRATCH, WINO};
 use crate::cfg::Shape;
 use crate::cpu::winograd::Tile;
 use crate::cpu::WinogradChoice;
@@ -65,7 +65,7 @@ impl PackedConv {
         &self,
         tile: Tile,
         u: &[PackedA],
-        x: &[f32],
+        x: &Planes,
         y: SendPtr,
         batch: usize,
     ) {
@@ -153,7 +153,7 @@ impl PackedConv {
     unsafe fn wino_input(
         &self,
         tile: Tile,
-        x: &[f32],
+        x: &Planes,
         v: SendPtr,
         r0: usize,
         r1: usize,
@@ -168,7 +168,7 @@ impl PackedConv {
             for ci in c0..c1 {
                 for r in r0..r1 {
                     let (b, ty) = (r / th, r % th);
-                    let plane = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                    let plane = x.plane(b, ci);
                     let dst = v.0.add(ci * nt + (r - r0) * tw);
                     tile.input_row(plane, h, w, self.pad, ty, tw, dst, c * nt, scratch);
                 }
