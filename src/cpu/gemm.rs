@@ -59,6 +59,10 @@ impl PackedA {
     }
 }
 
+/// Applied to each finished piece of a row of `C`, while it is in the L1 cache: `(row index in A, the
+/// row's values)` (a convolution's bias/normalisation and activation: one pass fewer over its output).
+pub type Epilogue<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
 /// Where the rows of `B` are: `k` rows at a fixed stride, or one pointer per row (a 1×1 convolution whose input
 /// is a `[route]` read in place, [`super::planes`]).
 #[derive(Clone, Copy)]
@@ -101,29 +105,44 @@ pub unsafe fn gemm(
     c: *mut f32,
     ldc: usize,
 ) {
-    gemm_isa(super::isa(), a, r0, mlen, n, BRows::Strided(b, ldb), c, ldc)
+    gemm_isa(
+        super::isa(),
+        a,
+        r0,
+        mlen,
+        n,
+        BRows::Strided(b, ldb),
+        c,
+        ldc,
+        None,
+    )
 }
 
-/// [`gemm`] with `B`'s rows at `rows` (one pointer per row of `k`).
+/// [`gemm`] for `B`'s rows at `b`, then `epi` on every finished row piece of `C` (each element of rows
+/// `0..mlen`, columns `0..n` exactly once, with row index `r0 + r`).
 ///
 /// # Safety
-/// `rows.len()` ≥ `k`, each row valid for reads of `n` floats; `c` as in [`gemm`], not overlapping any row.
-pub unsafe fn gemm_rows(
+/// As [`gemm`], for `k` rows of `b`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_epilogue(
     a: &PackedA,
     r0: usize,
     mlen: usize,
     n: usize,
-    rows: &[*const f32],
+    b: BRows,
     c: *mut f32,
     ldc: usize,
+    epi: Epilogue,
 ) {
-    assert!(
-        rows.len() >= a.k,
-        "gemm_rows: {} rows for k = {}",
-        rows.len(),
-        a.k
-    );
-    gemm_isa(super::isa(), a, r0, mlen, n, BRows::Each(rows), c, ldc)
+    if let BRows::Each(rows) = b {
+        assert!(
+            rows.len() >= a.k,
+            "gemm: {} rows for k = {}",
+            rows.len(),
+            a.k
+        );
+    }
+    gemm_isa(super::isa(), a, r0, mlen, n, b, c, ldc, Some(epi))
 }
 
 /// [`gemm`] with the kernels of `isa`, which the CPU must support.
@@ -137,6 +156,7 @@ unsafe fn gemm_isa(
     b: BRows,
     c: *mut f32,
     ldc: usize,
+    epi: Option<Epilogue>,
 ) {
     assert!(
         r0.is_multiple_of(MR) && r0 + mlen <= a.m,
@@ -151,14 +171,12 @@ unsafe fn gemm_isa(
         // The buffer is borrowed here, outside the `target_feature` functions: a closure inside them would be
         // compiled without those features (measured: the intrinsics became calls, 100× slower).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            x86::BUF.with(|buf| x86::gemm_avx512(a, r0, mlen, n, b, c, ldc, &mut buf.borrow_mut()))
-        }
+        Isa::Avx512 => x86::BUF
+            .with(|buf| x86::gemm_avx512(a, r0, mlen, n, b, c, ldc, epi, &mut buf.borrow_mut())),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            x86::BUF.with(|buf| x86::gemm_avx2(a, r0, mlen, n, b, c, ldc, &mut buf.borrow_mut()))
-        }
-        _ => gemm_scalar(a, r0, mlen, n, b, c, ldc),
+        Isa::Avx2 => x86::BUF
+            .with(|buf| x86::gemm_avx2(a, r0, mlen, n, b, c, ldc, epi, &mut buf.borrow_mut())),
+        _ => gemm_scalar(a, r0, mlen, n, b, c, ldc, epi),
     }
 }
 
@@ -172,6 +190,7 @@ unsafe fn gemm_scalar(
     b: BRows,
     c: *mut f32,
     ldc: usize,
+    epi: Option<Epilogue>,
 ) {
     let (k, panels) = (a.k, a.m.div_ceil(MR));
     for r in 0..mlen {
@@ -183,12 +202,15 @@ unsafe fn gemm_scalar(
             }
             *cr.add(j) = s;
         }
+        if let Some(epi) = epi {
+            epi(r0 + r, std::slice::from_raw_parts_mut(cr, n));
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{BRows, PackedA, KC, MR};
+    use super::{BRows, Epilogue, PackedA, KC, MR};
     use std::arch::x86_64::*;
 
     /// The vector operations the microkernel needs, for one register width.
@@ -368,8 +390,11 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         width: usize,
+        epi: Option<Epilogue>,
     ) {
         let tail = width - (NV - 1) * V::LANES;
+        // The epilogue runs after the last block of k, on the rows the kernel has just stored.
+        let epi = epi.filter(|_| k0 + kc == a.k);
         let mut r = 0;
         while r < mlen {
             let rows = MR.min(mlen - r);
@@ -379,6 +404,16 @@ mod x86 {
                 kernel::<V, NV, false>(kc, ap, b, ldb, cp, ldc, rows, tail);
             } else {
                 kernel::<V, NV, true>(kc, ap, b, ldb, cp, ldc, rows, tail);
+            }
+            if let Some(epi) = epi {
+                for i in 0..rows {
+                    // SAFETY: the kernel has just written these `width` floats of row r + i (valid as the
+                    // caller of `gemm` guarantees); nothing else accesses them meanwhile.
+                    epi(
+                        r0 + r + i,
+                        std::slice::from_raw_parts_mut(cp.add(i * ldc), width),
+                    );
+                }
             }
             r += MR;
         }
@@ -441,10 +476,11 @@ mod x86 {
         b: BRows,
         c: *mut f32,
         ldc: usize,
+        epi: Option<Epilogue>,
         buf: &mut BBlock,
     ) {
         debug_assert!(V::NV * V::LANES <= BW);
-        blocks::<V>(a, r0, mlen, n, b, c, ldc, &mut buf.0)
+        blocks::<V>(a, r0, mlen, n, b, c, ldc, epi, &mut buf.0)
     }
 
     /// The loops of [`gemm_blocked`] with the packed-B buffer `buf`.
@@ -458,6 +494,7 @@ mod x86 {
         b: BRows,
         c: *mut f32,
         ldc: usize,
+        epi: Option<Epilogue>,
         buf: &mut [f32; KC * BW],
     ) {
         let block = V::NV * V::LANES;
@@ -472,10 +509,10 @@ mod x86 {
                 pack_b::<V>(b, k0, j, kc, width, buf.as_mut_ptr());
                 let (bj, cj) = (buf.as_ptr(), c.add(j));
                 match nv {
-                    1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
-                    2 => panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
-                    3 => panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
-                    _ => panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width),
+                    1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
+                    2 => panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
+                    3 => panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
+                    _ => panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
                 }
                 j += width;
             }
@@ -493,9 +530,10 @@ mod x86 {
         b: BRows,
         c: *mut f32,
         ldc: usize,
+        epi: Option<Epilogue>,
         buf: &mut BBlock,
     ) {
-        gemm_blocked::<V512>(a, r0, mlen, n, b, c, ldc, buf)
+        gemm_blocked::<V512>(a, r0, mlen, n, b, c, ldc, epi, buf)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -508,9 +546,10 @@ mod x86 {
         b: BRows,
         c: *mut f32,
         ldc: usize,
+        epi: Option<Epilogue>,
         buf: &mut BBlock,
     ) {
-        gemm_blocked::<V256>(a, r0, mlen, n, b, c, ldc, buf)
+        gemm_blocked::<V256>(a, r0, mlen, n, b, c, ldc, epi, buf)
     }
 }
 
@@ -552,6 +591,7 @@ mod tests {
                         BRows::Strided(b.as_ptr(), ldb),
                         c.as_mut_ptr(),
                         ldc,
+                        None,
                     )
                 };
                 for r in 0..mlen {
@@ -580,7 +620,7 @@ mod rows_tests {
     use super::*;
     use crate::cpu::test_data::rand_vec;
 
-    /// `gemm_rows` with B's rows scattered (reversed, in separate buffers) gives exactly `gemm` on the same
+    /// `BRows::Each` with B's rows scattered (reversed, in separate buffers) gives exactly `gemm` on the same
     /// rows stored contiguously: the same sums in the same order.
     #[test]
     fn rows_equal_strided() {
@@ -597,7 +637,16 @@ mod rows_tests {
             // SAFETY: b is k × n dense, each row of `rows` holds n floats, c1/c2 hold m × n.
             unsafe {
                 gemm(&p, 0, m, n, b.as_ptr(), n, c1.as_mut_ptr(), n);
-                gemm_rows(&p, 0, m, n, &rows, c2.as_mut_ptr(), n);
+                gemm_epilogue(
+                    &p,
+                    0,
+                    m,
+                    n,
+                    BRows::Each(&rows),
+                    c2.as_mut_ptr(),
+                    n,
+                    &|_, _| {},
+                );
             }
             assert_eq!(c1, c2, "{m}x{n}x{k}");
         }

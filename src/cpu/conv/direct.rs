@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::{activation, gemm, PackedConv, Planes, SendPtr, COL, MR};
+use crate::cpu::gemm::BRows;
 
 impl PackedConv {
     /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB (at least 128 pixels), and the
@@ -88,33 +89,30 @@ impl PackedConv {
             for g in 0..self.groups {
                 let f0 = g * mg + m0;
                 let dst = y.0.add((b * self.filters + f0) * n + p0);
+                // Bias/normalisation and activation of output channel g·mg + row, applied by the GEMM to each
+                // piece of a row as soon as it is final (still in L1).
+                let epi = |row: usize, vals: &mut [f32]| {
+                    activation::epilogue(vals, self.affine[g * mg + row], self.activation)
+                };
                 let wg = &self.weight[g];
                 // Right operand (k × np): the input itself for 1×1 layers (rows h·w apart, or one row per
                 // plane of a concatenation read in place), else the im2col tile.
-                if self.is_pointwise() {
-                    match x.single() {
-                        Some(data) => {
-                            let rhs = data.as_ptr().add((b * c + g * cg) * h * w + p0);
-                            gemm::gemm(wg, m0, mlen, np, rhs, h * w, dst, n)
-                        }
-                        None => {
-                            let rows: Vec<*const f32> = (0..cg)
-                                .map(|ci| x.plane(b, g * cg + ci).as_ptr().add(p0))
-                                .collect();
-                            gemm::gemm_rows(wg, m0, mlen, np, &rows, dst, n)
-                        }
-                    }
-                } else {
+                let rows: Vec<*const f32>;
+                let rhs = if !self.is_pointwise() {
                     if col.len() < k * np {
                         col.resize(k * np, 0.0);
                     }
                     self.im2col(x, b, g, &mut col[..k * np], p0, np);
-                    gemm::gemm(wg, m0, mlen, np, col.as_ptr(), np, dst, n);
-                }
-                for m in 0..mlen {
-                    let row = std::slice::from_raw_parts_mut(dst.add(m * n), np);
-                    activation::epilogue(row, self.affine[f0 + m], self.activation);
-                }
+                    BRows::Strided(col.as_ptr(), np)
+                } else if let Some(data) = x.single() {
+                    BRows::Strided(data.as_ptr().add((b * c + g * cg) * h * w + p0), h * w)
+                } else {
+                    rows = (0..cg)
+                        .map(|ci| x.plane(b, g * cg + ci).as_ptr().add(p0))
+                        .collect();
+                    BRows::Each(&rows)
+                };
+                gemm::gemm_epilogue(wg, m0, mlen, np, rhs, dst, n, &epi);
             }
         });
     }
