@@ -64,11 +64,37 @@ impl LayerType for UpsampleConfig {
 #[derive(Debug, Clone)]
 pub struct Upsample {
     pub cfg: UpsampleConfig,
+    pub input: Shape,
     pub output: Shape,
+    /// Run f32 CPU inputs that track no gradient through [`crate::cpu::upsample`] (`LoadOptions::cpu`).
+    pub cpu_kernel: bool,
 }
 
 impl Upsample {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.runs_cpu_kernel()
+            && x.device().is_cpu()
+            && x.dtype() == candle_core::DType::F32
+            && !x.track_op()
+        {
+            let op = crate::cpu::upsample::Upsample {
+                stride: self.cfg.stride as usize,
+                scale: self.cfg.scale,
+                input: self.input,
+            };
+            return op.forward(x);
+        }
+        self.forward_candle(x)
+    }
+
+    /// Whether a CPU f32 input without gradient goes through [`crate::cpu::upsample`] (upsampling, not the
+    /// reversed form; kernels enabled).
+    fn runs_cpu_kernel(&self) -> bool {
+        self.cpu_kernel && self.cfg.stride > 0
+    }
+
+    /// The candle-ops forward (every device, differentiable).
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let s = self.cfg.stride.unsigned_abs() as usize;
         let y = if self.cfg.stride > 0 {
             // Nearest neighbour by an integer factor, as upsample_cpu's `in[(j/stride)...]` indexing.
@@ -97,15 +123,67 @@ impl DarknetLayer for Upsample {
         cfg: &UpsampleConfig,
         spec: &LayerSpec,
         _: &VarBuilder,
-        _: &LoadOptions,
+        opts: &LoadOptions,
     ) -> Result<Self> {
         Ok(Upsample {
             cfg: cfg.clone(),
+            input: spec.input,
             output: spec.output,
+            cpu_kernel: opts.cpu.enabled,
         })
     }
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Upsample::forward(self, x)
+    }
+
+    fn kernel(&self) -> &'static str {
+        if self.runs_cpu_kernel() {
+            "cpu-upsample"
+        } else {
+            "candle"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The CPU kernel against the candle form (upsample_cpu's indexing), exactly, for strides 2 and 3 and a
+    /// scale, at batch 2.
+    #[test]
+    fn cpu_kernel_matches_candle() {
+        for (stride, scale) in [(2i64, 1.0f32), (3, 0.5)] {
+            let input = Shape::new(3, 5, 4);
+            let cfg = UpsampleConfig { stride, scale };
+            let s = stride as usize;
+            let layer = Upsample {
+                cfg,
+                input,
+                output: Shape::new(3, 5 * s, 4 * s),
+                cpu_kernel: true,
+            };
+            let v: Vec<f32> = (0..2 * 3 * 5 * 4)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect();
+            let x = Tensor::from_vec(v, (2, 3, 5, 4), &Device::Cpu).unwrap();
+            let got = layer
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let want = layer
+                .forward_candle(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(got, want, "stride {stride}");
+        }
     }
 }
