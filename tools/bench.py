@@ -83,6 +83,11 @@ def _in_fresh_process(what, module, func, **kwargs) -> dict:
     return r
 
 
+# Environment that limits a peer to AVX2 (--max-isa avx2): OpenVINO's oneDNN (measured here: yolov4-tiny b1 19.0 ->
+# 32.7 ms) and OpenCV's dispatcher (cv2.getCPUFeaturesLine() then marks AVX512-SKX as disabled).
+ISA_LIMITS = {"openvino": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "opencv": {"OPENCV_CPU_DISABLE": "AVX512-SKX"}}
+
+
 def machine() -> dict:
     """lscpu's model name and the CPU's SIMD flags (from /proc/cpuinfo)."""
     model = None
@@ -221,6 +226,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-ort", action="store_true", help="do not measure ONNX Runtime")
     p.add_argument("--require-all", action="store_true", help="a missing peer is an error (implied by CI=true)")
     p.add_argument("--json", help="also write all results here")
+    p.add_argument("--max-isa", choices=["native", "avx2"], default="native",
+                   help="avx2: compare as on an AVX2-only machine: --bin must be our AVX2 build (make bench-avx2), "
+                        "OpenVINO is limited by ONEDNN_MAX_CPU_ISA=AVX2 and OpenCV by OPENCV_CPU_DISABLE; ONNX "
+                        "Runtime and ncnn have no such switch: shown, but not counted in ours/fastest")
     a = p.parse_args(argv)
     if a.runs < 1 or a.warmup < 0:
         p.error("--runs >= 1 and --warmup >= 0")
@@ -253,6 +262,11 @@ def main(argv=None) -> int:
             random_weights(a.bin, cfg, w)
         cases.append({"model": name, "batch": batch, "cfg": cfg, "weights": w, "weights_note": note})
 
+    # Peers whose instruction set this run limits (--max-isa avx2); the others are not comparable then.
+    limited = set(e for e in ISA_LIMITS if e in peers) if a.max_isa == "avx2" else set(peers)
+    if a.max_isa == "avx2":
+        for e in limited:
+            os.environ.update(ISA_LIMITS[e])
     strict = a.require_all or os.environ.get("CI", "").lower() in ("1", "true", "yes")
     active = []
     for e in peers:
@@ -277,6 +291,10 @@ def main(argv=None) -> int:
             print(f"note: {bp.LABEL[e]} {vers[e]} is installed, the pinned version is {bp.PINNED[e]}", flush=True)
     if quick:
         print(f"note: --runs {a.runs} < 20: development numbers, too noisy to quote", flush=True)
+    if a.max_isa == "avx2":
+        print("note: --max-isa avx2: " + ", ".join(f"{bp.LABEL[e]} limited by {' '.join(f'{k}={v}' for k, v in ISA_LIMITS[e].items())}" for e in sorted(limited))
+              + "; " + ", ".join(bp.LABEL[e] for e in active if e not in limited)
+              + " cannot be limited (they use this CPU's best ISA): shown, not counted in ours/fastest", flush=True)
 
     results = []
     disagreements = []
@@ -310,6 +328,10 @@ def main(argv=None) -> int:
                 disagreements.append(f"{label}: {bp.LABEL[e]}")
         # 2. timing, each engine in its own process
         o = ours(a.bin, cfg, w, a.image, batch, a.runs, a.warmup, a.threads)
+        if a.max_isa == "avx2" and our_isa(o) != "avx2":
+            print(f"error: --max-isa avx2 needs our AVX2 build, {a.bin} runs {our_isa(o)} kernels "
+                  "(make bench-avx2 builds target/avx2/release/candle-darknet)", file=sys.stderr)
+            return 2
         ours_ms = o["forward"]["median_ms"]
         bflops = o["bflops_per_image"]
         for e in active:
@@ -322,14 +344,14 @@ def main(argv=None) -> int:
             engines[e].update(t)
             engines[e]["median_ms"] = t["latency_ms"]["median"]
             engines[e]["ratio_ours_over"] = ours_ms / t["latency_ms"]["median"]
-        timed = {e: v for e, v in engines.items() if v.get("median_ms")}
+        timed = {e: v for e, v in engines.items() if v.get("median_ms") and e in limited}
         fastest = min(timed, key=lambda e: timed[e]["median_ms"]) if timed else None
         r = {
             "model": name, "batch": batch, "size": SIZE, "weights": c["weights_note"], "bflops_per_image": bflops,
             "ours_ms": ours_ms, "ours_gflops": bflops * batch / (ours_ms / 1000.0),
             "ours_peak_rss_mib": o.get("peak_rss_mib"), "ours_isa": our_isa(o), "ours": o,
             "peers": {e: {k: v for k, v in engines[e].items() if k != "model"} for e in engines},
-            "fastest_peer": fastest,
+            "fastest_peer": fastest, "max_isa": a.max_isa, "isa_limited_peers": sorted(limited & set(engines)),
             "ratio_ours_over_fastest": ours_ms / timed[fastest]["median_ms"] if fastest else None,
         }
         results.append(r)
@@ -350,7 +372,8 @@ def main(argv=None) -> int:
     cols = [e for e in bp.ENGINES if e in active]
     hdr = f"{'model':<12} {'batch':>5} {'ours ms':>8}"
     for e in cols:
-        hdr += f" {bp.LABEL[e] + ' ms':>15} {'ours/' + bp.LABEL[e]:>18}"
+        mark = "" if e in limited else "*"
+        hdr += f" {bp.LABEL[e] + mark + ' ms':>15} {'ours/' + bp.LABEL[e] + mark:>18}"
     hdr += f" {'ours/fastest':>22} {'ours GF/s':>9} {'ours RSS MiB':>12}"
     print(hdr)
     for r in results:
@@ -368,6 +391,8 @@ def main(argv=None) -> int:
         rss = r["ours_peak_rss_mib"]
         line += f" {r['ours_gflops']:>9.1f} {(rss if rss is not None else float('nan')):>12.0f}"
         print(line)
+    if any(e not in limited for e in cols):
+        print("* not limited to AVX2 (no switch for it): not counted in ours/fastest")
     print("output check (max abs difference from ours, head outputs):")
     for r in results:
         print(f"  {r['model']} b{r['batch']}: " + ", ".join(
