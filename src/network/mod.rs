@@ -67,6 +67,17 @@ impl Network {
         })
     }
 
+    /// The same network with its layers replaced by `layers` (same types, order and shapes), e.g. with rounded
+    /// weights for a comparison.
+    pub fn with_layers(&self, layers: Vec<Layer>) -> Self {
+        Network {
+            cfg: self.cfg.clone(),
+            layers,
+            last_use: self.last_use.clone(),
+            device: self.device.clone(),
+        }
+    }
+
     /// Builds the network from parsed weights.
     pub fn from_weights(
         cfg: &NetworkConfig,
