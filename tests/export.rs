@@ -385,7 +385,7 @@ fn every_layer_type_and_option_exports_exactly() {
 }
 
 #[test]
-fn fp16_weights_dynamic_batch_and_opsets_verify() {
+fn fp16_weights_dynamic_batch_opsets_and_mish_op_verify() {
     let cfg = NetworkConfig::from_file(root().join("tests/data/export/all_ops.cfg")).unwrap();
     for opts in [
         ExportOptions {
@@ -400,6 +400,11 @@ fn fp16_weights_dynamic_batch_and_opsets_verify() {
         ExportOptions {
             batch: Batch::Fixed(2),
             opset: 21,
+            ..Default::default()
+        },
+        ExportOptions {
+            opset: 18,
+            mish_op: true,
             ..Default::default()
         },
     ] {

@@ -45,6 +45,10 @@ pub struct ExportArgs {
     /// Store the convolution weights as float16 (half the file; a Cast to float follows, arithmetic stays f32).
     #[arg(long)]
     pub fp16: bool,
+    /// Write mish as ONNX's Mish op (needs --opset 18+; for ncnn/pnnx, which lack Where). It differs from Darknet's
+    /// thresholded softplus by at most 4.1e-8, for inputs below -20 only. Default: Darknet's formula exactly.
+    #[arg(long)]
+    pub mish_op: bool,
     /// Every layer's output is also a graph output (`layer_XXX_<type>`), for layer-by-layer checks elsewhere.
     #[arg(long)]
     pub all_outputs: bool,
@@ -78,6 +82,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         },
         opset: a.opset,
         fp16_weights: a.fp16,
+        mish_op: a.mish_op,
         all_outputs: a.all_outputs,
     };
     let exported = export::export(&net, &opts)?;

@@ -4,7 +4,7 @@
 //! - `MaxPool` / `AveragePool` with non-zero `pads` (candle-onnx refuses pads; padded taps ignored, and
 //!   `count_include_pad=0` averages over the real taps only);
 //! - `Pad` in `constant` mode (candle-onnx has `reflect` only);
-//! - `Elu` and `GlobalAveragePool` (absent).
+//! - `Elu`, `Mish` and `GlobalAveragePool` (absent).
 //!
 //! The report lists which of these ran, so that a verification says how independent it was.
 
@@ -57,7 +57,7 @@ fn needs_own_kernel(node: &NodeProto) -> bool {
             ints_attr(node, "pads").is_some_and(|p| p.iter().any(|&v| v != 0))
         }
         "Pad" => str_attr(node, "mode").is_none_or(|m| m == "constant"),
-        "Elu" | "GlobalAveragePool" => true,
+        "Elu" | "Mish" | "GlobalAveragePool" => true,
         _ => false,
     }
 }
@@ -125,6 +125,8 @@ fn own_kernel(node: &NodeProto, values: &HashMap<String, Tensor>) -> Result<Tens
             let neg = ((x.minimum(0f32)?.exp()? - 1.0)? * alpha)?;
             x.relu()? + neg
         }
+        // x·tanh(ln(1 + exp(x))) (an overflowing exp gives ln(inf) = inf and tanh 1: the limit).
+        "Mish" => x * (x.exp()? + 1.0)?.log()?.tanh()?,
         "GlobalAveragePool" => x.mean_keepdim(3)?.mean_keepdim(2),
         "Pad" => {
             let pads = get(1)?.to_vec1::<i64>()?;

@@ -21,6 +21,9 @@ pub struct OnnxGraph {
     pub(crate) fp16_weights: bool,
     /// The opset the graph is written for (the few ops whose signature changed read it).
     pub opset: i64,
+    /// Write mish as ONNX's `Mish` op (opset 18+) instead of Darknet's thresholded softplus (see
+    /// [`super::ExportOptions::mish_op`]).
+    pub mish_op: bool,
 }
 
 impl OnnxGraph {

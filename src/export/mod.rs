@@ -79,6 +79,10 @@ pub struct ExportOptions {
     pub opset: i64,
     /// Store the convolution weights as float16 (each followed by a `Cast` to float: the arithmetic stays f32).
     pub fp16_weights: bool,
+    /// Write mish as ONNX's `Mish` op (needs opset 18) for runtimes without `Where` (ncnn through pnnx). ONNX's
+    /// softplus has no thresholds: the result differs from Darknet's `x·tanh(softplus(x, 20))` only for x < -20,
+    /// where both are below 4.1e-8 in magnitude. The default spells out Darknet's thresholds exactly.
+    pub mish_op: bool,
     /// Every layer's output is also a graph output, `layer_XXX_<type>` in layer order (for layer-by-layer
     /// comparisons in other runtimes), after `boxes`/`scores` when decoded. A layer whose output is the same
     /// value as an earlier layer's (or the input) is left out.
@@ -92,6 +96,7 @@ impl Default for ExportOptions {
             heads: Heads::Raw,
             opset: DEFAULT_OPSET,
             fp16_weights: false,
+            mish_op: false,
             all_outputs: false,
         }
     }
@@ -163,10 +168,17 @@ pub fn export(net: &Network, opts: &ExportOptions) -> Result<Exported, ExportErr
             OPSETS.end()
         )));
     }
+    if opts.mish_op && opts.opset < 18 {
+        return Err(ExportError::Options(format!(
+            "the Mish op needs opset 18 or newer, not {}",
+            opts.opset
+        )));
+    }
     if opts.batch == Batch::Fixed(0) {
         return Err(ExportError::Options("batch must be at least 1".into()));
     }
     let mut g = OnnxGraph::new(opts.fp16_weights, opts.opset);
+    g.mish_op = opts.mish_op;
     let mut names: Vec<String> = Vec::with_capacity(net.layers.len());
     let mut prev = "input".to_string();
     for (spec, layer) in net.cfg.layers.iter().zip(&net.layers) {
