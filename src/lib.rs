@@ -12,6 +12,7 @@ pub mod data;
 pub mod dataset;
 pub mod detect;
 pub mod eval;
+pub mod export;
 pub mod image;
 pub mod inference;
 pub mod layers;

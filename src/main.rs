@@ -22,6 +22,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Convert weights: .weights <-> .safetensors (bit-exact both ways).
     Convert(cli::convert::ConvertArgs),
+    /// Export to ONNX, verified layer by layer against the network (docs/export.md).
+    Export(cli::export::ExportArgs),
     /// Write random weights (Darknet's init, fixed seed) for a cfg.
     RandomWeights(cli::random_weights::RandomWeightsArgs),
     /// Compare every layer's output with a reference dump (Darknet's or OpenCV DNN's).
@@ -78,6 +80,7 @@ fn main() {
     let result: Result<()> = match cli.command {
         Command::Info(a) => cli::info::run(a),
         Command::Convert(a) => cli::convert::run(a),
+        Command::Export(a) => cli::export::run(a),
         Command::RandomWeights(a) => cli::random_weights::run(a),
         Command::Compare(a) => cli::compare::run(a),
         Command::Detect(a) => cli::detect::run(a),

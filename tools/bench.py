@@ -16,8 +16,8 @@ yolov3-tiny batch 1 (official weights, `make weights`). `--case NAME:BATCH` (rep
 For every case, before anything is timed, each peer runs the case's input (the image preprocessed as `darknet
 detector test`, replicated `batch` times) once in its own process and writes its raw head outputs in the
 shared/reference layout; `candle-darknet compare` then runs OUR network on the same input and compares: the [yolo]
-layers' outputs for the ONNX peers (ONNX Runtime, OpenVINO, ncnn run our Darknet->ONNX graph), the convolutions
-feeding them for OpenCV (whose [yolo] output is decoded boxes). The max abs difference is printed; a peer with any
+layers' outputs for the ONNX peers (ONNX Runtime, OpenVINO, ncnn run the graph of `candle-darknet export`), the
+convolutions feeding them for OpenCV (whose [yolo] output is decoded boxes). The max abs difference is printed; a peer with any
 element outside 1e-3 + 1e-3*|ours| DISAGREES: it is not timed, it is reported, and the exit status is 1.
 Then ours (`candle-darknet bench --json`, RAYON_NUM_THREADS=threads) and each agreeing peer are timed, each in its
 own fresh process (so each peak RSS is that engine's alone): the median of `runs` forward calls of the whole batch
@@ -309,7 +309,7 @@ def main(argv=None) -> int:
         engines: dict[str, dict] = {}
         # 1. outputs of every peer against ours, before any timing
         for e in active:
-            model = bp.prepare(e, cfg, w, batch, CACHE, SIZE)
+            model = bp.prepare(e, cfg, w, batch, CACHE, SIZE, os.path.abspath(a.bin))
             d = os.path.join(case_dir, e)
             os.makedirs(d)
             shutil.copyfile(inp, os.path.join(d, "input.bin"))

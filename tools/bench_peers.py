@@ -8,8 +8,9 @@ Importable; tools/bench.py calls `prepare()` in its own process (model conversio
 
   * mode "check": load the model as it will be timed, run the check input once and write the raw head outputs as
     `layer_XXX_<type>.bin` float32 files into `out_dir` (the layout of shared/reference, for `candle-darknet
-    compare`). ONNX Runtime, OpenVINO and ncnn run our Darknet->ONNX graph (tools/darknet_to_onnx.py), whose
-    outputs are the [yolo] layers' l.output; OpenCV's [yolo] output is decoded boxes, so for OpenCV the outputs are
+    compare`). ONNX Runtime, OpenVINO and ncnn run the ONNX graph of `candle-darknet export` (the Rust exporter,
+    docs/export.md; it verifies the graph layer by layer before writing it), whose outputs are the [yolo] layers'
+    l.output; OpenCV's [yolo] output is decoded boxes, so for OpenCV the outputs are
     the convolutions that feed the [yolo] layers (Darknet's l.output of layer yolo-1).
   * mode "time": `warmup` untimed forward calls of the whole batch, then `runs` timed ones (time.perf_counter);
     median/percentiles, peak RSS (VmHWM, includes Python and numpy), load time.
@@ -109,28 +110,34 @@ def _atomic_copy(src: str, dst: str) -> None:
     os.replace(dst + ".tmp", dst)
 
 
-def onnx_path(cfg: str, weights: str, batch: int, cache: str, size: int = 416) -> str:
-    """Our Darknet->ONNX graph of cfg/weights at size x size and this batch (built once, cached)."""
-    import onnx
+BIN = os.path.join(os.path.dirname(HERE), "target", "release", "candle-darknet")
 
-    import darknet_to_onnx as d2o
 
+def onnx_path(cfg: str, weights: str, batch: int, cache: str, size: int = 416, exe: str = BIN) -> str:
+    """`candle-darknet export` of cfg/weights at size x size and this batch, raw heads, verified by the exporter
+    (cached; re-exported when the cfg, the weights or the binary are newer)."""
+    if not os.path.isfile(exe):
+        raise RuntimeError(f"{exe} is missing: build it with `cargo build --release` (it exports the ONNX graphs)")
     stem = os.path.splitext(os.path.basename(weights))[0]
     path = os.path.join(cache, f"{stem}-{size}-b{batch}.onnx")
-    if not _fresh(path, cfg, weights):
+    if not _fresh(path, cfg, weights, exe):
         os.makedirs(cache, exist_ok=True)
-        model, _ = d2o.build_onnx(cfg, weights, size, size, batch=batch)
-        onnx.save(model, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        # Mish as ONNX's op (opset 18): ncnn (pnnx) has no Where; it differs from Darknet's thresholded softplus by
+        # at most 4.1e-8 (docs/export.md). Every ONNX peer runs this same graph.
+        cmd = [exe, "export", cfg, weights, "-o", path, "--size", f"{size}x{size}", "--batch", str(batch),
+               "--opset", "18", "--mish-op"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     return path
 
 
-def ncnn_model(cfg: str, weights: str, cache: str, size: int = 416) -> tuple[str, str]:
+def ncnn_model(cfg: str, weights: str, cache: str, size: int = 416, exe: str = BIN) -> tuple[str, str]:
     """(param, bin) of ncnn's model converted by pnnx (fp16=0) from the batch-1 ONNX graph (cached)."""
     stem = os.path.splitext(os.path.basename(weights))[0]
     param = os.path.join(cache, f"{stem}-{size}.ncnn.param")
     binf = os.path.join(cache, f"{stem}-{size}.ncnn.bin")
-    src = onnx_path(cfg, weights, 1, cache, size)
+    src = onnx_path(cfg, weights, 1, cache, size, exe)
     if _fresh(param, src) and _fresh(binf, src):
         return param, binf
     exe = pnnx_binary()
@@ -166,15 +173,16 @@ def opencv_weights(cfg: str, weights: str, cache: str) -> str:
     return out
 
 
-def prepare(engine: str, cfg: str, weights: str, batch: int, cache: str, size: int = 416) -> dict:
-    """The model files `run(engine, ...)` needs (converted and cached under `cache`)."""
+def prepare(engine: str, cfg: str, weights: str, batch: int, cache: str, size: int = 416, exe: str = BIN) -> dict:
+    """The model files `run(engine, ...)` needs (converted and cached under `cache`; `exe`: the candle-darknet
+    binary that exports the ONNX graph)."""
     if engine == "opencv":
         return {"cfg": cfg, "weights": opencv_weights(cfg, weights, cache)}
     if engine in ("onnxruntime", "openvino"):
-        return {"onnx": onnx_path(cfg, weights, batch, cache, size)}
+        return {"onnx": onnx_path(cfg, weights, batch, cache, size, exe)}
     if engine == "ncnn":
-        param, binf = ncnn_model(cfg, weights, cache, size)
-        return {"param": param, "bin": binf, "onnx": onnx_path(cfg, weights, 1, cache, size)}
+        param, binf = ncnn_model(cfg, weights, cache, size, exe)
+        return {"param": param, "bin": binf, "onnx": onnx_path(cfg, weights, 1, cache, size, exe)}
     raise ValueError(f"unknown engine {engine!r}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -130,29 +131,49 @@ class OpenCVAgainstDarknet(unittest.TestCase):
 
 
 class OnnxAgainstDarknet(unittest.TestCase):
-    """tools/darknet_to_onnx.py + ONNX Runtime vs the Darknet dumps (yolo layers included, exact layout)."""
+    """`candle-darknet export --all-outputs` (the Rust exporter) + ONNX Runtime vs the Darknet dumps, every layer
+    (yolo layers included, exact layout)."""
 
     def test_mini_yolov4_onnx(self):
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError:
+        import bench_peers as bp
+
+        m = bp.missing("onnxruntime") or (None if os.path.isfile(bp.BIN) else f"{bp.BIN} (cargo build --release)")
+        if m:
             if os.environ.get("CI"):
-                raise  # CI installs them (make test -> onnx-pydeps): a missing package is a failure there
-            self.skipTest("!!! SKIP: onnx/onnxruntime not installed (pip install onnx onnxruntime) - ONNX NOT checked")
-        import darknet_to_onnx as d2o
+                self.fail(f"{m} missing (CI builds and installs it: make test)")
+            self.skipTest(f"!!! SKIP: {m} missing - ONNX export NOT checked !!!")
+        import onnx_run
 
         cfg = os.path.join(MINI, "mini-yolov4.cfg")
+        ref = os.path.join(MINI, "infer_fused")
+        with open(os.path.join(ref, "manifest.json")) as f:
+            man = json.load(f)
         with tempfile.TemporaryDirectory() as t:
-            model, _ = d2o.build_onnx(cfg, os.path.join(MINI, "mini-yolov4.weights"), all_outputs=True)
             path = os.path.join(t, "m.onnx")
-            with open(path, "wb") as f:
-                f.write(model.SerializeToString())
-            d2o.dump(path, cfg, os.path.join(MINI, "infer_fused", "input.bin"), os.path.join(t, "ort"))
-            s = compare_refs.compare(os.path.join(t, "ort"), os.path.join(MINI, "infer_fused"), out=io.StringIO())
-        self.assertEqual(s["compared"], 40)
-        self.assertEqual(s["layers_out_of_tolerance"], [])
-        self.assertLess(s["worst_abs"]["max_abs"], 1e-4)
+            r = subprocess.run([bp.BIN, "export", cfg, os.path.join(MINI, "mini-yolov4.weights"), "-o", path,
+                                "--all-outputs"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            out = os.path.join(t, "ort")
+            self.assertEqual(onnx_run.main(["--engine", "onnxruntime", "--onnx", path, "--input",
+                                            os.path.join(ref, "input.bin"), "--out", out]), 0)
+            compared, aliases, worst = 0, 0, 0.0
+            for L in man["layers"]:
+                got_path = os.path.join(out, L["file"]) if L.get("file") else None
+                if not got_path or not os.path.isfile(got_path):
+                    # left out of --all-outputs only when it is an earlier layer's value
+                    self.assertTrue(L["type"] == "route" and len(L["layers"]) == 1 and L["groups"] == 1,
+                                    f"no ONNX output for layer {L['index']}")
+                    aliases += 1
+                    continue
+                got = np.fromfile(got_path, np.float32)
+                exp = np.fromfile(os.path.join(ref, L["file"]), np.float32)
+                self.assertEqual(got.shape, exp.shape, f"layer {L['index']}")
+                d = np.abs(got - exp)
+                self.assertTrue(np.all(d <= 1e-4 + 1e-4 * np.abs(exp)), f"layer {L['index']}: max abs {d.max():.3e}")
+                compared, worst = compared + 1, max(worst, float(d.max()))
+        self.assertEqual(compared + aliases, len(man["layers"]))
+        self.assertLessEqual(aliases, 4)
+        self.assertLess(worst, 1e-4)
 
 
 class BenchPeersAgainstDarknet(unittest.TestCase):

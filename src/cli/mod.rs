@@ -7,6 +7,7 @@ pub mod convert;
 pub mod cpu_args;
 pub mod detect;
 pub mod eval;
+pub mod export;
 pub mod info;
 pub mod model_arg;
 pub mod models;

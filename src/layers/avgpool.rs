@@ -8,6 +8,7 @@ use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
 use crate::cfg::error::CfgResult;
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[avgpool]` (`parse_avgpool`): no keys.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -49,5 +50,10 @@ impl DarknetLayer for Avgpool {
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         forward(x)
+    }
+
+    /// `GlobalAveragePool`: the mean of each channel, as `forward_avgpool_layer`.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, _ctx: &OnnxCtx) -> OnnxResult {
+        Ok(g.node("GlobalAveragePool", &[x], vec![]))
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::activation::activate;
+use super::activation::{activate, activate_onnx};
 use super::batchnorm::batchnorm_train;
 use super::im2col::conv_im2col;
 use super::{
@@ -30,6 +30,8 @@ use crate::cfg::options::{read_inert, refuse_nonzero, resolve_index, usize_of, A
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
 use crate::cpu::conv::{BnTensors, PackedConv};
+use crate::export::graph::{int, ints};
+use crate::export::{OnnxCtx, OnnxGraph};
 
 /// `[convolutional]` (`parse_convolutional`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -247,6 +249,15 @@ impl DarknetLayer for Convolutional {
         self.cpu.as_ref().map_or("candle", |p| p.kernel_name())
     }
 
+    /// `Conv` with the (fused) weights and bias, Darknet's zero padding and output size, then the activation.
+    fn to_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        x: &str,
+        _ctx: &OnnxCtx,
+    ) -> std::result::Result<String, String> {
+        Convolutional::to_onnx(self, g, x).map_err(|e| e.to_string())
+    }
     fn takes_parts(&self) -> bool {
         self.cpu.is_some()
     }
@@ -432,6 +443,49 @@ impl Convolutional {
 }
 
 impl Convolutional {
+    /// The ONNX form of [`Self::forward`]. The padding is `pad` on every side, plus, with dilation, the extra
+    /// zeros on the bottom/right that Darknet's im2col reads (its output size ignores dilation, as
+    /// [`Self::convolve`]). An unfused batch norm (never the case for `export`, which fuses as Darknet's
+    /// `fuse_conv_batchnorm`) is spelled out as `normalize_cpu` + `scale_bias`.
+    pub fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let c = &self.cfg;
+        let vec = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        let w = g.weight(self.weight.dims(), &vec(&self.weight)?);
+        let extra = (c.dilation - 1) * (c.size - 1);
+        let (p, q) = (c.pad as i64, (c.pad + extra) as i64);
+        let attrs = vec![
+            ints("kernel_shape", &[c.size as i64, c.size as i64]),
+            ints("strides", &[c.stride_y as i64, c.stride_x as i64]),
+            ints("dilations", &[c.dilation as i64, c.dilation as i64]),
+            ints("pads", &[p, p, q, q]),
+            int("group", c.groups as i64),
+        ];
+        let y = match (&self.bn, &self.bias) {
+            (None, Some(b)) => {
+                let b = g.weight(&[c.filters], &vec(b)?);
+                g.node("Conv", &[x, &w, &b], attrs)
+            }
+            (None, None) => g.node("Conv", &[x, &w], attrs),
+            (Some(bn), _) => {
+                let y = g.node("Conv", &[x, &w], attrs);
+                let shape = [1, c.filters, 1, 1];
+                let std: Vec<f32> = vec(&bn.running_var)?
+                    .iter()
+                    .map(|v| (v + BN_EPS as f32).sqrt())
+                    .collect();
+                let mean = g.weight(&shape, &vec(&bn.running_mean)?);
+                let std = g.weight(&shape, &std);
+                let scale = g.weight(&shape, &vec(&bn.scale)?);
+                let bias = g.weight(&shape, &vec(&bn.bias)?);
+                let y = g.node("Sub", &[&y, &mean], vec![]);
+                let y = g.node("Div", &[&y, &std], vec![]);
+                let y = g.node("Mul", &[&y, &scale], vec![]);
+                g.node("Add", &[&y, &bias], vec![])
+            }
+        };
+        Ok(activate_onnx(g, &y, c.activation))
+    }
+
     /// Training-mode forward (`forward_convolutional_layer` with `state.train = 1`): the differentiable
     /// convolution, then batch norm with the mini-batch statistics, which also moves the rolling statistics of
     /// the parameters' owner (`.9·rolling + .1·batch`), or the bias; then the activation. `index` is this

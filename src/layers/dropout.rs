@@ -10,6 +10,7 @@ use crate::cfg::error::CfgResult;
 use crate::cfg::options::read_inert;
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[dropout]` (`parse_dropout`): identity at inference.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,5 +65,10 @@ impl DarknetLayer for Dropout {
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Ok(x.clone())
+    }
+
+    /// The identity: the next layer reads this layer's input.
+    fn to_onnx(&self, _g: &mut OnnxGraph, x: &str, _ctx: &OnnxCtx) -> OnnxResult {
+        Ok(x.to_string())
     }
 }

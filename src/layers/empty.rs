@@ -8,6 +8,7 @@ use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
 use crate::cfg::error::CfgResult;
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[empty]`/`[silence]`: no keys.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -44,5 +45,10 @@ impl DarknetLayer for Empty {
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Ok(x.clone())
+    }
+
+    /// The identity: the next layer reads this layer's input.
+    fn to_onnx(&self, _g: &mut OnnxGraph, x: &str, _ctx: &OnnxCtx) -> OnnxResult {
+        Ok(x.to_string())
     }
 }

@@ -14,6 +14,8 @@ use crate::cfg::error::CfgResult;
 use crate::cfg::options::{refuse_nonzero, usize_of};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::graph::{int, ints};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[maxpool]` and `[local_avgpool]` (`parse_maxpool`, `parse_local_avgpool`; both build a maxpool layer).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -123,6 +125,29 @@ impl DarknetLayer for Maxpool {
         Maxpool::forward(self, x)
     }
 
+    /// `MaxPool` with Darknet's window placement: `padding/2` before, as much as the output needs after; ONNX
+    /// ignores padded taps as Darknet's `-FLT_MAX` does. `local_avgpool`: `AveragePool` over the in-image taps
+    /// only (`count_include_pad=0`). `maxpool_depth`: per output channel `g` the `ReduceMax` of channels
+    /// `g, g+out_c, ...`.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, _ctx: &OnnxCtx) -> OnnxResult {
+        let c = &self.cfg;
+        if c.maxpool_depth {
+            return Ok(self.depth_onnx(g, x));
+        }
+        let (t, b, l, r) = self.pads();
+        let mut attrs = vec![
+            ints("kernel_shape", &[c.size as i64, c.size as i64]),
+            ints("strides", &[c.stride_y as i64, c.stride_x as i64]),
+            ints("pads", &[t as i64, l as i64, b as i64, r as i64]),
+        ];
+        if c.avg {
+            attrs.push(int("count_include_pad", 0));
+            Ok(g.node("AveragePool", &[x], attrs))
+        } else {
+            Ok(g.node("MaxPool", &[x], attrs))
+        }
+    }
+
     fn kernel(&self) -> &'static str {
         if self.runs_cpu_kernel() {
             "cpu-maxpool"
@@ -199,7 +224,7 @@ impl Maxpool {
 
     /// Padding before (Darknet's `-padding/2` offset) and after, per axis, so that the padded input holds exactly
     /// the windows Darknet visits.
-    fn pads(&self) -> (usize, usize, usize, usize) {
+    pub(crate) fn pads(&self) -> (usize, usize, usize, usize) {
         let c = &self.cfg;
         let before = c.padding / 2;
         let need_h = (self.output.h - 1) * c.stride_y + c.size;
@@ -261,6 +286,27 @@ impl Maxpool {
             separable_max(&xp, c.size, c.stride_x)?
         };
         y.narrow(2, 0, self.output.h)?.narrow(3, 0, self.output.w)
+    }
+
+    /// The ONNX form of [`Self::forward_depth`]: `Gather` the channel group, `ReduceMax` over it (its axes are an
+    /// attribute before opset 18, an input since), `Concat`.
+    fn depth_onnx(&self, g: &mut OnnxGraph, x: &str) -> String {
+        let oc = self.cfg.out_channels;
+        let mut parts = Vec::with_capacity(oc);
+        for k in 0..oc {
+            let idx: Vec<i64> = (k..self.input.c).step_by(oc).map(|v| v as i64).collect();
+            let idx = g.const_i64(&idx);
+            let sel = g.node("Gather", &[x, &idx], vec![int("axis", 1)]);
+            let keep = int("keepdims", 1);
+            parts.push(if g.opset >= 18 {
+                let axes = g.const_i64(&[1]);
+                g.node("ReduceMax", &[&sel, &axes], vec![keep])
+            } else {
+                g.node("ReduceMax", &[&sel], vec![ints("axes", &[1]), keep])
+            });
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        g.node("Concat", &refs, vec![int("axis", 1)])
     }
 
     fn forward_depth(&self, x: &Tensor) -> Result<Tensor> {

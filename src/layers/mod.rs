@@ -32,6 +32,7 @@ use candle_nn::{VarBuilder, VarMap};
 use crate::cfg::error::{CfgErrorKind, CfgResult};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph};
 
 /// The cfg half of a layer type: what `parse_X` reads and what `make_X_layer` derives from it.
 pub trait LayerType {
@@ -119,6 +120,19 @@ pub trait DarknetLayer: Sized {
     /// same result as [`Self::forward`] on `Tensor::cat(parts, 1)`, which is the default.
     fn forward_parts(&self, parts: &[Tensor], inputs: &Inputs) -> Result<Tensor> {
         self.forward(&Tensor::cat(parts, 1)?, inputs)
+    }
+
+    /// The ONNX form of the inference forward (`candle-darknet export`, [`crate::export`]): adds this layer's
+    /// nodes to `g`, reading the value named `x` (and earlier layers' outputs through `ctx`), and returns the name
+    /// of its output. Standard ONNX ops with Darknet's exact semantics only; a layer type or option that has no
+    /// exact form returns the reason, and the exporter refuses with the layer's index and type. Default: refused.
+    fn to_onnx(
+        &self,
+        _g: &mut OnnxGraph,
+        _x: &str,
+        _ctx: &OnnxCtx,
+    ) -> std::result::Result<String, String> {
+        Err("this layer type has no ONNX form in the exporter".into())
     }
 }
 
@@ -273,6 +287,13 @@ macro_rules! layer_types {
             pub fn forward_train(&self, x: &Tensor, inputs: &Inputs, train: &TrainState) -> Result<Tensor> {
                 match self {
                     $( Self::$variant(l) => DarknetLayer::forward_train(l, x, inputs, train), )+
+                }
+            }
+
+            /// The ONNX form of the inference forward ([`DarknetLayer::to_onnx`]).
+            pub fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> std::result::Result<String, String> {
+                match self {
+                    $( Self::$variant(l) => DarknetLayer::to_onnx(l, g, x, ctx), )+
                 }
             }
 

@@ -13,6 +13,8 @@ use crate::cfg::error::{CfgErrorKind, CfgResult};
 use crate::cfg::options::{anchor_pairs, read_inert, usize_of};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::graph::{int, ints};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[region]` (`parse_region`): the YOLOv2 head.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -159,5 +161,30 @@ impl DarknetLayer for Region {
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Region::forward(self, x)
+    }
+
+    /// [`Region::forward`] in ONNX: Darknet's `flatten` (`[b, c, h·w]` transposed to `[b, h·w, num, size]`, which
+    /// stays the output's memory order), logistic on the objectness entry, Darknet's softmax over the classes
+    /// (`Softmax` on that axis: `exp(x - max)/sum` as `softmax` in blas.c), back to a `[b, c, h, w]` view.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> OnnxResult {
+        let c = &self.cfg;
+        let o = ctx.spec.output;
+        let size = (c.coords + 1 + c.classes) as i64;
+        let hw = (o.h * o.w) as i64;
+        let v = g.reshape(x, &[0, o.c as i64, hw]);
+        let v = g.node("Transpose", &[&v], vec![ints("perm", &[0, 2, 1])]);
+        let v = g.reshape(&v, &[0, hw, c.num as i64, size]);
+        let k = c.coords as i64;
+        let coords = g.slice(&v, 3, 0, k);
+        let obj = g.slice(&v, 3, k, k + 1);
+        let obj = g.node("Sigmoid", &[&obj], vec![]);
+        let cls = g.slice(&v, 3, k + 1, size);
+        let cls = if c.softmax {
+            g.node("Softmax", &[&cls], vec![int("axis", 3)])
+        } else {
+            cls
+        };
+        let y = g.node("Concat", &[&coords, &obj, &cls], vec![int("axis", 3)]);
+        Ok(g.reshape(&y, &[0, o.c as i64, o.h as i64, o.w as i64]))
     }
 }

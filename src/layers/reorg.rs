@@ -15,6 +15,8 @@ use crate::cfg::error::CfgResult;
 use crate::cfg::options::usize_of;
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::graph::int;
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[reorg]` (old, `make_reorg_old_layer`) and `[reorg3d]` (`make_reorg_layer`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -154,5 +156,22 @@ impl DarknetLayer for Reorg {
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Reorg::forward(self, x)
+    }
+
+    /// The same permutation as [`Reorg::forward`]: flatten each image, `Gather` with `reorg_cpu`'s index table,
+    /// reshape to the output shape.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, _ctx: &OnnxCtx) -> OnnxResult {
+        let index: Vec<i64> = self
+            .index
+            .to_vec1::<u32>()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        let flat = g.reshape(x, &[0, -1]);
+        let idx = g.const_i64(&index);
+        let y = g.node("Gather", &[&flat, &idx], vec![int("axis", 1)]);
+        let o = self.output;
+        Ok(g.reshape(&y, &[0, o.c as i64, o.h as i64, o.w as i64]))
     }
 }

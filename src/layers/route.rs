@@ -10,6 +10,8 @@ use crate::cfg::error::CfgResult;
 use crate::cfg::options::{read_inert, resolve_index, usize_of};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::graph::int;
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[route]` (`parse_route`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -145,5 +147,26 @@ impl DarknetLayer for Route {
 
     fn forward(&self, _x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         Route::forward(self, &inputs.outputs(&self.cfg.layers)?)
+    }
+
+    /// Per input layer a channel `Slice` (`groups`/`group_id`), then `Concat` on channels.
+    fn to_onnx(&self, g: &mut OnnxGraph, _x: &str, ctx: &OnnxCtx) -> OnnxResult {
+        let c = &self.cfg;
+        let mut parts = Vec::new();
+        for &j in &c.layers {
+            let name = ctx.output(j).to_string();
+            if c.groups == 1 {
+                parts.push(name);
+                continue;
+            }
+            let part = ctx.specs[j].output.c / c.groups;
+            let start = (part * c.group_id) as i64;
+            parts.push(g.slice(&name, 1, start, start + part as i64));
+        }
+        if parts.len() == 1 {
+            return Ok(parts.pop().expect("one part"));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        Ok(g.node("Concat", &refs, vec![int("axis", 1)]))
     }
 }

@@ -9,6 +9,7 @@ use crate::cfg::error::CfgResult;
 use crate::cfg::options::{resolve_index, Activation};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[sam]` (`parse_sam`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -74,5 +75,15 @@ impl DarknetLayer for Sam {
     /// `forward_sam_layer`: `from[i] · x[i]`, the same product as [`scale_channels::forward`].
     fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         scale_channels::forward(x, inputs.output(self.cfg.from)?, self.cfg.activation)
+    }
+
+    /// `Mul(from, x)`, then the activation ([`scale_channels::to_onnx`]).
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> OnnxResult {
+        Ok(scale_channels::to_onnx(
+            g,
+            x,
+            ctx.output(self.cfg.from),
+            self.cfg.activation,
+        ))
     }
 }

@@ -11,6 +11,7 @@ use crate::cfg::error::CfgResult;
 use crate::cfg::options::{resolve_index, Activation};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[scale_channels]` (`parse_scale_channels`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -72,6 +73,12 @@ pub fn forward(x: &Tensor, from: &Tensor, activation: Activation) -> Result<Tens
     activate(&from.broadcast_mul(x)?, activation)
 }
 
+/// The ONNX form of [`forward`], shared by `[scale_channels]` and `[sam]`.
+pub fn to_onnx(g: &mut OnnxGraph, x: &str, from: &str, activation: Activation) -> String {
+    let y = g.node("Mul", &[from, x], vec![]);
+    super::activation::activate_onnx(g, &y, activation)
+}
+
 /// The built `[scale_channels]` layer (no parameters).
 #[derive(Debug, Clone)]
 pub struct ScaleChannels {
@@ -92,5 +99,15 @@ impl DarknetLayer for ScaleChannels {
 
     fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         forward(x, inputs.output(self.cfg.from)?, self.cfg.activation)
+    }
+
+    /// `Mul(from, x)` with ONNX broadcasting (`x` is `C×1×1`, or `1×H×W` with `scale_wh`), then the activation.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> OnnxResult {
+        Ok(to_onnx(
+            g,
+            x,
+            ctx.output(self.cfg.from),
+            self.cfg.activation,
+        ))
     }
 }

@@ -8,12 +8,13 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::activation::activate;
+use super::activation::{activate, activate_onnx};
 use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
 use crate::cfg::error::CfgResult;
 use crate::cfg::options::{resolve_index, Activation};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// Weights of a weighted `[shortcut]` (`weights_type` in `parse_shortcut`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -168,5 +169,33 @@ impl DarknetLayer for Shortcut {
 
     fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         Shortcut::forward(self, x, &inputs.outputs(&self.cfg.from)?)
+    }
+
+    /// `Add` per `from` layer of the same shape; a layer of another shape is added on the flat index as
+    /// `shortcut_multilayer_cpu` does (both flattened per image, the other one cut or zero-padded to this one's
+    /// length). Then the activation.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> OnnxResult {
+        let me = ctx.spec.input;
+        let mut out = x.to_string();
+        for &j in &self.cfg.from {
+            let other = ctx.specs[j].output;
+            let from = ctx.output(j);
+            out = if other == me {
+                g.node("Add", &[&out, from], vec![])
+            } else {
+                let (n, m) = (me.numel() as i64, other.numel() as i64);
+                let flat = g.reshape(&out, &[0, n]);
+                let add = g.reshape(from, &[0, m]);
+                let add = if m >= n {
+                    g.slice(&add, 1, 0, n)
+                } else {
+                    let pads = g.const_i64(&[0, 0, 0, n - m]);
+                    g.node("Pad", &[&add, &pads], vec![])
+                };
+                let sum = g.node("Add", &[&flat, &add], vec![]);
+                g.reshape(&sum, &[0, me.c as i64, me.h as i64, me.w as i64])
+            };
+        }
+        Ok(activate_onnx(g, &out, self.cfg.activation))
     }
 }

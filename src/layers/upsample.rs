@@ -9,6 +9,8 @@ use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
 use crate::cfg::error::CfgResult;
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
+use crate::export::graph::{ints, string};
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// `[upsample]` (`parse_upsample`); a negative stride downsamples (`reverse` in make_upsample_layer).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -142,6 +144,47 @@ impl DarknetLayer for Upsample {
             "cpu-upsample"
         } else {
             "candle"
+        }
+    }
+
+    /// Upsampling: `Resize` nearest with integer scales (`asymmetric` + `floor`: output pixel `j` reads input
+    /// `j/stride`, as `upsample_cpu`). Downsampling (negative stride): crop, `AveragePool` times `stride²` (the
+    /// window sum). Then `scale` when it is not 1.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> OnnxResult {
+        let s = self.cfg.stride.unsigned_abs() as usize;
+        let y = if self.cfg.stride > 0 {
+            let scales = g.const_f32(&[4], &[1.0, 1.0, s as f32, s as f32]);
+            g.node(
+                "Resize",
+                &[x, "", &scales],
+                vec![
+                    string("mode", "nearest"),
+                    string("coordinate_transformation_mode", "asymmetric"),
+                    string("nearest_mode", "floor"),
+                ],
+            )
+        } else {
+            let (h, w) = (self.output.h * s, self.output.w * s);
+            let i = ctx.spec.input;
+            let mut y = x.to_string();
+            if i.h != h {
+                y = g.slice(&y, 2, 0, h as i64);
+            }
+            if i.w != w {
+                y = g.slice(&y, 3, 0, w as i64);
+            }
+            let k = s as i64;
+            let y = g.node(
+                "AveragePool",
+                &[&y],
+                vec![ints("kernel_shape", &[k, k]), ints("strides", &[k, k])],
+            );
+            g.binary_scalar("Mul", &y, (s * s) as f32)
+        };
+        if self.cfg.scale == 1.0 {
+            Ok(y)
+        } else {
+            Ok(g.binary_scalar("Mul", &y, self.cfg.scale))
         }
     }
 }

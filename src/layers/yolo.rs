@@ -17,6 +17,7 @@ use crate::cfg::options::{anchor_pairs, read_inert, usize_of};
 use crate::cfg::reader::Section;
 use crate::cfg::{LayerSpec, Shape};
 use crate::cpu::yolo::EntryOp;
+use crate::export::{OnnxCtx, OnnxGraph, OnnxResult};
 
 /// Box loss of a yolo layer (`iou_loss`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -328,6 +329,44 @@ impl DarknetLayer for Yolo {
 
     fn forward(&self, x: &Tensor, _inputs: &Inputs) -> Result<Tensor> {
         Yolo::forward(self, x)
+    }
+
+    /// `forward_yolo_layer`'s in-place activation as whole-tensor ops with per-channel constants: with `M` 1 on
+    /// the entries that go through the logistic, `y = (sigmoid(x)·M + x·(1-M))·A + B`, `A`/`B` = `scale_x_y` and
+    /// `-(scale_x_y-1)/2` on the scaled entries and 1/0 elsewhere. Multiplying by exact 0/1 and adding 0 changes no
+    /// bit, so every entry is Darknet's formula; the ops are the most portable ones (no `Where`).
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str, _ctx: &OnnxCtx) -> OnnxResult {
+        let ops = self.ops();
+        let n = self.cfg.mask.len();
+        let s = self.cfg.scale_x_y;
+        let shift = (-0.5 * (s as f64 - 1.0)) as f32;
+        let (mut m, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            for op in &ops {
+                let logistic = matches!(op, Op::Logistic | Op::LogisticScaled);
+                let scaled = matches!(op, Op::LogisticScaled | Op::Scaled);
+                m.push(if logistic { 1.0 } else { 0.0 });
+                a.push(if scaled { s } else { 1.0 });
+                b.push(if scaled { shift } else { 0.0 });
+            }
+        }
+        let shape = [1, m.len(), 1, 1];
+        let keep: Vec<f32> = m.iter().map(|v| 1.0 - v).collect();
+        let sig = g.node("Sigmoid", &[x], vec![]);
+        let mc = g.const_f32(&shape, &m);
+        let kc = g.const_f32(&shape, &keep);
+        let p = g.node("Mul", &[&sig, &mc], vec![]);
+        let q = g.node("Mul", &[x, &kc], vec![]);
+        let sel = g.node("Add", &[&p, &q], vec![]);
+        let y = if a.iter().all(|&v| v == 1.0) {
+            sel
+        } else {
+            let ac = g.const_f32(&shape, &a);
+            let bc = g.const_f32(&shape, &b);
+            let y = g.node("Mul", &[&sel, &ac], vec![]);
+            g.node("Add", &[&y, &bc], vec![])
+        };
+        Ok(y)
     }
 
     fn kernel(&self) -> &'static str {

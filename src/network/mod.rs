@@ -72,6 +72,19 @@ impl Network {
         })
     }
 
+    /// The same network with its layers replaced by `layers` (same types, order and shapes), e.g. with rounded
+    /// weights for a comparison.
+    pub fn with_layers(&self, layers: Vec<Layer>) -> Self {
+        let in_place_route = in_place_routes(&self.cfg, &layers);
+        Network {
+            cfg: self.cfg.clone(),
+            layers,
+            last_use: self.last_use.clone(),
+            in_place_route,
+            device: self.device.clone(),
+        }
+    }
+
     /// Builds the network from parsed weights.
     pub fn from_weights(
         cfg: &NetworkConfig,
