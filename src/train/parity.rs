@@ -48,6 +48,9 @@ pub struct DarknetCost {
 pub struct NoiseFloor {
     pub iteration: usize,
     pub loss_rel: f64,
+    /// The worst yolo layer's cost difference (older files: absent, the loss's is used).
+    #[serde(default)]
+    pub cost_rel: Option<f64>,
     pub weights_rel: f64,
 }
 
@@ -126,11 +129,18 @@ impl ParityCase {
     }
 }
 
-/// Tolerances of [`compare_training`] (each widened to the iteration's noise floor when that is larger).
+/// Tolerances of [`compare_training`]: an iteration's loss, costs and weights must be within
+/// `max(tolerance, noise_factor × Darknet's noise floor of that iteration)`.
+///
+/// Why a factor: Darknet's 1-vs-2-thread runs differ only in the few loops OpenMP splits differently (the
+/// yolo logistic, reductions), so its floor starts near 1e-8; our float accumulation order differs in every
+/// convolution, so the same chaotic growth (×10–×1000 per iteration once the rate is up) starts from about
+/// 1e-6. The default factor 10 accepts growth at Darknet's own rate from that start, not a faster one.
 #[derive(Debug, Clone, Copy)]
 pub struct ParityTolerance {
     pub loss_rel: f64,
     pub weights_rel: f64,
+    pub noise_factor: f64,
 }
 
 impl Default for ParityTolerance {
@@ -138,6 +148,7 @@ impl Default for ParityTolerance {
         ParityTolerance {
             loss_rel: 1e-4,
             weights_rel: 1e-4,
+            noise_factor: 10.0,
         }
     }
 }
@@ -165,8 +176,10 @@ pub struct ParityRow {
     pub worst_update: String,
     /// Darknet 2 vs 1 OpenMP threads, when the reference has it.
     pub noise: Option<NoiseFloor>,
-    /// What failed in this iteration (empty: passed).
+    /// What failed in this iteration (beyond the noise-widened tolerance; empty: passed).
     pub failures: Vec<String>,
+    /// What exceeded the plain tolerance (1e-4), noise floor or not.
+    pub over_tolerance: Vec<String>,
 }
 
 /// The comparison of a whole run.
@@ -175,6 +188,8 @@ pub struct ParityReport {
     pub rows: Vec<ParityRow>,
     /// The first iteration with a failure and what failed first.
     pub first_divergence: Option<(usize, String)>,
+    /// The first iteration where something exceeded the plain tolerance, and what (network order).
+    pub first_over_tolerance: Option<(usize, String)>,
 }
 
 impl ParityReport {
@@ -213,10 +228,18 @@ impl ParityReport {
                 noise
             );
         }
+        if let Some((k, what)) = &self.first_over_tolerance {
+            let _ = writeln!(s, "\nfirst value over 1e-4: iteration {k}: {what}");
+        }
         match &self.first_divergence {
-            None => s.push_str("\nall iterations within tolerance\n"),
+            None => {
+                s.push_str("all iterations within max(tolerance, noise factor × noise floor)\n")
+            }
             Some((k, what)) => {
-                let _ = writeln!(s, "\nfirst divergence: iteration {k}: {what}");
+                let _ = writeln!(
+                    s,
+                    "first divergence beyond the noise floor: iteration {k}: {what}"
+                );
             }
         }
         s
@@ -314,12 +337,18 @@ pub fn compare_training(
     let mut before = initial.to_tensors(&cfg, &Device::Cpu)?;
     let mut rows = Vec::new();
     let mut first_divergence = None;
+    let mut first_over_tolerance = None;
     for dk in &case.iterations {
         let stats = trainer
             .step()
             .with_context(|| format!("our iteration {}", dk.iteration))?;
         let (row, after) = compare_iteration(case, &trainer, dk, &stats, &run.tolerance, &before)?;
         before = after;
+        if first_over_tolerance.is_none() {
+            if let Some(f) = row.over_tolerance.first() {
+                first_over_tolerance = Some((row.iteration, f.clone()));
+            }
+        }
         if first_divergence.is_none() {
             if let Some(f) = row.failures.first() {
                 first_divergence = Some((row.iteration, f.clone()));
@@ -331,6 +360,7 @@ pub fn compare_training(
     Ok(ParityReport {
         rows,
         first_divergence,
+        first_over_tolerance,
     })
 }
 
@@ -344,6 +374,7 @@ fn compare_iteration(
 ) -> Result<(ParityRow, HashMap<String, Tensor>)> {
     let k = dk.iteration;
     let mut failures = Vec::new();
+    let mut over = Vec::new();
     let size = trainer.network_size();
     if size != (dk.w, dk.h) {
         failures.push(format!(
@@ -371,33 +402,53 @@ fn compare_iteration(
         failures.push(format!("rate {} vs Darknet {}", stats.rate, dk.rate));
     }
     let noise = case.noise.iter().find(|n| n.iteration == k).cloned();
-    let (nl, nw) = noise
-        .as_ref()
-        .map_or((0.0, 0.0), |n| (n.loss_rel, n.weights_rel));
+    let f = tol.noise_factor;
+    let (nl, nc, nw) = noise.as_ref().map_or((0.0, 0.0, 0.0), |n| {
+        let c = n.cost_rel.unwrap_or(n.loss_rel);
+        (n.loss_rel * f, c * f, n.weights_rel * f)
+    });
+    // Exact checks above fail either way; a value over the plain tolerance is recorded, over the
+    // noise-widened one it fails.
+    over.extend(failures.iter().cloned());
+    let mut check = |r: f64, plain: f64, widened: f64, what: String| {
+        if r > plain {
+            over.push(what.clone());
+        }
+        if r > plain.max(widened) {
+            failures.push(what);
+        }
+    };
     let loss_rel = rel(stats.loss, dk.loss);
-    if loss_rel > tol.loss_rel.max(nl) {
-        failures.push(format!(
+    check(
+        loss_rel,
+        tol.loss_rel,
+        nl,
+        format!(
             "loss {} vs Darknet {} (rel {loss_rel:.2e})",
             stats.loss, dk.loss
-        ));
-    }
+        ),
+    );
     let (mut cost_rel, mut cost_layer) = (0f64, 0usize);
     let ours: HashMap<usize, f32> = trainer.last_costs().iter().copied().collect();
     for c in &dk.costs {
         let Some(o) = ours.get(&c.layer) else {
-            failures.push(format!("no yolo cost of layer {} on our side", c.layer));
+            check(
+                f64::INFINITY,
+                0.0,
+                0.0,
+                format!("no yolo cost of layer {} on our side", c.layer),
+            );
             continue;
         };
         let r = rel(*o, c.cost);
         if r >= cost_rel {
             (cost_rel, cost_layer) = (r, c.layer);
         }
-        if r > tol.loss_rel.max(nl) {
-            failures.push(format!(
-                "yolo layer {} cost {o} vs Darknet {} (rel {r:.2e})",
-                c.layer, c.cost
-            ));
-        }
+        let what = format!(
+            "yolo layer {} cost {o} vs Darknet {} (rel {r:.2e})",
+            c.layer, c.cost
+        );
+        check(r, tol.loss_rel, nc, what);
     }
     let theirs = case.tensors(k)?;
     let ours: HashMap<String, Tensor> = trainer.tensors().into_iter().collect();
@@ -411,7 +462,12 @@ fn compare_iteration(
     let (mut update_rel, mut worst_update) = (0f64, String::new());
     for name in names {
         let Some(o) = ours.get(name) else {
-            failures.push(format!("tensor {name} missing on our side"));
+            check(
+                f64::INFINITY,
+                0.0,
+                0.0,
+                format!("tensor {name} missing on our side"),
+            );
             continue;
         };
         if let Some(b) = before.get(name) {
@@ -427,9 +483,12 @@ fn compare_iteration(
         if r > weights_rel || worst_tensor.is_empty() {
             (weights_rel, worst_tensor) = (r, name.clone());
         }
-        if r > tol.weights_rel.max(nw) {
-            failures.push(format!("tensor {name}: rel {r:.2e}"));
-        }
+        check(
+            r,
+            tol.weights_rel,
+            nw,
+            format!("tensor {name}: rel {r:.2e}"),
+        );
     }
     let row = ParityRow {
         iteration: k,
@@ -448,6 +507,7 @@ fn compare_iteration(
         worst_update,
         noise,
         failures,
+        over_tolerance: over,
     };
     Ok((row, theirs))
 }

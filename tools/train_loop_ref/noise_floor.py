@@ -2,7 +2,7 @@
 """Darknet's own noise floor: two harness runs of the same case (OMP_NUM_THREADS 2 and 1) compared per
 iteration with the metrics `candle-darknet train-compare` uses (src/train/parity.rs):
 
-* loss: |a - b| / |b|;
+* loss: |a - b| / |b|; yolo costs: the worst layer's |a - b| / |b|;
 * weights: per tensor max|a - b| / max|b| (0 when both are all zero), the worst tensor of the network.
 
 Usage: noise_floor.py REFERENCE_DIR BASELINE_DIR > noise_floor.json
@@ -49,9 +49,13 @@ def main():
             d = rel(a, tr[name])
             if d > worst or not worst_name:
                 worst, worst_name = d, name
+        costs = {c["layer"]: c["cost"] for c in r["costs"]}
+        cost_rel = max((abs(c["cost"] - costs[c["layer"]]) / max(abs(costs[c["layer"]]), 1e-30)
+                        for c in b["costs"]), default=0.0)
         rows.append({
             "iteration": k,
             "loss_rel": abs(b["loss"] - r["loss"]) / max(abs(r["loss"]), 1e-30),
+            "cost_rel": cost_rel,
             "weights_rel": worst,
             "worst_tensor": worst_name,
             "same_batch": r["x_fnv"] == b["x_fnv"] and r["y_fnv"] == b["y_fnv"],
