@@ -40,6 +40,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Keep the first K layers' weights, as `darknet partial` (e.g. yolov4-tiny.conv.29).
     Partial(cli::partial::PartialArgs),
+    /// Our training loop against a Darknet training-loop reference (tools/train_loop_ref).
+    TrainCompare(cli::train_compare::TrainCompareArgs),
     /// Anchor boxes by k-means over the training labels (Darknet's `detector calc_anchors`).
     Anchors(cli::anchors::AnchorsArgs),
     /// List the built-in named models and what is present locally.
@@ -89,6 +91,7 @@ fn main() {
         Command::Augment(a) => cli::augment::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Partial(a) => cli::partial::run(a),
+        Command::TrainCompare(a) => cli::train_compare::run(a),
         Command::Anchors(a) => cli::anchors::run(a),
         Command::Models(a) => cli::models::run(a),
     };

@@ -15,3 +15,4 @@ pub mod partial;
 pub mod random_weights;
 pub mod run_args;
 pub mod train;
+pub mod train_compare;

@@ -10,11 +10,12 @@
 //!
 //! Each worker has a bounded channel (`prefetch` batches); the consumer takes batch `k` from worker
 //! `k % workers`, so batches arrive in order and memory stays bounded. Batches are numbered from
-//! [`LoaderConfig::start`] (a resumed training run continues its stream); an optional [`SizeSchedule`] gives
-//! the network size of each batch (training's multi-scale).
+//! [`LoaderConfig::start`] (a resumed training run continues its stream); an optional [`Sizes`] gives
+//! the network size of each batch (training's multi-scale): a [`SizeSchedule`], or in [`RngMode::Darknet`]
+//! Darknet's own multi-scale draw from the same glibc stream ([`DarknetMultiscale`]).
 
 use super::detection::{load_data_detection, AugmentConfig, DetectionBatch, Sources};
-use super::rand::{FastRand, GlibcRand};
+use super::rand::{rand_scale, FastRand, GlibcRand};
 use crate::dataset::Resolver;
 use anyhow::{anyhow, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,63 @@ pub struct LoaderConfig {
 /// The network `(width, height)` of batch `k` (multi-scale training); without one, the [`AugmentConfig`]'s.
 pub type SizeSchedule = Arc<dyn Fn(u64) -> (usize, usize) + Send + Sync>;
 
+/// How the loader sizes its batches (training's multi-scale).
+#[derive(Clone)]
+pub enum Sizes {
+    /// Batch `k` at `schedule(k)`.
+    Schedule(SizeSchedule),
+    /// [`RngMode::Darknet`] only: `train_detector`'s multi-scale draw made from the loader's glibc stream
+    /// before every 10th batch, as a single-threaded Darknet loop draws it (`rand_scale` in the main thread
+    /// between two `load_data_detection` calls).
+    Darknet(DarknetMultiscale),
+}
+
+/// `train_detector`'s multi-scale settings (`random` of the last yolo layer, the cfg's size and
+/// `resize_step`, `max_batches`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DarknetMultiscale {
+    pub random: f32,
+    pub init_w: usize,
+    pub init_h: usize,
+    pub resize_step: usize,
+    pub max_batches: usize,
+}
+
+impl DarknetMultiscale {
+    /// `rand_coef`: 1.4 for `random=1`, else `random`.
+    pub fn coef(&self) -> f32 {
+        if self.random != 1.0 {
+            self.random
+        } else {
+            1.4
+        }
+    }
+
+    /// The size for one draw `val = rand_scale(coef)` (detector.c: `roundl(random_val*init_w/resize_step + 1)
+    /// *resize_step` in float arithmetic, back to the cfg's size when `val < 1` rounds above it, the largest
+    /// size when `largest`, at least `resize_step`).
+    pub fn dims(&self, val: f32, largest: bool) -> (usize, usize) {
+        let step = self.resize_step.max(1) as f32;
+        let round =
+            |v: f32, init: usize| (((v * init as f32) / step + 1.0).round() * step) as usize;
+        let (mut w, mut h) = (round(val, self.init_w), round(val, self.init_h));
+        if val < 1.0 && (w > self.init_w || h > self.init_h) {
+            (w, h) = (self.init_w, self.init_h);
+        }
+        if largest {
+            let c = self.coef();
+            (w, h) = (round(c, self.init_w), round(c, self.init_h));
+        }
+        (w.max(step as usize), h.max(step as usize))
+    }
+
+    /// Whether batch `k` (0-based iteration) of a run that starts with `count` batches done in this process
+    /// takes the largest size: the first block of the process (`avg_loss < 0`) and the last 100 iterations.
+    fn largest(&self, count: u64, k: u64) -> bool {
+        count == 0 || k + 100 > self.max_batches as u64
+    }
+}
+
 /// The seed of batch `k` in [`RngMode::PerBatch`] (splitmix64 of seed and index; lives in [`crate::util`]).
 pub use crate::util::batch_seed;
 
@@ -73,17 +131,22 @@ impl BatchLoader {
         Self::spawn_scheduled(paths, resolver, cfg, lc, None)
     }
 
-    /// [`BatchLoader::spawn`] with the network size of batch `k` from `sizes(k)`.
+    /// [`BatchLoader::spawn`] with the network size of batch `k` from `sizes`.
     pub fn spawn_scheduled(
         paths: Vec<String>,
         resolver: Resolver,
         cfg: AugmentConfig,
         lc: LoaderConfig,
-        sizes: Option<SizeSchedule>,
+        sizes: Option<Sizes>,
     ) -> Result<Self> {
         cfg.validate()?;
         if paths.is_empty() {
             return Err(anyhow!("batch loader: empty image list"));
+        }
+        if matches!(sizes, Some(Sizes::Darknet(_))) && lc.mode != RngMode::Darknet {
+            return Err(anyhow!(
+                "batch loader: Darknet's multi-scale draw needs the Darknet random stream"
+            ));
         }
         let workers = if lc.mode == RngMode::Darknet {
             1
@@ -101,6 +164,8 @@ impl BatchLoader {
                 sources: Sources::with_resolver(resolver.clone(), lc.cache_images),
                 cfg: cfg.clone(),
                 sizes: sizes.clone(),
+                size_now: (cfg.w, cfg.h),
+                count: 0,
                 glibc: GlibcRand::new(lc.seed as u32),
                 seed: lc.seed,
                 mode: lc.mode,
@@ -137,7 +202,11 @@ struct Worker {
     paths: Arc<Vec<String>>,
     sources: Sources,
     cfg: AugmentConfig,
-    sizes: Option<SizeSchedule>,
+    sizes: Option<Sizes>,
+    /// The size of Darknet's last multi-scale draw ([`Sizes::Darknet`]).
+    size_now: (usize, usize),
+    /// Batches this worker produced (Darknet's `count` of train_detector).
+    count: u64,
     glibc: GlibcRand,
     seed: u64,
     mode: RngMode,
@@ -166,9 +235,19 @@ impl Worker {
     /// Batch `k`: `load_data_detection` at the scheduled size with the mode's random stream.
     fn load(&mut self, k: u64) -> Result<DetectionBatch> {
         let mut cfg = self.cfg.clone();
-        if let Some(sizes) = &self.sizes {
-            (cfg.w, cfg.h) = sizes(k);
+        match &self.sizes {
+            Some(Sizes::Schedule(sizes)) => (cfg.w, cfg.h) = sizes(k),
+            Some(Sizes::Darknet(ms)) => {
+                // detector.c: `if (l.random && count++ % 10 == 0)` before the batch is loaded.
+                if ms.random != 0.0 && self.count.is_multiple_of(10) {
+                    let val = rand_scale(&mut self.glibc, ms.coef());
+                    self.size_now = ms.dims(val, ms.largest(self.count, k));
+                }
+                (cfg.w, cfg.h) = self.size_now;
+            }
+            None => {}
         }
+        self.count += 1;
         let (paths, sources) = (&self.paths, &mut self.sources);
         match self.mode {
             RngMode::Darknet => {
@@ -250,6 +329,51 @@ mod tests {
         }
     }
 
+    /// With Darknet's multi-scale, the loader draws `rand_scale` from its glibc stream before batches 0, 10,
+    /// 20, ... and loads at the drawn size, as a sequential `train_detector` loop does.
+    #[test]
+    fn darknet_multiscale_draws_from_the_same_stream() {
+        let (dir, paths) = dataset();
+        let lc = LoaderConfig {
+            batch: 1,
+            workers: 1,
+            prefetch: 1,
+            seed: 11,
+            mode: RngMode::Darknet,
+            cache_images: true,
+            start: 0,
+        };
+        let ms = DarknetMultiscale {
+            random: 1.0,
+            init_w: 64,
+            init_h: 64,
+            resize_step: 32,
+            max_batches: 1000,
+        };
+        let r = Resolver::under(dir.path());
+        let sizes = Some(Sizes::Darknet(ms));
+        let mut loader = BatchLoader::spawn_scheduled(paths.clone(), r, cfg(), lc, sizes).unwrap();
+        let mut rng = GlibcRand::new(11);
+        let mut sources = Sources::new(dir.path(), false);
+        let mut size = (0, 0);
+        for k in 0..21 {
+            if k % 10 == 0 {
+                let v = rand_scale(&mut rng, 1.4);
+                size = ms.dims(v, k == 0);
+            }
+            let c = AugmentConfig {
+                w: size.0,
+                h: size.1,
+                ..cfg()
+            };
+            let b = load_data_detection(&mut rng, &mut sources, &paths, 1, &c).unwrap();
+            let a = loader.next_batch().unwrap();
+            assert_eq!((a.w, a.h, &a.x, &a.y), (b.w, b.h, &b.x, &b.y), "batch {k}");
+        }
+        // round(1.4·64/32 + 1)·32 for the first block.
+        assert_eq!(ms.dims(0.9, true), (128, 128));
+    }
+
     #[test]
     fn per_batch_mode_does_not_depend_on_worker_count() {
         let (dir, paths) = dataset();
@@ -288,7 +412,7 @@ mod tests {
             cache_images: false,
             start,
         };
-        let sizes: SizeSchedule = Arc::new(|k| if k % 2 == 0 { (32, 32) } else { (64, 48) });
+        let sizes = Sizes::Schedule(Arc::new(|k| if k % 2 == 0 { (32, 32) } else { (64, 48) }));
         let spawn = |start| {
             let r = Resolver::under(dir.path());
             BatchLoader::spawn_scheduled(paths.clone(), r, cfg(), lc(start), Some(sizes.clone()))

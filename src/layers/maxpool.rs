@@ -280,7 +280,10 @@ impl Maxpool {
             return sum.broadcast_div(&count);
         }
         let xp = pad_value(x, t, b, l, r, f32::MIN)?;
-        let y = if c.size == c.stride_x {
+        // candle's max_pool2d only when no gradient is needed: its backward (candle-core 0.11.1
+        // backprop.rs, MaxPool2D) multiplies the gradient by the window's mean of the argmax mask, i.e.
+        // gives 1/(size·size) of it to a single maximum instead of all of it (backward_maxpool_layer).
+        let y = if c.size == c.stride_x && !xp.track_op() {
             xp.max_pool2d_with_stride(c.size, c.stride_x)?
         } else {
             separable_max(&xp, c.size, c.stride_x)?
@@ -359,4 +362,72 @@ fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
     let cols: Vec<u32> = (0..w).step_by(stride).map(|v| v as u32).collect();
     let x = x.index_select(&Tensor::new(rows.as_slice(), x.device())?, 2)?;
     x.index_select(&Tensor::new(cols.as_slice(), x.device())?, D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cfg::{LayerConfig, NetworkConfig};
+    use candle_core::{Device, Var};
+
+    /// backward_maxpool_layer hands each output's whole delta to its window's maximum. Regression: the
+    /// size == stride case went through candle's max_pool2d, whose backward gave it 1/(size·size) of it
+    /// (found by the training-loop parity test: every layer below a 2/2 max-pool got a quarter of Darknet's
+    /// update).
+    #[test]
+    fn gradient_goes_whole_to_the_window_maximum() {
+        for (size, stride) in [(2, 2), (2, 1), (3, 3)] {
+            let text = format!(
+                "[net]\nwidth=6\nheight=6\nchannels=2\n[maxpool]\nsize={size}\nstride={stride}\n"
+            );
+            let cfg = NetworkConfig::parse(&text, std::path::Path::new("m.cfg")).unwrap();
+            let spec = &cfg.layers[0];
+            let LayerConfig::Maxpool(mc) = &spec.config else {
+                panic!("not a maxpool")
+            };
+            let m = Maxpool::new(mc, spec.input, spec.output);
+            // Distinct values (no ties): the maximum of every window is unique.
+            let v: Vec<f32> = (0..72).map(|i| ((i * 37) % 72) as f32).collect();
+            let x =
+                Var::from_tensor(&Tensor::from_vec(v.clone(), (1, 2, 6, 6), &Device::Cpu).unwrap())
+                    .unwrap();
+            let y = m.forward(x.as_tensor()).unwrap();
+            let g = y.sum_all().unwrap().backward().unwrap();
+            let gx = g
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            // Expected: each output adds 1 at the index of its window's maximum (Darknet's l.indexes).
+            let (oh, ow) = (spec.output.h, spec.output.w);
+            let mut want = vec![0f32; 72];
+            let pad = mc.padding / 2;
+            for c in 0..2 {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut best = (f32::MIN, 0usize);
+                        for a in 0..size {
+                            for b in 0..size {
+                                let (r, q) = (
+                                    (i * stride + a) as isize - pad as isize,
+                                    (j * stride + b) as isize - pad as isize,
+                                );
+                                if r < 0 || q < 0 || r >= 6 || q >= 6 {
+                                    continue;
+                                }
+                                let k = c * 36 + r as usize * 6 + q as usize;
+                                if v[k] > best.0 {
+                                    best = (v[k], k);
+                                }
+                            }
+                        }
+                        want[best.1] += 1.0;
+                    }
+                }
+            }
+            assert_eq!(gx, want, "size {size} stride {stride}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod loss;
 pub mod map;
 pub mod optimizer;
+pub mod parity;
 pub mod policy;
 pub mod progress;
 pub mod setup;

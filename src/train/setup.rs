@@ -252,11 +252,18 @@ pub fn start(
     })
 }
 
-/// Darknet's SGD over the network's parameters: weight decay on convolution weights only.
-pub fn optimizer_for(net: &TrainableNetwork, cfg: &NetworkConfig) -> Result<DarknetSgd> {
+/// Darknet's SGD over the network's parameters: weight decay on convolution weights only. With
+/// `freeze_bn_biases` the biases of batch-normalised convolutions are left out (Darknet's CPU build: see
+/// [`super::trainer::TrainOptions::freeze_bn_biases`]).
+pub fn optimizer_for(
+    net: &TrainableNetwork,
+    cfg: &NetworkConfig,
+    freeze_bn_biases: bool,
+) -> Result<DarknetSgd> {
     let params = net
         .parameters()
         .into_iter()
+        .filter(|(name, _)| !(freeze_bn_biases && name.ends_with(".bn.bias")))
         .map(|(name, var)| {
             let kind = if name.ends_with("conv.weight") {
                 ParamKind::Weights

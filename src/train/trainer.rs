@@ -35,7 +35,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 
 use crate::cfg::{LayerConfig, NetworkConfig};
-use crate::data::loader::{BatchLoader, LoaderConfig, RngMode, SizeSchedule};
+use crate::data::detection::DetectionBatch;
+use crate::data::loader::{BatchLoader, DarknetMultiscale, LoaderConfig, RngMode, Sizes};
 use crate::dataset::DataCfg;
 use crate::network::{Network, TrainableNetwork};
 use crate::train::checkpoint::{self, TrainerState};
@@ -79,6 +80,10 @@ pub struct TrainOptions {
     pub workers: usize,
     /// Reset `seen` of the initial weights (Darknet's `-clear`).
     pub clear: bool,
+    /// Leave the biases of batch-normalised convolutions untrained, as Darknet's CPU build does
+    /// (`backward_batchnorm_layer` has no `backward_bias`, so their `bias_updates` stay 0); the CUDA build
+    /// and the default here train them.
+    pub freeze_bn_biases: bool,
 }
 
 impl TrainOptions {
@@ -100,6 +105,7 @@ impl TrainOptions {
             keep_checkpoints: 3,
             workers: 1,
             clear: false,
+            freeze_bn_biases: false,
         }
     }
 }
@@ -121,7 +127,8 @@ pub struct TrainSummary {
 /// The result of one mini-batch: Darknet's `get_network_cost` and the per-head costs.
 pub struct MiniBatchResult {
     pub network_cost: f32,
-    pub costs: Vec<f32>,
+    /// `(layer index, l.cost)` of every yolo layer.
+    pub costs: Vec<(usize, f32)>,
 }
 
 /// Forward + yolo deltas + backward for one mini-batch; accumulates into `opt`.
@@ -141,7 +148,7 @@ pub fn train_minibatch(
         };
         let (surrogate, res) = yolo_train_head(raw, y, cfg.net.width, cfg.net.height, truth)
             .with_context(|| format!("yolo layer {i}"))?;
-        costs.push(res.cost);
+        costs.push((*i, res.cost));
         total = Some(match total {
             None => surrogate,
             Some(t) => (t + surrogate)?,
@@ -150,7 +157,7 @@ pub fn train_minibatch(
     let total = total.context("the network has no [yolo] layer")?;
     let grads = total.backward()?;
     opt.accumulate(&grads)?;
-    let network_cost = costs.iter().sum::<f32>() / costs.len() as f32;
+    let network_cost = costs.iter().map(|c| c.1).sum::<f32>() / costs.len() as f32;
     Ok(MiniBatchResult {
         network_cost,
         costs,
@@ -171,7 +178,6 @@ pub struct Trainer<'a> {
     opt: DarknetSgd,
     state: TrainerState,
     loader: BatchLoader,
-    sizes: SizeSchedule,
     max_batches: usize,
     mini_batch: usize,
     subdivisions: usize,
@@ -181,6 +187,9 @@ pub struct Trainer<'a> {
     started: Instant,
     images_done: u64,
     avg_time: f64,
+    /// The batch of the last step and the yolo costs `(layer, l.cost)` of its last mini-batch.
+    last_batch: Option<DetectionBatch>,
+    last_costs: Vec<(usize, f32)>,
     progress: Progress<'a>,
 }
 
@@ -223,13 +232,29 @@ impl<'a> Trainer<'a> {
         checkpoint::remove_stale_temporaries(&opts.out_dir)?;
         let start = setup::start(&cfg, checkpoint::text_hash(&cfg_text), &opts, &mut progress)?;
         let net = Network::load_trainable(&cfg, &start.weights, &opts.device)?;
-        let mut opt = setup::optimizer_for(&net, &cfg)?;
+        let mut opt = setup::optimizer_for(&net, &cfg, opts.freeze_bn_biases)?;
         if let Some(s) = &start.optimizer {
             opt.load_state(s)?;
         }
         let state = start.state;
         let fresh = state.iteration == 0 && start.resumed.is_none();
-        let sizes = setup::size_schedule(&cfg, yolo.random, fresh, max_batches, state.seed);
+        let sizes = if opts.darknet_rng {
+            Sizes::Darknet(DarknetMultiscale {
+                random: yolo.random,
+                init_w: cfg.net.width,
+                init_h: cfg.net.height,
+                resize_step: cfg.net.resize_step,
+                max_batches,
+            })
+        } else {
+            Sizes::Schedule(setup::size_schedule(
+                &cfg,
+                yolo.random,
+                fresh,
+                max_batches,
+                state.seed,
+            ))
+        };
         let lc = LoaderConfig {
             batch,
             workers: opts.workers,
@@ -245,8 +270,7 @@ impl<'a> Trainer<'a> {
         };
         let aug = setup::augment_config(&cfg, &yolo);
         let n_train = list.len();
-        let loader =
-            BatchLoader::spawn_scheduled(list.paths, list.resolver, aug, lc, Some(sizes.clone()))?;
+        let loader = BatchLoader::spawn_scheduled(list.paths, list.resolver, aug, lc, Some(sizes))?;
         let mut trainer = Trainer {
             // calc_map_for_each = max(one epoch in iterations, 100).
             map_every: opts.map_every.unwrap_or(100usize.max(n_train / batch)),
@@ -260,13 +284,14 @@ impl<'a> Trainer<'a> {
             opt,
             state,
             loader,
-            sizes,
             max_batches,
             mini_batch,
             subdivisions,
             started: Instant::now(),
             images_done: 0,
             avg_time: -1.0,
+            last_batch: None,
+            last_costs: Vec::new(),
             progress,
         };
         trainer.report_start();
@@ -276,6 +301,33 @@ impl<'a> Trainer<'a> {
     /// The loop state (iteration, seen, loss history, mAPs).
     pub fn state(&self) -> &TrainerState {
         &self.state
+    }
+
+    /// The batch of the last [`Trainer::step`].
+    pub fn last_batch(&self) -> Option<&DetectionBatch> {
+        self.last_batch.as_ref()
+    }
+
+    /// `(layer index, l.cost)` of every yolo layer for the last mini-batch of the last step (what Darknet's
+    /// `l.cost[0]` holds after `train_network`).
+    pub fn last_costs(&self) -> &[(usize, f32)] {
+        &self.last_costs
+    }
+
+    /// Every parameter and rolling statistic now, by name (docs/weights.md).
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let data = self.net.varmap.data().lock().expect("VarMap lock");
+        let mut v: Vec<_> = data
+            .iter()
+            .map(|(k, var)| (k.clone(), var.as_tensor().clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The network's current input size `(width, height)`.
+    pub fn network_size(&self) -> (usize, usize) {
+        (self.net.net.cfg.net.width, self.net.net.cfg.net.height)
     }
 
     /// Whether `max_batches` iterations are done.
@@ -304,7 +356,10 @@ impl<'a> Trainer<'a> {
     /// `subdivisions` mini-batches whose gradients accumulate, then one update at `get_current_rate`.
     pub fn step(&mut self) -> Result<IterationStats> {
         let k = self.state.iteration;
-        let (w, h) = (self.sizes)(k as u64);
+        let tick = Instant::now();
+        // The loader sizes the batch (the multi-scale schedule, or Darknet's draw from its stream).
+        let b = self.loader.next_batch()?;
+        let (w, h) = (b.w, b.h);
         if (w, h) != (self.net.net.cfg.net.width, self.net.net.cfg.net.height) {
             self.net = self.net.resized(w, h)?;
             (self.progress)(TrainEvent::Resized {
@@ -312,8 +367,6 @@ impl<'a> Trainer<'a> {
                 height: h,
             });
         }
-        let tick = Instant::now();
-        let b = self.loader.next_batch()?;
         for path in b.invalid_resizes() {
             let w = format!("invalid resize of {path}; the whole image was used (as Darknet)");
             (self.progress)(TrainEvent::Warning(w));
@@ -329,6 +382,7 @@ impl<'a> Trainer<'a> {
         }
         let (per_x, per_y) = (3 * h * w, b.max_boxes * 6);
         let mut sum = 0f32;
+        self.last_costs.clear();
         for s in 0..self.subdivisions {
             let x = &b.x[s * mini * per_x..(s + 1) * mini * per_x];
             let x = Tensor::from_slice(x, (mini, 3, h, w), &self.opts.device)?;
@@ -336,8 +390,10 @@ impl<'a> Trainer<'a> {
             let r = train_minibatch(&self.net, &mut self.opt, &x, truth)
                 .with_context(|| format!("iteration {}, subdivision {s}", k + 1))?;
             sum += r.network_cost;
+            self.last_costs = r.costs;
             self.state.seen += mini as u64;
         }
+        self.last_batch = Some(b);
         self.state.iteration += 1;
         let rate = current_rate(&self.cfg.net, current_batch(&self.cfg.net, self.state.seen));
         self.opt.apply(rate, batch)?;

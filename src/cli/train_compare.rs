@@ -1,0 +1,42 @@
+//! `candle-darknet train-compare <case dir>`: our training loop against a Darknet training-loop reference
+//! written by `tools/train_loop_ref/make_ref.sh` (see docs/training.md, "Training-loop parity"). Prints one
+//! table row per iteration and exits non-zero at the first divergence.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use candle_darknet::train::parity::{compare_training, ParityCase, ParityRun, ParityTolerance};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainCompareArgs {
+    /// The case directory (case.json, reference/, noise_floor.json).
+    pub case: PathBuf,
+    /// The `.data` file whose `train=` list holds the case's images in its train.txt order
+    /// (default: <case>/train.data, written by make_ref.sh for the tiny case).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Scratch directory (default: <case>/ours).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: TrainCompareArgs) -> Result<()> {
+    let case = ParityCase::read(&args.case)?;
+    let run = ParityRun {
+        data: args.data.unwrap_or_else(|| args.case.join("train.data")),
+        out_dir: args.out.unwrap_or_else(|| args.case.join("ours")),
+        device: candle_core::Device::Cpu,
+        tolerance: ParityTolerance::default(),
+    };
+    let report = compare_training(&case, &run, &mut |r| {
+        eprintln!(
+            "iteration {}: loss {} vs Darknet {}, weights rel {:.2e} ({})",
+            r.iteration, r.loss.0, r.loss.1, r.weights_rel, r.worst_tensor
+        )
+    })?;
+    println!("{}", report.table());
+    if let Some((k, what)) = &report.first_divergence {
+        bail!("first divergence at iteration {k}: {what}");
+    }
+    Ok(())
+}
