@@ -23,6 +23,7 @@ pub mod route;
 pub mod sam;
 pub mod scale_channels;
 pub mod shortcut;
+pub mod softmax_tree;
 pub mod upsample;
 pub mod yolo;
 
