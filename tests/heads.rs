@@ -1,4 +1,4 @@
-//! `[region]` (plain and with yolo9000's softmax tree) and `[Gaussian_yolo]` against Darknet itself: every layer
+//! `[region]` (plain and with yolo9000's softmax tree), `[Gaussian_yolo]` and `xnor=1` convolutions against Darknet itself: every layer
 //! of small random-weight networks at abs 1e-4 + rel 1e-4, and the detections of `detector test` (before and
 //! after NMS, at thresh .25 and .05): same detections in the same order, same classes, probabilities and
 //! coordinates within 1e-4; and the lines `darknet detector test -ext_output` printed are ours. The references are tests/data/heads/ (tools/heads_ref/make_ref.sh, README there).
@@ -105,6 +105,10 @@ fn same_detections(ctx: &str, dets: &[Detection], want: &[Value], thresh: f32) {
 }
 
 fn detections_agree(name: &str, cfg_file: &str) {
+    detections_agree_at(name, cfg_file, &["0.25", "0.05"]);
+}
+
+fn detections_agree_at(name: &str, cfg_file: &str, threshs: &[&str]) {
     let dir = data(name);
     let det = Detector::load(
         &data(&format!("cfg/{cfg_file}")),
@@ -114,7 +118,7 @@ fn detections_agree(name: &str, cfg_file: &str) {
     )
     .unwrap();
     let im = load_image(&data("dog.jpg"), 3).unwrap();
-    for t in ["0.25", "0.05"] {
+    for &t in threshs {
         let dump: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join(format!("detections_{t}.json"))).unwrap(),
         )
@@ -190,10 +194,21 @@ fn gaussian_yolo_detections_agree_with_darknet() {
     detections_agree("gaussian", "gaussian.cfg");
 }
 
+#[test]
+fn xnor_layers_agree_with_darknet() {
+    layers_agree("xnor", "xnor.cfg");
+}
+
+/// The xnor network's [yolo] boxes through `detector test` (one threshold).
+#[test]
+fn xnor_detections_agree_with_darknet() {
+    detections_agree_at("xnor", "xnor.cfg", &["0.25"]);
+}
+
 /// The reference input is the tensor Darknet fed (not a copy of ours): a sanity check of the files.
 #[test]
 fn references_are_complete() {
-    for c in ["region", "region_tree", "gaussian"] {
+    for c in ["region", "region_tree", "gaussian", "xnor"] {
         let input = read_f32_file(&data(&format!("{c}/input.bin"))).unwrap();
         assert_eq!(input.len(), 3 * 96 * 96, "{c}");
         assert!(Path::new(&data(&format!("{c}/net.weights"))).exists());

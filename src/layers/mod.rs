@@ -25,6 +25,7 @@ pub mod scale_channels;
 pub mod shortcut;
 pub mod softmax_tree;
 pub mod upsample;
+pub mod xnor;
 pub mod yolo;
 
 use candle_core::{Result, Tensor, Var};

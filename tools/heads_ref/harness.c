@@ -92,6 +92,8 @@ int main(int argc, char **argv) {
     int seed = atoi(argv[4]);
     float last_scale = atof(argv[5]);
     char path[4096];
+    /* darknet.c's main sets this in a CPU build; binary_align_weights inverts the packed weights when it is >= 0. */
+    gpu_index = -1;
 
     network net = parse_network_cfg_custom(cfg, 1, 1);
     randomize(&net, last_scale, seed);

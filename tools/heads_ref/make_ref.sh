@@ -30,11 +30,13 @@ run() {
   printf 'classes=%s\nnames=%s\n' "$classes" "$names" > "$dfile"
   for t in "$@"; do
     (cd "$data/cfg" && "$tmp/darknet" detector test "$dfile" "$cfg" "$data/$case/net.weights" "$img" -thresh "$t" \
-      -ext_output -dont_show 2>/dev/null | { grep '%' || true; } > "$data/$case/detector_test_$t.txt")
+      -ext_output -dont_show 2>/dev/null | { grep '%' || true; } > "$data/$case/detector_test_$t.txt"
+      rm -f predictions.jpg bad.list)
   done
 }
 run region region.cfg 11 20 7 0.25 0.05
 run region_tree region_tree.cfg 12 6 8 0.25 0.05
 run gaussian gaussian.cfg 13 16 3 0.25 0.05
+run xnor xnor.cfg 14 1 2 0.25
 rm -f "$names" "$dfile"
 echo "wrote $data"

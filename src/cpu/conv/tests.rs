@@ -48,6 +48,8 @@ fn check(case: &Case, seed: u64) {
         batch_normalize: case.bn,
         share_index: None,
         flipped: false,
+        xnor: false,
+        bin_output: false,
     };
     let input = Shape::new(case.c, case.h, case.w);
     let out = |x: usize| (x + 2 * case.pad - case.size) / case.stride + 1;
@@ -105,6 +107,7 @@ fn check(case: &Case, seed: u64) {
         weight: weight.clone(),
         bias: bias.clone(),
         bn: bn.clone(),
+        xnor: None,
         cpu: None,
     };
     let x = Tensor::from_vec(
@@ -173,6 +176,8 @@ fn leaky_3x3(f: usize) -> ConvConfig {
         batch_normalize: false,
         share_index: None,
         flipped: false,
+        xnor: false,
+        bin_output: false,
     }
 }
 
@@ -204,6 +209,7 @@ fn leaky_layer(
         weight,
         bias: Some(bias),
         bn: None,
+        xnor: None,
         cpu: Some(Arc::new(packed)),
     }
 }
