@@ -84,7 +84,8 @@ impl XnorWeights {
         stride: usize,
         pad: usize,
     ) -> bool {
-        !c.is_multiple_of(32) && !(in_hw == out_hw && stride == 1 && pad == 1)
+        let optimized_case = in_hw == out_hw && stride == 1 && pad == 1;
+        !(c.is_multiple_of(32) || optimized_case)
     }
 
     /// `(2·count − K)·mean` for input `x` with zero padding `pad` and `stride`.
