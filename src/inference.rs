@@ -9,8 +9,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 
 use crate::cfg::{LayerConfig, NetworkConfig, NmsKind};
-use crate::detect::{self, Detection, YoloOutput};
+use crate::detect::{self, Detection, GaussianYoloOutput, HeadOutput, RegionOutput, YoloOutput};
 use crate::image::{network_input, Image};
+use crate::layers::region::RegionConfig;
+use crate::layers::yolo::YoloConfig;
 use crate::network::{LoadOptions, Network};
 use crate::weights::{self, NetWeights};
 
@@ -40,15 +42,37 @@ pub struct Detector {
     heads: Vec<Head>,
 }
 
-/// What the decoder needs to know about one `[yolo]` layer.
+/// What the decoder needs to know about one detection layer.
 struct Head {
     index: usize,
-    classes: usize,
-    anchors: Vec<f32>,
-    mask: Vec<usize>,
-    new_coords: bool,
+    kind: HeadKind,
+    /// `nms_kind` / `beta_nms` of the layer (`[region]` has neither: Darknet's calloc'd layer says
+    /// `DEFAULT_NMS`).
     nms_kind: NmsKind,
     beta_nms: f32,
+}
+
+enum HeadKind {
+    Yolo(YoloConfig),
+    Region(RegionConfig),
+}
+
+impl Head {
+    /// `l.biases`: the anchors as flat (w, h) pairs.
+    fn flat_anchors(&self) -> Vec<f32> {
+        let pairs = match &self.kind {
+            HeadKind::Yolo(y) => &y.anchors,
+            HeadKind::Region(r) => &r.anchors,
+        };
+        pairs.iter().flat_map(|&(w, h)| [w, h]).collect()
+    }
+
+    fn classes(&self) -> usize {
+        match &self.kind {
+            HeadKind::Yolo(y) => y.classes,
+            HeadKind::Region(r) => r.classes,
+        }
+    }
 }
 
 /// The 80 class names of Darknet's `data/coco.names` (the default when a cfg has 80 classes).
@@ -58,27 +82,24 @@ fn heads_of(cfg: &NetworkConfig) -> Result<Vec<Head>> {
     let mut heads = Vec::new();
     for l in &cfg.layers {
         match &l.config {
-            LayerConfig::Yolo(y) if !y.gaussian => heads.push(Head {
+            LayerConfig::Yolo(y) => heads.push(Head {
                 index: l.index,
-                classes: y.classes,
-                anchors: y.anchors.iter().flat_map(|&(w, h)| [w, h]).collect(),
-                mask: y.mask.clone(),
-                new_coords: y.new_coords,
+                kind: HeadKind::Yolo(y.clone()),
                 nms_kind: y.nms_kind,
                 beta_nms: y.beta_nms,
             }),
-            LayerConfig::Yolo(_) | LayerConfig::Region(_) => bail!(
-                "{}:{}: decoding detections from [{}] heads is not supported yet (the network itself runs: use `info --forward` or `compare`)",
-                cfg.file.display(),
-                l.line,
-                l.config.type_name()
-            ),
+            LayerConfig::Region(r) => heads.push(Head {
+                index: l.index,
+                kind: HeadKind::Region(r.clone()),
+                nms_kind: NmsKind::Default,
+                beta_nms: 0.0,
+            }),
             _ => {}
         }
     }
     if heads.is_empty() {
         bail!(
-            "{}: the cfg has no [yolo] layer, so it is not a detector",
+            "{}: the cfg has no [yolo], [Gaussian_yolo] or [region] layer, so it is not a detector",
             cfg.file.display()
         );
     }
@@ -153,7 +174,7 @@ impl Detector {
         load: &LoadOptions,
     ) -> Result<Self> {
         let heads = heads_of(&cfg)?;
-        let names = default_names(heads.last().map_or(0, |h| h.classes), names)?;
+        let names = default_names(heads.last().map_or(0, Head::classes), names)?;
         let net = Network::from_weights(&cfg, w, device, load)?;
         Ok(Detector { net, names, heads })
     }
@@ -207,29 +228,55 @@ impl Detector {
         Ok(per_image)
     }
 
-    /// Decodes one image's head outputs into detections after NMS (`get_network_boxes` + the last head's NMS).
-    pub fn postprocess(
+    /// Decodes one image's head outputs into detections before NMS (`get_network_boxes`), and the NMS settings
+    /// of the last head.
+    fn decode(
         &self,
         outputs: &[Vec<f32>],
         im_w: usize,
         im_h: usize,
         opts: &DetectOptions,
-    ) -> Result<Vec<Detection>> {
+    ) -> Result<(Vec<Detection>, detect::PostprocessOptions)> {
         let cfg = &self.net.cfg;
-        let heads: Vec<YoloOutput> = self
+        let anchors: Vec<Vec<f32>> = self.heads.iter().map(Head::flat_anchors).collect();
+        let heads: Vec<HeadOutput> = self
             .heads
             .iter()
             .zip(outputs)
-            .map(|(h, out)| {
+            .zip(&anchors)
+            .map(|((h, out), anchors)| {
                 let s = cfg.layers[h.index].output;
-                YoloOutput {
-                    output: out,
-                    w: s.w,
-                    h: s.h,
-                    classes: h.classes,
-                    anchors: &h.anchors,
-                    mask: &h.mask,
-                    new_coords: h.new_coords,
+                match &h.kind {
+                    HeadKind::Yolo(y) if y.gaussian => {
+                        HeadOutput::GaussianYolo(GaussianYoloOutput {
+                            output: out,
+                            w: s.w,
+                            h: s.h,
+                            classes: y.classes,
+                            anchors,
+                            mask: &y.mask,
+                            yolo_point: y.yolo_point,
+                        })
+                    }
+                    HeadKind::Yolo(y) => HeadOutput::Yolo(YoloOutput {
+                        output: out,
+                        w: s.w,
+                        h: s.h,
+                        classes: y.classes,
+                        anchors,
+                        mask: &y.mask,
+                        new_coords: y.new_coords,
+                    }),
+                    HeadKind::Region(r) => HeadOutput::Region(RegionOutput {
+                        output: out,
+                        w: s.w,
+                        h: s.h,
+                        num: r.num,
+                        classes: r.classes,
+                        anchors,
+                        classfix: r.classfix,
+                        tree: r.tree.as_deref(),
+                    }),
                 }
             })
             .collect();
@@ -241,7 +288,44 @@ impl Detector {
             nms_kind: last.nms_kind,
             beta_nms: last.beta_nms,
         };
-        detect::postprocess(&heads, (im_w, im_h), (cfg.net.width, cfg.net.height), &post)
+        let map = detect::BoxMapping::relative(
+            (im_w, im_h),
+            (cfg.net.width, cfg.net.height),
+            post.letter,
+        );
+        Ok((detect::fill_network_boxes(&heads, &map, post.thresh)?, post))
+    }
+
+    /// The detections of one image's head outputs before NMS (`get_network_boxes` as `detector test` calls
+    /// it: relative boxes on the `im_w` x `im_h` image).
+    pub fn boxes(
+        &self,
+        outputs: &[Vec<f32>],
+        im_w: usize,
+        im_h: usize,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Detection>> {
+        Ok(self.decode(outputs, im_w, im_h, opts)?.0)
+    }
+
+    /// Decodes one image's head outputs into detections after NMS (`get_network_boxes` + the last head's NMS).
+    pub fn postprocess(
+        &self,
+        outputs: &[Vec<f32>],
+        im_w: usize,
+        im_h: usize,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Detection>> {
+        let (mut dets, post) = self.decode(outputs, im_w, im_h, opts)?;
+        let classes = self.heads.last().map_or(0, Head::classes);
+        detect::apply_nms(
+            &mut dets,
+            classes,
+            post.nms_thresh,
+            post.nms_kind,
+            post.beta_nms,
+        );
+        Ok(dets)
     }
 
     /// The whole pipeline for a batch of decoded images.

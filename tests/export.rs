@@ -443,6 +443,29 @@ fn refusals_name_the_layer_and_reason() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("opset 12"), "{e}");
+    // Binary (xnor) convolutions and a softmax tree have no exact ONNX form: refused, never approximated.
+    for (file, want) in [
+        (
+            shared_dir().join("darknet/cfg/tiny-yolo_xnor.cfg"),
+            "xnor=1",
+        ),
+        (root().join("tests/data/heads/cfg/region_tree.cfg"), "tree="),
+    ] {
+        let cfg = NetworkConfig::from_file(&file)
+            .unwrap()
+            .with_size(64, 64)
+            .unwrap();
+        let w = NetWeights::random(&cfg, 1);
+        let net = Network::from_weights(&cfg, &w, &Device::Cpu, &Default::default()).unwrap();
+        let e = export::export(&net, &ExportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(want) && e.contains("layer "),
+            "{}: {e}",
+            file.display()
+        );
+    }
 }
 
 /// One detector cfg: random weights at a small size, raw heads exported, run in ONNX Runtime, compared with

@@ -163,3 +163,58 @@ fn yolov3_tiny_official_agrees_with_opencv_dnn_on_bus() {
         }
     }
 }
+
+/// The official yolov3-tiny through our whole `detect` pipeline (stb-equivalent decoding, resize, forward, decode,
+/// NMS, report) prints exactly the lines `darknet detector test -ext_output` printed on Darknet's sample images
+/// and bus/zidane, at -thresh 0.25 and 0.05 (tests/data/yolov3-tiny-detector-test, made by
+/// tools/heads_ref/yolov3_tiny_detector_test.sh with Darknet 59596d7).
+#[test]
+fn yolov3_tiny_official_prints_what_darknet_detector_test_prints() {
+    let det = Detector::load(
+        &official("yolov3-tiny.cfg"),
+        &official("yolov3-tiny.weights"),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let shared = common::shared_dir().join("darknet/data");
+    let images = [
+        shared.join("dog.jpg"),
+        shared.join("eagle.jpg"),
+        shared.join("giraffe.jpg"),
+        shared.join("horses.jpg"),
+        shared.join("person.jpg"),
+        shared.join("scream.jpg"),
+        official("bus.jpg"),
+        official("zidane.jpg"),
+    ];
+    let dir = root().join("tests/data/yolov3-tiny-detector-test");
+    let mut compared = 0;
+    for img in &images {
+        let im = load_image(img, 3).unwrap();
+        for t in ["0.25", "0.05"] {
+            let opts = DetectOptions {
+                thresh: t.parse().unwrap(),
+                ..Default::default()
+            };
+            let dets = det.detect(std::slice::from_ref(&im), &opts).unwrap();
+            let ours = candle_darknet::detect::format_detections_v3(
+                &dets[0],
+                im.w,
+                im.h,
+                opts.thresh,
+                &det.names,
+                true,
+            );
+            let stem = img.file_stem().unwrap().to_string_lossy();
+            let want: Vec<String> = std::fs::read_to_string(dir.join(format!("{stem}_{t}.txt")))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            assert_eq!(ours, want, "{stem} at thresh {t}");
+            compared += want.len();
+        }
+    }
+    assert!(compared > 50, "only {compared} printed lines compared");
+}

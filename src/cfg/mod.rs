@@ -309,7 +309,7 @@ mod tests {
             "{e:?}"
         );
         let e = NetworkConfig::parse(
-            "[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=4\nxnor=1\n",
+            "[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=4\nbinary=1\n",
             Path::new("x.cfg"),
         )
         .unwrap_err();

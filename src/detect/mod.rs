@@ -3,6 +3,9 @@
 //!
 //! - [`yolo_boxes`]: `get_network_boxes` / `get_yolo_detections` / `get_yolo_box` / `correct_yolo_boxes`
 //!   (`src/network.c`, `src/yolo_layer.c`),
+//! - [`region_boxes`]: `custom_get_region_detections` / `get_region_boxes` for `[region]` heads (YOLOv2,
+//!   yolo9000's tree),
+//! - [`gaussian_boxes`]: `get_gaussian_yolo_detections` for `[Gaussian_yolo]` heads,
 //! - [`nms`]: `do_nms_sort`, `do_nms_obj`, `diounms_sort` and the IoU variants (`src/box.c`), with glibc's
 //!   stable merge-sort `qsort` so the output order equals Darknet's,
 //! - [`draw`]: the detections `draw_detections_v3` draws on the image, in its order, with its labels,
@@ -12,11 +15,14 @@
 //! the network implementation. See `docs/postprocessing.md` for the formulas.
 
 pub mod draw;
+pub mod gaussian_boxes;
 pub mod nms;
 pub mod output;
+pub mod region_boxes;
 pub mod yolo_boxes;
 
 pub use draw::draw_detections;
+pub use gaussian_boxes::{get_gaussian_yolo_detections, GaussianYoloOutput};
 pub use nms::{
     apply_nms, box_diou, box_diounms, box_iou, diounms_sort, do_nms_obj, do_nms_sort, NmsKind,
 };
@@ -24,6 +30,7 @@ pub use output::{
     detections_json, format_detections_v3, read_names, selected_detections, ImageDetections,
     JsonDetection,
 };
+pub use region_boxes::{get_region_detections, RegionOutput};
 pub use yolo_boxes::{
     correct_yolo_boxes, get_network_boxes, get_yolo_detections, yolo_num_detections, BoxMapping,
     YoloOutput,
@@ -56,17 +63,80 @@ impl Default for PostprocessOptions {
     }
 }
 
-/// `test_detector`'s post-processing in one call: [`get_network_boxes`] (relative boxes on an
-/// `image` = (w, h) from a `network` = (w, h) input) followed by [`apply_nms`], as `detector test` does.
+/// One detection layer's output, of any of the head types `fill_network_boxes` decodes.
+#[derive(Clone, Copy, Debug)]
+pub enum HeadOutput<'a> {
+    Yolo(YoloOutput<'a>),
+    GaussianYolo(GaussianYoloOutput<'a>),
+    Region(RegionOutput<'a>),
+}
+
+impl HeadOutput<'_> {
+    pub fn classes(&self) -> usize {
+        match self {
+            HeadOutput::Yolo(h) => h.classes,
+            HeadOutput::GaussianYolo(h) => h.classes,
+            HeadOutput::Region(h) => h.classes,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            HeadOutput::Yolo(_) => "yolo",
+            HeadOutput::GaussianYolo(_) => "Gaussian_yolo",
+            HeadOutput::Region(_) => "region",
+        }
+    }
+}
+
+/// `fill_network_boxes` (src/network.c): each head's detections in network order — `get_yolo_detections`,
+/// `get_gaussian_yolo_detections` or `custom_get_region_detections`. All heads must have the same number of
+/// classes (Darknet sizes every `prob` array by the first head's and would write past it).
+pub fn fill_network_boxes(
+    heads: &[HeadOutput],
+    map: &BoxMapping,
+    thresh: f32,
+) -> anyhow::Result<Vec<Detection>> {
+    use anyhow::Context;
+    if let Some(first) = heads.first() {
+        if let Some((i, other)) = heads
+            .iter()
+            .enumerate()
+            .find(|(_, h)| h.classes() != first.classes())
+        {
+            anyhow::bail!(
+                "{} head {i} has {} classes but the first head has {}",
+                other.kind(),
+                other.classes(),
+                first.classes()
+            );
+        }
+    }
+    let mut all = Vec::new();
+    for (i, head) in heads.iter().enumerate() {
+        let dets = match head {
+            HeadOutput::Yolo(h) => get_yolo_detections(h, map, thresh),
+            HeadOutput::GaussianYolo(h) => get_gaussian_yolo_detections(h, map, thresh),
+            HeadOutput::Region(h) => get_region_detections(h, map, thresh),
+        }
+        .with_context(|| format!("{} head {i}", head.kind()))?;
+        all.extend(dets);
+    }
+    Ok(all)
+}
+
+/// `test_detector`'s post-processing in one call: [`fill_network_boxes`] (relative boxes on an
+/// `image` = (w, h) from a `network` = (w, h) input) followed by [`apply_nms`] with the last head's NMS
+/// settings, as `detector test` does.
 pub fn postprocess(
-    heads: &[YoloOutput],
+    heads: &[HeadOutput],
     image: (usize, usize),
     network: (usize, usize),
     opts: &PostprocessOptions,
 ) -> anyhow::Result<Vec<Detection>> {
     let map = BoxMapping::relative(image, network, opts.letter);
-    let mut dets = get_network_boxes(heads, &map, opts.thresh)?;
-    let classes = heads.last().map_or(0, |h| h.classes);
+    let mut dets = fill_network_boxes(heads, &map, opts.thresh)?;
+    let classes = heads.last().map_or(0, HeadOutput::classes);
     apply_nms(
         &mut dets,
         classes,

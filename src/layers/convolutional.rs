@@ -22,6 +22,7 @@ use candle_nn::VarBuilder;
 use super::activation::{activate, activate_onnx};
 use super::batchnorm::batchnorm_train;
 use super::im2col::conv_im2col;
+use super::xnor::XnorWeights;
 use super::{
     io_shapes, DarknetLayer, Inputs, LayerConfig, LayerType, LoadOptions, Param, TrainState,
 };
@@ -50,6 +51,10 @@ pub struct ConvConfig {
     pub share_index: Option<usize>,
     /// `flipped=1`: the file stores the weight matrix transposed (`load_convolutional_weights`).
     pub flipped: bool,
+    /// `xnor=1`: binary weights and inputs at inference ([`super::xnor`]).
+    pub xnor: bool,
+    /// `bin_output=1` on an xnor layer: `calculate_binary_weights` makes its activation linear.
+    pub bin_output: bool,
 }
 
 /// `parse_convolutional` (src/parser.c), each key with its Darknet default.
@@ -80,7 +85,6 @@ pub fn parse_convolutional(s: &Section, index: usize) -> CfgResult<ConvConfig> {
     refuse_nonzero(
         s,
         &[
-            "xnor",
             "binary",
             "antialiasing",
             "assisted_excitation",
@@ -103,9 +107,15 @@ pub fn parse_convolutional(s: &Section, index: usize) -> CfgResult<ConvConfig> {
             "reverse",
             "stream",
             "wait_stream",
-            "bin_output",
         ],
     );
+    let xnor = s.int_or("xnor", 0)? != 0;
+    let bin_output = s.int_or("bin_output", 0)? != 0;
+    if xnor && (groups != 1 || stride_x != stride_y || dilation != 1) {
+        return Err(s.invalid(
+            "xnor=1 is supported with groups=1, equal x/y strides and no dilation (Darknet's bit-packed path)",
+        ));
+    }
     if !filters.is_multiple_of(groups) {
         return Err(s.invalid(format!(
             "filters={filters} is not divisible by groups={groups}"
@@ -123,6 +133,8 @@ pub fn parse_convolutional(s: &Section, index: usize) -> CfgResult<ConvConfig> {
         batch_normalize,
         share_index,
         flipped,
+        xnor,
+        bin_output,
     })
 }
 
@@ -258,6 +270,7 @@ impl DarknetLayer for Convolutional {
     ) -> std::result::Result<String, String> {
         Convolutional::to_onnx(self, g, x).map_err(|e| e.to_string())
     }
+
     fn takes_parts(&self) -> bool {
         self.cpu.is_some()
     }
@@ -300,6 +313,8 @@ pub struct Convolutional {
     /// Added after the (optional) normalisation: the conv bias, or the fused bias.
     pub bias: Option<Tensor>,
     pub bn: Option<BatchNorm>,
+    /// `xnor=1`: the binarised weights of Darknet's bit-packed inference path.
+    pub xnor: Option<XnorWeights>,
     /// The CPU inference form of this layer, packed at load (None on other devices, for trainable weights, or
     /// when `LoadOptions::cpu` turns the CPU kernels off).
     pub cpu: Option<Arc<PackedConv>>,
@@ -318,7 +333,8 @@ impl Convolutional {
         output: Shape,
         opts: &LoadOptions,
     ) -> Result<Self> {
-        let fuse_bn = opts.fuse_bn;
+        // Darknet's bit-packed xnor path skips the batch norm: it only runs after fuse_conv_batchnorm.
+        let fuse_bn = opts.fuse_bn || cfg.xnor;
         let w_shape = (cfg.filters, input.c / cfg.groups, cfg.size, cfg.size);
         let weight = vb.pp("conv").get(w_shape, "weight")?;
         // (weight, bias added after the convolution, unfused batch norm)
@@ -344,6 +360,30 @@ impl Convolutional {
                 (weight, None, Some(bn))
             }
         };
+        if cfg.xnor {
+            let dropped = XnorWeights::drops_input(
+                input.c,
+                (input.h, input.w),
+                (output.h, output.w),
+                cfg.stride_x,
+                cfg.pad,
+            );
+            let xnor = Some(XnorWeights::new(&weight, dropped)?);
+            let mut cfg = cfg.clone();
+            if cfg.bin_output {
+                cfg.activation = Activation::Linear;
+            }
+            return Ok(Self {
+                cfg,
+                input,
+                output,
+                weight,
+                bias,
+                bn,
+                xnor,
+                cpu: None,
+            });
+        }
         Self {
             cfg: cfg.clone(),
             input,
@@ -351,6 +391,7 @@ impl Convolutional {
             weight,
             bias,
             bn,
+            xnor: None,
             cpu: None,
         }
         .packed(&opts.cpu)
@@ -413,6 +454,14 @@ impl Convolutional {
     /// CPU f32 tensor that tracks no gradient, else [`Self::forward_candle`]. Both give Darknet's result (the
     /// CPU kernel sums in a different order: differences of a few ulp).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(xw) = &self.xnor {
+            let y = xw.forward(x, self.cfg.pad, self.cfg.stride_x)?;
+            let y = match &self.bias {
+                Some(b) => y.broadcast_add(&b.reshape((1, self.cfg.filters, 1, 1))?)?,
+                None => y,
+            };
+            return activate(&y, self.cfg.activation);
+        }
         if let Some(p) = &self.cpu {
             if cpu_input(x) {
                 let y = p.forward(x)?;
@@ -449,6 +498,10 @@ impl Convolutional {
     /// `fuse_conv_batchnorm`) is spelled out as `normalize_cpu` + `scale_bias`.
     pub fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
         let c = &self.cfg;
+        if c.xnor {
+            // Binarised weights and inputs (popcount of bits, zero padding as -1): no standard op computes it.
+            candle_core::bail!("xnor=1 (Darknet's binary convolution) has no exact ONNX form");
+        }
         let vec = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
         let w = g.weight(self.weight.dims(), &vec(&self.weight)?);
         let extra = (c.dilation - 1) * (c.size - 1);
@@ -491,6 +544,9 @@ impl Convolutional {
     /// the parameters' owner (`.9·rolling + .1·batch`), or the bias; then the activation. `index` is this
     /// layer's index (a `share_index` layer updates the owner's statistics).
     pub fn forward_train(&self, x: &Tensor, index: usize, train: &TrainState) -> Result<Tensor> {
+        if self.cfg.xnor {
+            candle_core::bail!("training an xnor=1 convolution is not supported");
+        }
         let y = self.convolve(x, true)?;
         let owner = self.cfg.share_index.unwrap_or(index);
         let y = match (&self.bn, &self.bias) {

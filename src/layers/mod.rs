@@ -23,7 +23,9 @@ pub mod route;
 pub mod sam;
 pub mod scale_channels;
 pub mod shortcut;
+pub mod softmax_tree;
 pub mod upsample;
+pub mod xnor;
 pub mod yolo;
 
 use candle_core::{Result, Tensor, Var};

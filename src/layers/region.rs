@@ -2,12 +2,18 @@
 //! `forward_region_layer` (src/region_layer.c):
 //! the output is first `flatten`ed to location-major order (for each cell, for each anchor: coords, obj,
 //! classes), then `obj ← logistic(obj)` and, with `softmax=1`, the classes ← softmax. x, y, w, h stay raw here;
-//! `get_region_detections` applies the box transform.
+//! the decoder (`crate::detect::region_boxes`, Darknet's `custom_get_region_detections`) applies the box
+//! transform. With `tree=` (yolo9000) the classes get `softmax_tree` (one softmax per group of the tree,
+//! [`super::softmax_tree`]) instead, whatever `softmax=` says, as in the C.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::activation::logistic;
+use super::softmax_tree::Tree;
 use super::{io_shapes, DarknetLayer, Inputs, LayerType, LoadOptions};
 use crate::cfg::error::{CfgErrorKind, CfgResult};
 use crate::cfg::options::{anchor_pairs, read_inert, usize_of};
@@ -35,6 +41,73 @@ pub struct RegionConfig {
     pub noobject_scale: f32,
     pub class_scale: f32,
     pub bias_match: bool,
+    /// `classfix=-1`: `get_region_boxes` zeroes objectness below .5.
+    pub classfix: i64,
+    /// `tree=`: the hierarchical softmax tree (`read_tree`), read when the cfg is parsed.
+    #[serde(serialize_with = "tree_file")]
+    pub tree: Option<Arc<Tree>>,
+}
+
+fn tree_file<S: serde::Serializer>(
+    t: &Option<Arc<Tree>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&t.file),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where `tree=` points. Darknet opens the path relative to its working directory (it is run from the
+/// repository root, so `data/9k.tree`); we try that, then the directory above the cfg's (Darknet's
+/// `cfg/` + `data/` layout), then the cfg's own directory.
+fn locate_tree(value: &str, cfg_file: &Path) -> Vec<PathBuf> {
+    let p = PathBuf::from(value);
+    if p.is_absolute() {
+        return vec![p];
+    }
+    let mut c = vec![p.clone()];
+    if let Some(dir) = cfg_file.parent() {
+        if let Some(up) = dir.parent() {
+            c.push(up.join(&p));
+        }
+        c.push(dir.join(&p));
+    }
+    c
+}
+
+fn read_region_tree(s: &Section, classes: usize) -> CfgResult<Option<Arc<Tree>>> {
+    let Some(kv) = s.find("tree") else {
+        return Ok(None);
+    };
+    let invalid = |message: String| {
+        s.error_at(
+            kv.line,
+            CfgErrorKind::Invalid {
+                section: s.name.clone(),
+                message,
+            },
+        )
+    };
+    let candidates = locate_tree(&kv.value, &s.file);
+    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+        // Darknet's read_tree calls fgetl on the NULL FILE* and crashes.
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(invalid(format!(
+            "tree file {} not found (looked at {})",
+            kv.value,
+            tried.join(", ")
+        )));
+    };
+    let tree = Tree::read(found).map_err(|e| invalid(e.to_string()))?;
+    if tree.len() != classes {
+        return Err(invalid(format!(
+            "tree {} has {} nodes but classes={classes}",
+            found.display(),
+            tree.len()
+        )));
+    }
+    Ok(Some(Arc::new(tree)))
 }
 
 /// `parse_region`, each key with its Darknet default.
@@ -46,15 +119,7 @@ pub fn parse_region(s: &Section) -> CfgResult<RegionConfig> {
     let mut anchors = anchor_pairs(&s.float_list("anchors")?.unwrap_or_default());
     anchors.truncate(num);
     anchors.resize(num, (0.0, 0.0));
-    if let Some(kv) = s.find("tree") {
-        return Err(s.error_at(
-            kv.line,
-            CfgErrorKind::Invalid {
-                section: s.name.clone(),
-                message: "tree= (hierarchical softmax) is not supported".into(),
-            },
-        ));
-    }
+    let tree = read_region_tree(s, classes)?;
     let cfg = RegionConfig {
         classes,
         coords,
@@ -72,18 +137,12 @@ pub fn parse_region(s: &Section) -> CfgResult<RegionConfig> {
         noobject_scale: s.float_or("noobject_scale", 1.0)?,
         class_scale: s.float_or("class_scale", 1.0)?,
         bias_match: s.int_or("bias_match", 0)? != 0,
+        classfix: s.int_or("classfix", 0)?,
+        tree,
     };
     read_inert(
         s,
-        &[
-            "log",
-            "sqrt",
-            "focal_loss",
-            "resize",
-            "classfix",
-            "mask_scale",
-            "map",
-        ],
+        &["log", "sqrt", "focal_loss", "resize", "mask_scale", "map"],
     );
     if coords != 4 {
         return Err(s.invalid(format!("coords={coords} is not supported (only 4)")));
@@ -134,7 +193,9 @@ impl Region {
         let coords = t.narrow(D::Minus1, 0, self.cfg.coords)?;
         let obj = logistic(&t.narrow(D::Minus1, self.cfg.coords, 1)?)?;
         let cls = t.narrow(D::Minus1, self.cfg.coords + 1, self.cfg.classes)?;
-        let cls = if self.cfg.softmax {
+        let cls = if let Some(tree) = &self.cfg.tree {
+            softmax_tree(&cls, tree)?
+        } else if self.cfg.softmax {
             softmax_darknet(&cls)?
         } else {
             cls
@@ -143,6 +204,20 @@ impl Region {
             .reshape((b, h * w * c))?
             .reshape((b, c, h, w))
     }
+}
+
+/// `softmax_tree` on every (cell, anchor) row of classes: on the host, group by group.
+fn softmax_tree(x: &Tensor, tree: &Tree) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let classes = *dims.last().unwrap_or(&0);
+    let mut v = x
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    for row in v.chunks_mut(classes.max(1)) {
+        tree.softmax(row);
+    }
+    Tensor::from_vec(v, dims, x.device())?.to_dtype(x.dtype())
 }
 
 /// `softmax` in src/blas.c: exp(x - max) / sum, over the last dim.
@@ -168,6 +243,12 @@ impl DarknetLayer for Region {
     /// (`Softmax` on that axis: `exp(x - max)/sum` as `softmax` in blas.c), back to a `[b, c, h, w]` view.
     fn to_onnx(&self, g: &mut OnnxGraph, x: &str, ctx: &OnnxCtx) -> OnnxResult {
         let c = &self.cfg;
+        if c.tree.is_some() {
+            return Err(
+                "tree= (softmax_tree over the hierarchy's groups) has no ONNX form in the exporter"
+                    .into(),
+            );
+        }
         let o = ctx.spec.output;
         let size = (c.coords + 1 + c.classes) as i64;
         let hw = (o.h * o.w) as i64;

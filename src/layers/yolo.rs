@@ -64,6 +64,27 @@ impl NmsKind {
     }
 }
 
+/// Which point of the box the predicted x, y are (`yolo_point`; only `get_gaussian_yolo_box` uses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum YoloPoint {
+    #[default]
+    Center,
+    LeftTop,
+    RightBottom,
+}
+
+impl YoloPoint {
+    /// `parse_yolo` / `parse_gaussian_yolo`: `left_top`, `right_bottom`, anything else is the centre.
+    pub fn from_cfg(name: &str) -> Self {
+        match name {
+            "left_top" => YoloPoint::LeftTop,
+            "right_bottom" => YoloPoint::RightBottom,
+            _ => YoloPoint::Center,
+        }
+    }
+}
+
 /// `[yolo]` and `[Gaussian_yolo]` (`parse_yolo`, `parse_gaussian_yolo`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct YoloConfig {
@@ -101,6 +122,8 @@ pub struct YoloConfig {
     pub show_details: bool,
     /// `[Gaussian_yolo]`: 8 box entries (mean and uncertainty of x, y, w, h) instead of 4.
     pub gaussian: bool,
+    /// `yolo_point`.
+    pub yolo_point: YoloPoint,
 }
 
 impl YoloConfig {
@@ -200,6 +223,7 @@ pub fn parse_yolo(s: &Section, gaussian: bool) -> CfgResult<YoloConfig> {
         random: s.float_or("random", 0.0)?,
         show_details: s.int_or("show_details", 1)? != 0,
         gaussian,
+        yolo_point: YoloPoint::from_cfg(&s.str_or("yolo_point", "center")),
     };
     // Tracking/embedding keys only matter for Darknet's tracker; read so they do not warn.
     read_inert(

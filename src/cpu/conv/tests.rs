@@ -49,6 +49,8 @@ fn check(case: &Case, seed: u64) {
         batch_normalize: case.bn,
         share_index: None,
         flipped: false,
+        xnor: false,
+        bin_output: false,
     };
     let input = Shape::new(case.c, case.h, case.w);
     let out = |x: usize| (x + 2 * case.pad - case.size) / case.stride + 1;
@@ -106,6 +108,7 @@ fn check(case: &Case, seed: u64) {
         weight: weight.clone(),
         bias: bias.clone(),
         bn: bn.clone(),
+        xnor: None,
         cpu: None,
     };
     let x = Tensor::from_vec(
@@ -174,6 +177,8 @@ fn leaky_3x3(f: usize) -> ConvConfig {
         batch_normalize: false,
         share_index: None,
         flipped: false,
+        xnor: false,
+        bin_output: false,
     }
 }
 
@@ -205,6 +210,7 @@ fn leaky_layer(
         weight,
         bias: Some(bias),
         bn: None,
+        xnor: None,
         cpu: Some(Arc::new(packed)),
     }
 }
