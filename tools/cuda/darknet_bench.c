@@ -5,7 +5,8 @@
  *
  * usage: darknet_bench CFG WEIGHTS|- BATCH RUNS WARMUP
  * prints one JSON line: {"batch":B,"runs":R,"median_ms":..,"p10_ms":..,"p90_ms":..,"images_per_s":..}
- * ("-" for WEIGHTS keeps Darknet's random initialisation: the timing does not depend on the values). */
+ * ("-" for WEIGHTS keeps Darknet's random initialisation: the timing does not depend on the values).
+ * Built without -DGPU (DARKNET_GPU=0) it times Darknet's CPU path: only for testing the script without a GPU. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "darknet_bench: BATCH and RUNS must be >= 1, WARMUP >= 0\n");
         return 2;
     }
+#ifdef GPU
     gpu_index = 0; /* darknet.c's default for -i */
     cuda_set_device(gpu_index);
+#else
+    gpu_index = -1; /* the CPU build (tools/cuda/device-check.sh --dry-run) */
+#endif
     network *net = load_network_custom(argv[1], weights, 0, batch);
     size_t n = (size_t)net->w * net->h * net->c * batch;
     float *input = malloc(n * sizeof(float));
