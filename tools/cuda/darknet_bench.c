@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     }
     qsort(ms, runs, sizeof(double), cmp_double);
     double median = ms[(runs - 1) / 2];
-    printf("{\"batch\":%d,\"runs\":%d,\"w\":%d,\"h\":%d,\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,"
+    printf("\n{\"batch\":%d,\"runs\":%d,\"w\":%d,\"h\":%d,\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,"
            "\"images_per_s\":%.2f}\n",
            batch, runs, net->w, net->h, median, ms[(runs - 1) / 10], ms[(runs - 1) * 9 / 10],
            batch * 1000.0 / median);

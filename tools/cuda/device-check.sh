@@ -99,7 +99,7 @@ else
       libcudnn.so.9 libgomp.so.1; do
     found=""
     for c in $cands; do [ -e "$c/$lib" ] && { found=$c; break; }; done
-    [ -z "$found" ] && found=$(dirname "$(timeout 60 find / -xdev -name "$lib" -print -quit 2>/dev/null)" 2>/dev/null)
+    [ -z "$found" ] && found=$(dirname "$(timeout 60 find / \( -path /proc -o -path /sys \) -prune -o -name "$lib" -print -quit 2>/dev/null)" 2>/dev/null)
     [ "$found" = "." ] && found=""
     say "library $lib: ${found:-NOT FOUND}"
     echo "{\"lib\":\"$lib\",\"dir\":\"$found\"}" >>"$WORK/libs.jsonl"
@@ -177,7 +177,9 @@ if [ -z "$DK_RUN" ]; then
   skip train_darknet "dry run without Darknet's CPU build"
 else
   mkdir -p "$T/data/backup"
-  step train_darknet 240 bash -c "cd '$T' && '$DK_RUN' detector train data/shapes.data shapes.cfg yolov4-tiny.conv.29 -dont_show -clear"
+  # Line-buffered, so that a run stopped at its limit still leaves its iteration lines.
+  lb=""; command -v stdbuf >/dev/null && lb="stdbuf -oL"
+  step train_darknet 240 bash -c "cd '$T' && $lb '$DK_RUN' detector train data/shapes.data shapes.cfg yolov4-tiny.conv.29 -dont_show -clear"
 fi
 # The binaries start (usage) even in a dry run: their libraries resolve.
 [ "$DRY" = 1 ] && step darknet_starts 10 bash -c "'$DK' 2>&1 | grep -q usage"
