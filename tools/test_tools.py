@@ -22,6 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import compare_refs  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "cuda"))
+import device_report  # noqa: E402
+import devpack  # noqa: E402
 import darknet_cfg as dc  # noqa: E402
 import opencv_reference  # noqa: E402
 
@@ -240,6 +243,66 @@ class RandomWeights(unittest.TestCase):
         for b, d in zip(nw.weight_blocks, blocks):
             if b.batch_normalize:
                 self.assertTrue(np.all(d["rolling_variance"] > 0))
+
+
+class DevicePack(unittest.TestCase):
+    """tools/cuda/devpack.py: what travels to the GPU machine unpacks byte for byte to the Darknet reference."""
+
+    def test_derive_compress_unpack_roundtrip(self):
+        src = os.path.join(MINI, "infer_fused")
+        with tempfile.TemporaryDirectory() as t:
+            pack, out = os.path.join(t, "pack"), os.path.join(t, "out")
+            os.makedirs(pack)
+            devpack.derive(src, os.path.join(pack, "ref"))
+            with open(os.path.join(pack, "ref", devpack.DERIVED_INDEX)) as f:
+                left_out = {o["file"] for o in json.load(f)["omitted"]}
+            types = {l["file"]: l["type"] for l in devpack.manifest_layers(src)}
+            # mini-yolov4 has routes, maxpools (2/2, 2/1, SPP) and an upsample: all rebuildable, nothing else.
+            self.assertEqual({types[f] for f in left_out}, {"route", "maxpool", "upsample"})
+            self.assertFalse(any(os.path.exists(os.path.join(pack, "ref", f)) for f in left_out))
+            devpack.compress(pack)
+            self.assertEqual(devpack.unpack(pack, out), 0)
+            for name in os.listdir(src):
+                self.assertEqual(read_bytes(os.path.join(src, name)), read_bytes(os.path.join(out, "ref", name)), name)
+
+    def test_unpack_detects_a_changed_input(self):
+        src = os.path.join(MINI, "infer_fused")
+        layers = devpack.manifest_layers(src)
+        by_index = {l["index"]: l for l in layers}
+        route = next(l for l in layers if l["type"] == "route")
+        kept = by_index[route["layers"][0]]["file"]
+        with tempfile.TemporaryDirectory() as t:
+            pack, out = os.path.join(t, "pack"), os.path.join(t, "out")
+            devpack.derive(src, os.path.join(pack, "ref"))
+            # One input of a route changes (its own index entry agrees): the rebuilt route must not match.
+            path = os.path.join(pack, "ref", kept)
+            data = bytearray(read_bytes(path))
+            data[len(data) // 4] ^= 1  # one byte in each half: a grouped route reads one half
+            data[3 * len(data) // 4] ^= 1
+            with open(path, "wb") as f:
+                f.write(data)
+            devpack.compress(pack)
+            self.assertEqual(devpack.unpack(pack, out), 1)
+
+
+class DeviceReport(unittest.TestCase):
+    """tools/cuda/device_report.py reads both programs' per-iteration training lines."""
+
+    def test_training_lines(self):
+        # Darknet's train_detector printf: "\n %d: %f, %f avg loss, %f rate, %lf seconds, %d images, %f hours left".
+        darknet = "".join(f"\n {i}: {5.0 / i:f}, {5.0:f} avg loss, {0.001:f} rate, {0.5:f} seconds, {64 * i} images, "
+                          f"{0.1:f} hours left\n" for i in range(1, 11))
+        # Ours (src/train/progress.rs): the same fields, then images/s and the ETA.
+        ours = "".join(f" {i}: {1.0:.6f}, {1.0:.6f} avg loss, {0.001:.6f} rate, {0.250:.3f} seconds, {64 * i} images, "
+                       f"256.00 images/s, ETA 0:01\n" for i in range(1, 11))
+        with tempfile.TemporaryDirectory() as t:
+            for name, text in (("d.log", darknet), ("o.log", ours)):
+                with open(os.path.join(t, name), "w") as f:
+                    f.write(text)
+            d = device_report.train_speed(os.path.join(t, "d.log"), 64)
+            o = device_report.train_speed(os.path.join(t, "o.log"), 64)
+        self.assertEqual((d["iterations"], d["timed_iterations"], d["images_per_s"]), (10, 5, 128.0))
+        self.assertEqual((o["iterations"], o["timed_iterations"], o["images_per_s"]), (10, 5, 256.0))
 
 
 if __name__ == "__main__":
