@@ -151,7 +151,7 @@ DARKNET_GIT ?= /work/.mirror/AlexeyAB+darknet/repo
 LOADER_BENCH_ARGS ?=
 bench-loader: augment-root release
 	@for n in bus dog eagle giraffe horses person scream zidane; do echo pub/$$n.jpg; done > $(AUG_ROOT)/bench_list.txt
-	@harness=$$(tools/loader_bench/build_darknet.sh $(DARKNET_GIT) target/loader_bench | tail -1) && \
+	@harness=$$(tools/loader_bench/build_darknet.sh $(DARKNET_GIT) target/loader_bench) && \
 	$(PYTHON) tools/loader_bench/run.py --bin $(BIN) --harness $$harness --root $(AUG_ROOT) \
 	  --list $(AUG_ROOT)/bench_list.txt $(LOADER_BENCH_ARGS)
 

@@ -15,6 +15,8 @@ if ! pkg-config --exists opencv4 2>/dev/null && ! pkg-config --exists opencv 2>/
   echo "error: OpenCV development files not found (Debian: apt-get install libopencv-dev)" >&2; exit 1
 fi
 if [ ! -f "$OUT/darknet/libdarknet.so" ]; then
+  git --git-dir="$DK" cat-file -e "$C^{commit}" 2>/dev/null \
+    || { echo "error: $DK is not a git dir holding AlexeyAB/darknet commit $C" >&2; exit 1; }
   rm -rf "$OUT/darknet.tmp"; mkdir -p "$OUT/darknet.tmp"
   git --git-dir="$DK" archive "$C" | tar -x -C "$OUT/darknet.tmp"
   mkdir -p "$OUT/darknet.tmp/obj"
