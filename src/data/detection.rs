@@ -7,7 +7,8 @@
 //! `mixup = 1`), blur and gaussian noise are not implemented (they draw from OpenCV's RNG), `track = 0`,
 //! `contrastive = 0`, `mosaic_bound = 0`.
 
-use super::augment::{image_data_augmentation, mosaic, to_chw_f32, PixelCrop};
+use super::augment::crop::mean_u8;
+use super::augment::{fused, image_data_augmentation, mosaic, to_chw_f32, PixelCrop};
 pub use super::augment::{CropRect, ImageDraws};
 use super::decode::{load_rgb, RgbImage};
 use super::rand::{
@@ -23,6 +24,61 @@ use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
+
+/// Wall time (seconds) per stage of [`load_data_detection_timed`], summed over calls: where a loader
+/// spends its time (`bench --loader`). `other` is the rest of `total` (random draws, crop rectangles,
+/// allocation of the batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StageTimes {
+    /// Reading and decoding images (`load_image_mat_cv`), or the cache lookup.
+    pub decode: f64,
+    /// Crop with mean fill, 8-bit resize and flip.
+    pub crop_resize: f64,
+    /// HSV jitter (RGB->HSV, scaling, HSV->RGB).
+    pub hsv: f64,
+    /// Mosaic assembly (quadrant copies).
+    pub mosaic: f64,
+    /// 8-bit HWC to float CHW (`mat_to_image`).
+    pub to_float: f64,
+    /// Labels: reading, `fill_truth_detection`, `blend_truth_mosaic`, the y rows.
+    pub truth: f64,
+    pub total: f64,
+}
+
+impl StageTimes {
+    /// `total` minus the named stages.
+    pub fn other(&self) -> f64 {
+        (self.total
+            - self.decode
+            - self.crop_resize
+            - self.hsv
+            - self.mosaic
+            - self.to_float
+            - self.truth)
+            .max(0.0)
+    }
+
+    /// Adds `other`'s times to these.
+    pub fn add(&mut self, other: &StageTimes) {
+        self.decode += other.decode;
+        self.crop_resize += other.crop_resize;
+        self.hsv += other.hsv;
+        self.mosaic += other.mosaic;
+        self.to_float += other.to_float;
+        self.truth += other.truth;
+        self.total += other.total;
+    }
+}
+
+/// Seconds since `t`, and `t` reset to now (one clock read per stage boundary).
+#[inline]
+pub(crate) fn lap(t: &mut Instant) -> f64 {
+    let now = Instant::now();
+    let d = now.duration_since(*t).as_secs_f64();
+    *t = now;
+    d
+}
 
 /// The augmentation parameters of `load_data_detection`, from explicit fields (the cfg's `[net]`
 /// `width`, `height`, `hue`, `saturation`, `exposure`, `flip`, `mosaic`, `letter_box`, `max_boxes`
@@ -139,8 +195,20 @@ impl DetectionBatch {
 pub struct Sources {
     pub resolver: Resolver,
     cache: bool,
-    images: HashMap<String, Arc<RgbImage>>,
+    images: HashMap<String, Arc<Decoded>>,
     labels: HashMap<String, Arc<Vec<BoxLabel>>>,
+    /// The pixel kernels' buffers, reused from sample to sample.
+    scratch: fused::Scratch,
+    /// Run the pixel operations one by one, each as its own pass over a whole image (the straightforward
+    /// path the fused one is tested against, and the "before" of `augment --bench --stepwise`).
+    pub stepwise: bool,
+}
+
+/// A decoded training image and its `cv::mean` colour (the crop's padding), computed once with it.
+#[derive(Debug)]
+pub struct Decoded {
+    pub img: RgbImage,
+    pub mean: [u8; 3],
 }
 
 impl Sources {
@@ -157,15 +225,20 @@ impl Sources {
             cache,
             images: HashMap::new(),
             labels: HashMap::new(),
+            scratch: fused::Scratch::default(),
+            stepwise: false,
         }
     }
 
-    /// `load_image_mat_cv(path)`: the decoded RGB image.
-    pub fn image(&mut self, path: &str) -> Result<Arc<RgbImage>> {
+    /// `load_image_mat_cv(path)`: the decoded RGB image (with its mean colour).
+    pub fn image(&mut self, path: &str) -> Result<Arc<Decoded>> {
         if let Some(img) = self.images.get(path) {
             return Ok(img.clone());
         }
-        let img = Arc::new(load_rgb(&self.resolver.resolve(path))?);
+        let img = load_rgb(&self.resolver.resolve(path))?;
+        // The step-by-step path computes the mean in its crop, per sample, as before.
+        let mean = if self.stepwise { [0; 3] } else { mean_u8(&img) };
+        let img = Arc::new(Decoded { img, mean });
         if self.cache {
             self.images.insert(path.to_string(), img.clone());
         }
@@ -312,6 +385,20 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
     n: usize,
     cfg: &AugmentConfig,
 ) -> Result<DetectionBatch> {
+    load_data_detection_timed(rng, sources, paths, n, cfg, &mut StageTimes::default())
+}
+
+/// [`load_data_detection`], adding the time spent in each stage to `times`.
+pub fn load_data_detection_timed<R: DarknetRand + ?Sized>(
+    rng: &mut R,
+    sources: &mut Sources,
+    paths: &[String],
+    n: usize,
+    cfg: &AugmentConfig,
+    times: &mut StageTimes,
+) -> Result<DetectionBatch> {
+    let start = Instant::now();
+    let mut t = start;
     cfg.validate()?;
     if paths.is_empty() {
         bail!("load_data_detection: empty image list");
@@ -343,9 +430,10 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
     let plane = w * h;
     let mut x = vec![0f32; n * 3 * plane];
     let mut y = vec![0f32; n * cfg.max_boxes * TRUTH_SIZE];
-    let mut canvases: Vec<RgbImage> = Vec::new();
+    // In mosaic the four quadrants of a sample tile it, so every pixel of x is written once.
     let mut rows: Vec<Vec<TruthRow>> = vec![Vec::new(); n];
-    if use_mosaic {
+    let mut canvases: Vec<RgbImage> = Vec::new();
+    if use_mosaic && sources.stepwise {
         canvases = (0..n).map(|_| RgbImage::filled(w, h, [0, 0, 0])).collect();
     }
     let mut pieces = Vec::new();
@@ -357,8 +445,10 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             chosen.push(&paths[(random_gen(rng) % paths.len() as u32) as usize]);
         }
         for (i, path) in chosen.into_iter().enumerate() {
+            times.decode += lap(&mut t);
             let img = sources.image(path)?;
-            let (ow, oh) = (img.w, img.h);
+            times.decode += lap(&mut t);
+            let (ow, oh) = (img.img.w, img.img.h);
             let d = draw_image_params(rng, cfg, pass, i);
             let mut c = crop_rect(cfg, ow, oh, &d);
             if use_mosaic {
@@ -385,6 +475,7 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             // The -Ofast object computes ((float)pleft/ow)/sx as pleft/(sx*ow), and 1./sx as 1.0f/sx.
             let dx = c.pleft as f32 / (sx * ow as f32);
             let dy = c.ptop as f32 / (sy * oh as f32);
+            lap(&mut t);
             let boxes = sources.labels(path, cfg.classes)?;
             let limits = TruthLimits {
                 max_boxes: cfg.max_boxes,
@@ -406,13 +497,47 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
                 width: swidth,
                 height: sheight,
             };
-            let ai = image_data_augmentation(&img, (w, h), &crop, &d);
-            let mut shifts = None;
-            if use_mosaic {
+            times.truth += lap(&mut t);
+            let shifts = use_mosaic.then(|| {
                 let (cx, cy) = cuts[i];
-                let m =
-                    mosaic::mosaic_shifts((cx, cy), (w as i32, h as i32), (owi, ohi), &c, d.flip);
-                mosaic::paste_quadrant(&mut canvases[i], &ai, pass, &m);
+                mosaic::mosaic_shifts((cx, cy), (w as i32, h as i32), (owi, ohi), &c, d.flip)
+            });
+            // Only the pixels that reach the sample are computed: its quadrant in mosaic, else all.
+            let region = match &shifts {
+                Some(m) => mosaic::quadrant_region(pass, m, w, h),
+                None => fused::Region::whole(w, h),
+            };
+            times.mosaic += lap(&mut t);
+            let xi = &mut x[i * 3 * plane..(i + 1) * 3 * plane];
+            if sources.stepwise {
+                let ai = image_data_augmentation(&img.img, (w, h), &crop, &d, times);
+                lap(&mut t); // counted inside, by stage
+                match &shifts {
+                    Some(m) => {
+                        mosaic::paste_quadrant(&mut canvases[i], &ai, pass, m);
+                        times.mosaic += lap(&mut t);
+                    }
+                    None => {
+                        to_chw_f32(&ai, xi);
+                        times.to_float += lap(&mut t);
+                    }
+                }
+            } else {
+                let scratch = &mut sources.scratch;
+                fused::augment_into(
+                    &img.img,
+                    img.mean,
+                    (w, h),
+                    &crop,
+                    &d,
+                    &region,
+                    xi,
+                    scratch,
+                    times,
+                );
+                lap(&mut t); // counted inside, by stage
+            }
+            if let Some(m) = &shifts {
                 mosaic::blend_truth_mosaic(
                     &mut rows[i],
                     &truth,
@@ -420,13 +545,12 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
                     w as i32,
                     h as i32,
                     pass,
-                    &m,
+                    m,
                 );
-                shifts = Some(m);
             } else {
-                to_chw_f32(&ai, &mut x[i * 3 * plane..(i + 1) * 3 * plane]);
                 rows[i] = truth.clone();
             }
+            times.truth += lap(&mut t);
             pieces.push(PieceRecord {
                 pass,
                 sample: i,
@@ -447,15 +571,19 @@ pub fn load_data_detection<R: DarknetRand + ?Sized>(
             });
         }
     }
+    lap(&mut t);
     for (i, canvas) in canvases.iter().enumerate() {
         to_chw_f32(canvas, &mut x[i * 3 * plane..(i + 1) * 3 * plane]);
     }
+    times.to_float += lap(&mut t);
     for (i, r) in rows.iter().enumerate() {
-        for (t, row) in r.iter().take(cfg.max_boxes).enumerate() {
-            let o = (i * cfg.max_boxes + t) * TRUTH_SIZE;
+        for (k, row) in r.iter().take(cfg.max_boxes).enumerate() {
+            let o = (i * cfg.max_boxes + k) * TRUTH_SIZE;
             y[o..o + TRUTH_SIZE].copy_from_slice(row);
         }
     }
+    times.truth += lap(&mut t);
+    times.total += start.elapsed().as_secs_f64();
     Ok(DetectionBatch {
         n,
         w,

@@ -7,12 +7,16 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 pub mod augment;
+pub mod bench;
 pub mod decode;
 pub mod detection;
 pub mod loader;
 pub mod rand;
 pub mod truth;
 
-pub use detection::{load_data_detection, AugmentConfig, DetectionBatch, Sources};
+pub use detection::{
+    load_data_detection, load_data_detection_timed, AugmentConfig, DetectionBatch, Sources,
+    StageTimes,
+};
 pub use rand::{DarknetRand, FastRand, GlibcRand};
 pub mod reference;

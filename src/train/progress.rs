@@ -17,6 +17,9 @@ pub struct IterationStats {
     pub rate: f32,
     /// Wall time of the iteration (loading the batch included).
     pub seconds: f64,
+    /// The part of `seconds` spent waiting for the loader's batch: near 0 when the loader keeps ahead of
+    /// the network, a large share when it limits the run.
+    pub data_wait_seconds: f64,
     /// Images seen (Darknet's `*net.seen`).
     pub seen: u64,
     /// Images per second of this iteration.
@@ -24,6 +27,21 @@ pub struct IterationStats {
     /// Estimated time left, from Darknet's `avg_time = .99·avg_time + .01·time`.
     pub eta_seconds: f64,
 }
+
+impl IterationStats {
+    /// The share of the iteration's wall time spent waiting for data (0..1).
+    pub fn data_wait_share(&self) -> f64 {
+        if self.seconds > 0.0 {
+            (self.data_wait_seconds / self.seconds).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Above this share of an iteration spent waiting for data, the iteration line says the loader limits the
+/// run.
+pub const LOADER_LIMITS_SHARE: f64 = 0.2;
 
 /// One thing a training run reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +134,7 @@ impl fmt::Display for TrainEvent {
             TrainEvent::Resized { width, height } => write!(f, "resizing to {width} x {height}"),
             TrainEvent::Iteration(s) => write!(
                 f,
-                " {}: {:.6}, {:.6} avg loss, {:.6} rate, {:.3} seconds, {} images, {:.2} images/s, ETA {}",
+                " {}: {:.6}, {:.6} avg loss, {:.6} rate, {:.3} seconds, {} images, {:.2} images/s, ETA {}, data wait {:.0}%{}",
                 s.iteration,
                 s.loss,
                 s.avg_loss,
@@ -124,7 +142,13 @@ impl fmt::Display for TrainEvent {
                 s.seconds,
                 s.seen,
                 s.images_per_sec,
-                format_eta(s.eta_seconds)
+                format_eta(s.eta_seconds),
+                100.0 * s.data_wait_share(),
+                if s.data_wait_share() > LOADER_LIMITS_SHARE {
+                    " (the data loader limits this run: more --workers)"
+                } else {
+                    ""
+                }
             ),
             TrainEvent::Map {
                 iteration,
@@ -152,14 +176,25 @@ mod tests {
             avg_loss: 2.25,
             rate: 0.001,
             seconds: 0.5,
+            data_wait_seconds: 0.01,
             seen: 96,
             images_per_sec: 16.0,
             eta_seconds: 3725.0,
         });
         assert_eq!(
             it.to_string(),
-            " 12: 1.500000, 2.250000 avg loss, 0.001000 rate, 0.500 seconds, 96 images, 16.00 images/s, ETA 1:02:05"
+            " 12: 1.500000, 2.250000 avg loss, 0.001000 rate, 0.500 seconds, 96 images, 16.00 images/s, ETA 1:02:05, data wait 2%"
         );
+        let TrainEvent::Iteration(stats) = it else {
+            unreachable!()
+        };
+        let slow = TrainEvent::Iteration(IterationStats {
+            data_wait_seconds: 0.3,
+            ..stats
+        });
+        assert!(slow
+            .to_string()
+            .ends_with("data wait 60% (the data loader limits this run: more --workers)"));
         assert!(it.is_detail() && it.is_result());
         let m = TrainEvent::Map {
             iteration: 0,

@@ -119,6 +119,8 @@ pub struct TrainSummary {
     pub maps: Vec<(usize, f64)>,
     /// Images per second over the iterations of this process.
     pub images_per_sec: f64,
+    /// The share of the iterations' wall time spent waiting for the data loader (0..1).
+    pub data_wait_share: f64,
     pub final_weights: PathBuf,
     pub final_safetensors: PathBuf,
     pub chart: PathBuf,
@@ -186,6 +188,9 @@ pub struct Trainer<'a> {
     resumed: bool,
     started: Instant,
     images_done: u64,
+    /// Wall time of the iterations of this process, and the part spent waiting for batches.
+    step_seconds: f64,
+    data_wait_seconds: f64,
     avg_time: f64,
     /// The batch of the last step and the yolo costs `(layer, l.cost)` of its last mini-batch.
     last_batch: Option<DetectionBatch>,
@@ -289,6 +294,8 @@ impl<'a> Trainer<'a> {
             subdivisions,
             started: Instant::now(),
             images_done: 0,
+            step_seconds: 0.0,
+            data_wait_seconds: 0.0,
             avg_time: -1.0,
             last_batch: None,
             last_costs: Vec::new(),
@@ -359,6 +366,7 @@ impl<'a> Trainer<'a> {
         let tick = Instant::now();
         // The loader sizes the batch (the multi-scale schedule, or Darknet's draw from its stream).
         let b = self.loader.next_batch()?;
+        let data_wait = tick.elapsed().as_secs_f64();
         let (w, h) = (b.w, b.h);
         if (w, h) != (self.net.net.cfg.net.width, self.net.net.cfg.net.height) {
             self.net = self.net.resized(w, h)?;
@@ -397,13 +405,18 @@ impl<'a> Trainer<'a> {
         self.state.iteration += 1;
         let rate = current_rate(&self.cfg.net, current_batch(&self.cfg.net, self.state.seen));
         self.opt.apply(rate, batch)?;
-        let stats = self.record(sum / batch as f32, rate, tick.elapsed().as_secs_f64());
+        let stats = self.record(
+            sum / batch as f32,
+            rate,
+            tick.elapsed().as_secs_f64(),
+            data_wait,
+        );
         (self.progress)(TrainEvent::Iteration(stats));
         Ok(stats)
     }
 
     /// Darknet's loss bookkeeping after an update: `avg_loss`, the history, `avg_time` and the ETA.
-    fn record(&mut self, loss: f32, rate: f32, seconds: f64) -> IterationStats {
+    fn record(&mut self, loss: f32, rate: f32, seconds: f64, data_wait: f64) -> IterationStats {
         let st = &mut self.state;
         if st.avg_loss < 0.0 || st.avg_loss.is_nan() {
             st.avg_loss = loss;
@@ -412,6 +425,8 @@ impl<'a> Trainer<'a> {
         st.history.push((st.iteration, loss, st.avg_loss));
         let batch = (self.mini_batch * self.subdivisions) as u64;
         self.images_done += batch;
+        self.step_seconds += seconds;
+        self.data_wait_seconds += data_wait;
         self.avg_time = if self.avg_time < 0.0 {
             seconds
         } else {
@@ -423,6 +438,7 @@ impl<'a> Trainer<'a> {
             avg_loss: st.avg_loss,
             rate,
             seconds,
+            data_wait_seconds: data_wait,
             seen: st.seen,
             images_per_sec: batch as f64 / seconds.max(1e-9),
             eta_seconds: (self.max_batches - st.iteration) as f64 * self.avg_time,
@@ -505,6 +521,8 @@ impl<'a> Trainer<'a> {
             max_batches,
             started,
             images_done,
+            step_seconds,
+            data_wait_seconds,
             ..
         } = self;
         drop(loader);
@@ -527,6 +545,11 @@ impl<'a> Trainer<'a> {
             history: state.history,
             maps: state.maps,
             images_per_sec: images_done as f64 / elapsed.max(1e-9),
+            data_wait_share: if step_seconds > 0.0 {
+                data_wait_seconds / step_seconds
+            } else {
+                0.0
+            },
             final_weights,
             final_safetensors: final_st,
             chart,

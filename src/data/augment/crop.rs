@@ -5,14 +5,35 @@ use crate::data::decode::RgbImage;
 /// `cv::mean(img)` converted to 8 bits as `Mat::setTo` does: per-channel mean of all pixels (double),
 /// rounded half to even (`saturate_cast<uchar>`).
 pub fn mean_u8(img: &RgbImage) -> [u8; 3] {
-    let mut sum = [0u64; 3];
-    for px in img.data.chunks_exact(3) {
-        for c in 0..3 {
-            sum[c] += px[c] as u64;
-        }
-    }
+    let sum = channel_sums(&img.data[..img.w * img.h * 3]);
     let n = (img.w * img.h).max(1) as f64;
     sum.map(|s| round_half_even(s as f64 / n).clamp(0.0, 255.0) as u8)
+}
+
+/// Per-channel sums of interleaved RGB bytes. Blocks of 48 bytes (16 pixels) are added lane by lane into
+/// 48 u32 accumulators (a loop that vectorises), flushed into u64 sums before they could overflow.
+fn channel_sums(data: &[u8]) -> [u64; 3] {
+    const LANES: usize = 48;
+    // 65536 blocks of at most 255 per lane stay below 2^24.
+    const FLUSH: usize = LANES * 65536;
+    let mut sum = [0u64; 3];
+    for part in data.chunks(FLUSH) {
+        let mut acc = [0u32; LANES];
+        let blocks = part.chunks_exact(LANES);
+        let rest = blocks.remainder();
+        for b in blocks {
+            for (a, &v) in acc.iter_mut().zip(b) {
+                *a += v as u32;
+            }
+        }
+        for (k, &a) in acc.iter().enumerate() {
+            sum[k % 3] += a as u64;
+        }
+        for (k, &v) in rest.iter().enumerate() {
+            sum[k % 3] += v as u64;
+        }
+    }
+    sum
 }
 
 /// `cvRound` (round half to even), as used by OpenCV's `saturate_cast` from floating point.
@@ -60,6 +81,18 @@ mod tests {
         assert_eq!(round_half_even(3.5), 4.0);
         assert_eq!(round_half_even(-2.5), -2.0);
         assert_eq!(round_half_even(2.4999), 2.0);
+    }
+
+    #[test]
+    fn channel_sums_equal_a_plain_sum() {
+        let data: Vec<u8> = (0..3 * 1000 + 3 * 7)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect();
+        let mut plain = [0u64; 3];
+        for (k, &v) in data.iter().enumerate() {
+            plain[k % 3] += v as u64;
+        }
+        assert_eq!(channel_sums(&data), plain);
     }
 
     #[test]

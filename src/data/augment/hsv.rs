@@ -7,12 +7,12 @@ use crate::data::decode::RgbImage;
 const HSV_SHIFT: i32 = 12;
 
 /// OpenCV's `RGB2HSV_b` lookup tables: `sdiv[v] = round((255<<12)/v)`, `hdiv[d] = round((180<<12)/(6d))`.
-struct HsvTables {
+pub(crate) struct HsvTables {
     sdiv: [i32; 256],
     hdiv: [i32; 256],
 }
 
-fn tables() -> &'static HsvTables {
+pub(crate) fn hsv_tables() -> &'static HsvTables {
     static T: std::sync::OnceLock<HsvTables> = std::sync::OnceLock::new();
     T.get_or_init(|| {
         let mut t = HsvTables {
@@ -31,7 +31,12 @@ fn tables() -> &'static HsvTables {
 /// arithmetic with 12-bit fixed point, `h += 180` if negative).
 #[inline]
 pub fn rgb_to_hsv_u8(r: u8, g: u8, b: u8) -> [u8; 3] {
-    let t = tables();
+    rgb_to_hsv_with(hsv_tables(), r, g, b)
+}
+
+/// [`rgb_to_hsv_u8`] with the tables at hand.
+#[inline(always)]
+pub(crate) fn rgb_to_hsv_with(t: &HsvTables, r: u8, g: u8, b: u8) -> [u8; 3] {
     let (r, g, b) = (r as i32, g as i32, b as i32);
     let v = r.max(g).max(b);
     let vmin = r.min(g).min(b);

@@ -4,11 +4,14 @@
 
 pub mod crop;
 pub mod flip;
+pub mod fused;
 pub mod hsv;
 pub mod mosaic;
 pub mod resize;
 
 use super::decode::RgbImage;
+use super::detection::{lap, StageTimes};
+use std::time::Instant;
 
 /// The per-image random numbers of the "augmentation_calculated" block (data.c 1118-1152).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +52,9 @@ pub fn image_data_augmentation(
     size: (usize, usize),
     crop: &PixelCrop,
     draws: &ImageDraws,
+    times: &mut StageTimes,
 ) -> RgbImage {
+    let mut t = Instant::now();
     let (w, h) = size;
     let PixelCrop {
         left: pleft,
@@ -76,9 +81,11 @@ pub fn image_data_augmentation(
     } else {
         sized
     };
+    times.crop_resize += lap(&mut t);
     if dsat != 1.0 || dexp != 1.0 || dhue != 0.0 {
         hsv::hsv_jitter(&mut sized, dhue, dsat, dexp);
     }
+    times.hsv += lap(&mut t);
     sized
 }
 

@@ -1,6 +1,7 @@
 //! Mosaic assembly of `load_data_detection` (data.c 1265-1315) and `blend_truth_mosaic` (data.c 886)
 //! with `mosaic_bound = 0`.
 
+use super::fused::Region;
 use super::CropRect;
 use crate::data::decode::RgbImage;
 use crate::data::truth::{TruthRow, TRUTH_SIZE};
@@ -49,23 +50,37 @@ pub fn mosaic_shifts(
 /// x + w-cut_x-right_shift, x >= cut_x takes x-cut_x+left_shift; y < cut_y takes y + h-cut_y-bot_shift,
 /// y >= cut_y takes y-cut_y+top_shift.
 pub fn paste_quadrant(dst: &mut RgbImage, ai: &RgbImage, pass: usize, m: &MosaicShifts) {
-    let (w, h) = (dst.w as i32, dst.h as i32);
-    let (x0, x1, sx0) = if pass % 2 == 0 {
+    let r = quadrant_region(pass, m, dst.w, dst.h);
+    let n = (r.x1 - r.x0) * 3;
+    for y in r.y0..r.y1 {
+        let d = ((y - r.y0 + r.dst_y) * dst.w + r.dst_x) * 3;
+        let s = (y * ai.w + r.x0) * 3;
+        dst.data[d..d + n].copy_from_slice(&ai.data[s..s + n]);
+    }
+}
+
+/// The rectangle of the `w`x`h` piece of pass `pass` that [`paste_quadrant`] copies, and where it lands:
+/// the only pixels of the piece that are computed in the fused path.
+pub fn quadrant_region(pass: usize, m: &MosaicShifts, w: usize, h: usize) -> Region {
+    let (w, h) = (w as i32, h as i32);
+    let (dst_x, x1, sx0) = if pass % 2 == 0 {
         (0, m.cut_x, w - m.cut_x - m.right_shift)
     } else {
         (m.cut_x, w, m.left_shift)
     };
-    let (y0, y1) = if pass < 2 { (0, m.cut_y) } else { (m.cut_y, h) };
-    for y in y0..y1 {
-        let sy = if pass < 2 {
-            y + h - m.cut_y - m.bot_shift
-        } else {
-            m.top_shift + y - m.cut_y
-        };
-        let n = ((x1 - x0) * 3) as usize;
-        let d = ((y * w + x0) * 3) as usize;
-        let s = ((sy * w + sx0) * 3) as usize;
-        dst.data[d..d + n].copy_from_slice(&ai.data[s..s + n]);
+    let (dst_y, y1, sy0) = if pass < 2 {
+        (0, m.cut_y, h - m.cut_y - m.bot_shift)
+    } else {
+        (m.cut_y, h, m.top_shift)
+    };
+    let u = |v: i32| v.max(0) as usize;
+    Region {
+        x0: u(sx0),
+        y0: u(sy0),
+        x1: u(sx0 + x1 - dst_x),
+        y1: u(sy0 + y1 - dst_y),
+        dst_x: u(dst_x),
+        dst_y: u(dst_y),
     }
 }
 

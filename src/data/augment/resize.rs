@@ -28,13 +28,27 @@ struct Taps {
 /// OpenCV's coordinate mapping for one axis; `clamp_edges` applies the x-axis rule (`s<0` -> s=0, f=0;
 /// `s >= len-1` -> s=len-1, f=0); the y-axis keeps raw `s` and fractional weights.
 fn taps(src_len: usize, dst_len: usize, clamp_edges: bool) -> Taps {
+    let mut v = (Vec::new(), Vec::new(), Vec::new());
+    taps_into(src_len, dst_len, clamp_edges, &mut v);
+    Taps {
+        idx: v.0,
+        w0: v.1,
+        w1: v.2,
+    }
+}
+
+/// [`taps`] into reused vectors (index, w0, w1).
+pub(crate) fn taps_into(
+    src_len: usize,
+    dst_len: usize,
+    clamp_edges: bool,
+    t: &mut (Vec<i32>, Vec<i32>, Vec<i32>),
+) {
     let inv_scale = dst_len as f64 / src_len as f64;
     let scale = 1.0 / inv_scale;
-    let mut t = Taps {
-        idx: Vec::with_capacity(dst_len),
-        w0: Vec::with_capacity(dst_len),
-        w1: Vec::with_capacity(dst_len),
-    };
+    t.0.clear();
+    t.1.clear();
+    t.2.clear();
     for d in 0..dst_len {
         let mut f = ((d as f64 + 0.5) * scale - 0.5) as f32;
         let mut s = f.floor() as i32;
@@ -49,11 +63,10 @@ fn taps(src_len: usize, dst_len: usize, clamp_edges: bool) -> Taps {
                 f = 0.0;
             }
         }
-        t.idx.push(s);
-        t.w0.push(((1.0 - f) * COEF_SCALE).round_ties_even() as i32);
-        t.w1.push((f * COEF_SCALE).round_ties_even() as i32);
+        t.0.push(s);
+        t.1.push(((1.0 - f) * COEF_SCALE).round_ties_even() as i32);
+        t.2.push((f * COEF_SCALE).round_ties_even() as i32);
     }
-    t
 }
 
 /// Horizontal pass of one source row into `out` (`dst_w*3` ints): `S[s]*a0 + S[s+1]*a1`.
@@ -69,8 +82,8 @@ fn hresize_row(row: &[u8], src_w: usize, xt: &Taps, out: &mut [i32]) {
 }
 
 /// `VResizeLinearVec_32s8u` lane formula (16-bit multiply-high, rounding shift by 2).
-#[inline]
-fn vmix(s0: i32, s1: i32, b0: i32, b1: i32) -> u8 {
+#[inline(always)]
+pub(crate) fn vmix(s0: i32, s1: i32, b0: i32, b1: i32) -> u8 {
     let a = ((s0 >> 4) as i16 as i32 * b0) >> 16;
     let b = ((s1 >> 4) as i16 as i32 * b1) >> 16;
     (((a + b) as i16 as i32 + 2) >> 2).clamp(0, 255) as u8
