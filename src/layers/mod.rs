@@ -13,6 +13,7 @@ pub mod activation;
 pub mod avgpool;
 pub mod batchnorm;
 pub mod convolutional;
+pub mod crnn;
 pub mod dropout;
 pub mod empty;
 pub mod im2col;
@@ -212,7 +213,6 @@ const UNSUPPORTED: &[&str] = &[
     "detection",
     "local",
     "activation",
-    "crnn",
     "gru",
     "lstm",
     "conv_lstm",
@@ -354,6 +354,8 @@ layer_types! {
     ScaleChannels(scale_channels::ScaleChannelsConfig => ScaleChannels) ["scale_channels"],
     Sam(sam::SamConfig => Sam) ["sam"],
     Dropout(dropout::DropoutConfig => Dropout) ["dropout"],
+    /// `[crnn]`: a convolutional recurrent layer (one step from the zero state).
+    Crnn(crnn::CrnnConfig => Crnn) ["crnn"],
     /// `[empty]`/`[silence]`: passes its input through.
     Empty(empty::EmptyConfig => Empty) ["empty", "silence"],
 }

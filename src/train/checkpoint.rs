@@ -91,10 +91,11 @@ pub fn save(
     state: &TrainerState,
     model: &[(String, Tensor)],
     optimizer: &[(String, Tensor)],
+    ema: &[(String, Tensor)],
     keep: usize,
 ) -> Result<PathBuf> {
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (prefix, list) in [("model.", model), ("opt.", optimizer)] {
+    for (prefix, list) in [("model.", model), ("opt.", optimizer), ("ema.", ema)] {
         for (name, t) in list {
             let v: Vec<f32> = t
                 .to_dtype(candle_core::DType::F32)?
@@ -137,6 +138,8 @@ pub struct Checkpoint {
     pub model: HashMap<String, Tensor>,
     /// Accumulators named `<param>.update`.
     pub optimizer: HashMap<String, Tensor>,
+    /// The average of the weights of `ema_alpha` (empty without it or before it starts), named as `model`.
+    pub ema: HashMap<String, Tensor>,
 }
 
 /// Reads a checkpoint written by [`save`].
@@ -155,6 +158,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut model = HashMap::new();
     let mut optimizer = HashMap::new();
+    let mut ema = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
             bail!("{}: tensor {name} is not f32", path.display());
@@ -169,6 +173,8 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
             model.insert(n.to_string(), t);
         } else if let Some(n) = name.strip_prefix("opt.") {
             optimizer.insert(n.to_string(), t);
+        } else if let Some(n) = name.strip_prefix("ema.") {
+            ema.insert(n.to_string(), t);
         } else {
             bail!("{}: unexpected tensor {name}", path.display());
         }
@@ -177,6 +183,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         state,
         model,
         optimizer,
+        ema,
     })
 }
 
@@ -212,6 +219,7 @@ mod tests {
             &st,
             &[("a".into(), t.clone())],
             &[("a.update".into(), t.clone())],
+            &[],
             2,
         )
         .unwrap();
@@ -221,11 +229,13 @@ mod tests {
             &st,
             &[("a".into(), t.clone())],
             &[("a.update".into(), t.clone())],
+            &[],
             2,
         )
         .unwrap();
         st.iteration = 9;
-        let p = save(&dir, &st, &[("a".into(), t.clone())], &[], 2).unwrap();
+        let ema = [("a".to_string(), (&t * 2.0).unwrap())];
+        let p = save(&dir, &st, &[("a".into(), t.clone())], &[], &ema, 2).unwrap();
         // A stray temporary file (an interrupted write) is never taken for a checkpoint.
         std::fs::write(dir.join(".checkpoint-00000010.safetensors.tmp.1"), b"junk").unwrap();
         assert_eq!(list(&dir).unwrap().len(), 2);
@@ -237,6 +247,10 @@ mod tests {
             vec![vec![1.0, 2.0], vec![3.0, 4.0]]
         );
         assert!(c.optimizer.is_empty());
+        assert_eq!(
+            c.ema["a"].to_vec2::<f32>().unwrap(),
+            vec![vec![2.0, 4.0], vec![6.0, 8.0]]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

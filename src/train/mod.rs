@@ -10,6 +10,7 @@
 pub mod box_iou;
 pub mod chart;
 pub mod checkpoint;
+pub mod ema;
 pub mod loss;
 pub mod map;
 pub mod optimizer;

@@ -77,6 +77,13 @@ pub enum TrainEvent {
     },
     /// A checkpoint was written.
     Checkpoint(PathBuf),
+    /// What `ema_alpha` did after an iteration's update (see [`super::ema`]).
+    Ema {
+        alpha: f32,
+        step: super::ema::EmaStep,
+    },
+    /// The average of the weights was written (`_ema.weights`).
+    EmaWeights(PathBuf),
 }
 
 impl TrainEvent {
@@ -89,6 +96,8 @@ impl TrainEvent {
                 | TrainEvent::Iteration(_)
                 | TrainEvent::Resized { .. }
                 | TrainEvent::Checkpoint(_)
+                | TrainEvent::Ema { .. }
+                | TrainEvent::EmaWeights(_)
         )
     }
 
@@ -160,6 +169,23 @@ impl fmt::Display for TrainEvent {
                 if *initial { " (initial weights)" } else { "" }
             ),
             TrainEvent::Checkpoint(p) => write!(f, "checkpoint {}", p.display()),
+            // train_network_waitkey's lines.
+            TrainEvent::Ema { alpha, step } => {
+                let mut lines = Vec::new();
+                if step.initialized {
+                    lines.push(" EMA initialization ".to_string());
+                }
+                if step.applied {
+                    lines.push(" ema_apply() ".to_string());
+                }
+                if step.updated {
+                    lines.push(format!(" ema_update(), ema_alpha = {alpha:.6} "));
+                }
+                write!(f, "{}", lines.join("\n"))
+            }
+            TrainEvent::EmaWeights(p) => {
+                write!(f, " EMA weights are saved to the file: {} ", p.display())
+            }
         }
     }
 }

@@ -188,6 +188,8 @@ pub fn initial_weights(
 pub struct Start {
     pub weights: NetWeights,
     pub optimizer: Option<HashMap<String, Tensor>>,
+    /// The checkpoint's average of the weights (`ema_alpha`), if it holds one.
+    pub ema: HashMap<String, Tensor>,
     pub state: TrainerState,
     /// The checkpoint resumed from, if any.
     pub resumed: Option<PathBuf>,
@@ -221,6 +223,7 @@ pub fn start(
         return Ok(Start {
             weights,
             optimizer: None,
+            ema: HashMap::new(),
             state,
             resumed: None,
         });
@@ -247,6 +250,7 @@ pub fn start(
     Ok(Start {
         weights,
         optimizer: Some(ck.optimizer),
+        ema: ck.ema,
         state: ck.state,
         resumed: Some(p),
     })

@@ -25,8 +25,8 @@
 //! generator per iteration seeded by `(seed, iteration)` (so a resumed run is identical to an uninterrupted
 //! one), and the multi-scale draw uses its own generator seeded by `(seed, iteration/10)`; `--darknet-rng` uses
 //! Darknet's single glibc stream for the data (not restorable on resume). Checkpoints keep the optimizer
-//! accumulators (Darknet restarts with zero momentum). `ema_alpha`, `weights_reject_freq`, `adam` and
-//! tracking are not reproduced.
+//! accumulators (Darknet restarts with zero momentum) and the `ema_alpha` average ([`super::ema`]; Darknet
+//! re-initialises it). `weights_reject_freq`, `adam` and tracking are not reproduced.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -40,7 +40,9 @@ use crate::data::loader::{BatchLoader, DarknetMultiscale, LoaderConfig, RngMode,
 use crate::dataset::DataCfg;
 use crate::network::{Network, TrainableNetwork};
 use crate::train::checkpoint::{self, TrainerState};
+use crate::train::ema::Ema;
 use crate::train::{current_batch, current_rate, yolo_train_head, DarknetSgd};
+use crate::weights::NetWeights;
 
 pub use super::chart::render_chart;
 pub use super::map::evaluate_map;
@@ -178,6 +180,8 @@ pub struct Trainer<'a> {
     data_path: PathBuf,
     net: TrainableNetwork,
     opt: DarknetSgd,
+    /// The `ema_alpha` average of the weights (None without it).
+    ema: Option<Ema>,
     state: TrainerState,
     loader: BatchLoader,
     max_batches: usize,
@@ -241,6 +245,12 @@ impl<'a> Trainer<'a> {
         if let Some(s) = &start.optimizer {
             opt.load_state(s)?;
         }
+        let mut ema = Ema::new(&cfg, &net, max_batches);
+        if let Some(e) = ema.as_mut() {
+            if !start.ema.is_empty() && !e.restore(&start.ema) {
+                bail!("the checkpoint's ema tensors do not match the cfg's convolutions");
+            }
+        }
         let state = start.state;
         let fresh = state.iteration == 0 && start.resumed.is_none();
         let sizes = if opts.darknet_rng {
@@ -287,6 +297,7 @@ impl<'a> Trainer<'a> {
             data_path,
             net,
             opt,
+            ema,
             state,
             loader,
             max_batches,
@@ -405,6 +416,14 @@ impl<'a> Trainer<'a> {
         self.state.iteration += 1;
         let rate = current_rate(&self.cfg.net, current_batch(&self.cfg.net, self.state.seen));
         self.opt.apply(rate, batch)?;
+        if let Some(e) = self.ema.as_mut() {
+            // train_network_waitkey: after update_network, with cur_iteration already incremented.
+            let step = e.after_update(self.state.iteration, &self.net)?;
+            if step.initialized || step.updated || step.applied {
+                let alpha = self.cfg.net.ema_alpha;
+                (self.progress)(TrainEvent::Ema { alpha, step });
+            }
+        }
         let stats = self.record(
             sum / batch as f32,
             rate,
@@ -469,6 +488,7 @@ impl<'a> Trainer<'a> {
             &self.state,
             &self.net,
             &self.opt,
+            self.ema.as_ref(),
             self.opts.keep_checkpoints,
         )?;
         super::chart::write_chart(
@@ -477,7 +497,26 @@ impl<'a> Trainer<'a> {
             self.max_batches,
         )?;
         (self.progress)(TrainEvent::Checkpoint(p.clone()));
+        // train_detector writes `_ema.weights` with each `_last.weights` once the average is initialised.
+        if let Some(e) = &self.ema {
+            if e.is_initialized()? {
+                let path = self
+                    .opts
+                    .out_dir
+                    .join(format!("{}_ema.weights", self.base_name()));
+                let tensors = e.weights_tensors(&self.net);
+                let header = crate::weights::Header::current(self.state.seen);
+                let w = NetWeights::from_tensors(&self.net.net.cfg, header, &tensors)?;
+                crate::weights::darknet::write(&self.cfg, &w, &path)?;
+                (self.progress)(TrainEvent::EmaWeights(path));
+            }
+        }
         Ok(p)
+    }
+
+    /// The cfg's file stem (`train_detector`'s `base`).
+    fn base_name(&self) -> String {
+        base_name(&self.opts.cfg)
     }
 
     fn map_due(&self) -> bool {
@@ -527,11 +566,7 @@ impl<'a> Trainer<'a> {
         } = self;
         drop(loader);
         let final_w = net.to_weights(state.seen)?;
-        let base_name = opts
-            .cfg
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
+        let base_name = base_name(&opts.cfg);
         let final_weights = opts.out_dir.join(format!("{base_name}_final.weights"));
         let final_st = opts.out_dir.join(format!("{base_name}_final.safetensors"));
         crate::weights::darknet::write(&cfg, &final_w, &final_weights)?;
@@ -562,11 +597,19 @@ pub fn train(opts: &TrainOptions, progress: Progress<'_>) -> Result<TrainSummary
     Trainer::new(opts.clone(), progress)?.run()
 }
 
+/// The cfg's file stem, `model` without one.
+fn base_name(cfg: &std::path::Path) -> String {
+    cfg.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
 fn save_checkpoint(
     dir: &std::path::Path,
     state: &TrainerState,
     net: &TrainableNetwork,
     opt: &DarknetSgd,
+    ema: Option<&Ema>,
     keep: usize,
 ) -> Result<PathBuf> {
     let model: Vec<(String, Tensor)> = {
@@ -578,5 +621,14 @@ fn save_checkpoint(
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    checkpoint::save(dir, state, &model, &opt.state(), keep)
+    let mut avg: Vec<(String, Tensor)> = ema
+        .map(|e| {
+            e.average()
+                .iter()
+                .map(|(k, t)| (k.clone(), t.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    avg.sort_by(|a, b| a.0.cmp(&b.0));
+    checkpoint::save(dir, state, &model, &opt.state(), &avg, keep)
 }

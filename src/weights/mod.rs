@@ -7,6 +7,9 @@
 //! - `layers.i.conv.bias` — `[filters]` when the layer has no batch norm;
 //! - `layers.i.bn.bias`, `layers.i.bn.weight`, `layers.i.bn.running_mean`, `layers.i.bn.running_var` — `[filters]`
 //!   when `batch_normalize=1` (Darknet's `biases`, `scales`, `rolling_mean`, `rolling_variance`).
+//!
+//! A `[crnn]` layer `i` holds three convolutions, `layers.i.input.*`, `layers.i.self.*` and `layers.i.output.*`
+//! (each named as above), one [`ConvParams`] each in [`NetWeights::convs`], in `load_weights`' order.
 
 pub mod darknet;
 pub mod error;
@@ -103,19 +106,28 @@ pub struct NetWeights {
     pub convs: Vec<(usize, ConvParams)>,
 }
 
-/// Layers that own parameters in the file, in order, with (filters, weights per filter, batch_normalize).
+/// The convolutions whose parameters are in the file, in order: (layer index, filters, weights per filter,
+/// batch_normalize). A `[crnn]` layer has three (input, self, output), with the same layer index.
 pub fn parameter_layers(cfg: &NetworkConfig) -> Vec<(usize, usize, usize, bool)> {
     cfg.layers
         .iter()
         .filter_map(|l| match &l.config {
-            LayerConfig::Convolutional(c) if c.share_index.is_none() => Some((
+            LayerConfig::Convolutional(c) if c.share_index.is_none() => Some(vec![(
                 l.index,
                 c.filters,
                 (l.input.c / c.groups) * c.size * c.size,
                 c.batch_normalize,
-            )),
+            )]),
+            // load_weights: the input, self and output convolutions, one after the other.
+            LayerConfig::Crnn(c) => Some(
+                c.units(l.input.c)
+                    .into_iter()
+                    .map(|(n, per)| (l.index, n, per, c.batch_normalize))
+                    .collect(),
+            ),
             _ => None,
         })
+        .flatten()
         .collect()
 }
 
@@ -162,10 +174,11 @@ impl NetWeights {
         device: &Device,
     ) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (index, p) in &self.convs {
-            let spec = &cfg.layers[*index];
+        for (index, units) in self.by_layer() {
+            let spec = &cfg.layers[index];
             let params = spec.config.as_layer_type().parameters(spec);
-            let values = p.in_file_order();
+            // A layer with several convolutions ([crnn]) lists their tensors one convolution after the other.
+            let values: Vec<&[f32]> = units.iter().flat_map(|p| p.in_file_order()).collect();
             if params.len() != values.len() {
                 bail!(
                     "layer {index} ({}) stores {} parameter tensors, the weights hold {}",
@@ -212,7 +225,10 @@ impl NetWeights {
         };
         let mut convs = Vec::new();
         let mut expected = std::collections::HashSet::new();
-        for (index, ..) in parameter_layers(cfg) {
+        let units = parameter_layers(cfg);
+        let mut k = 0;
+        while k < units.len() {
+            let index = units[k].0;
             let spec = &cfg.layers[index];
             let mut values = Vec::new();
             for param in spec.config.as_layer_type().parameters(spec) {
@@ -220,7 +236,16 @@ impl NetWeights {
                 values.push(get(&name, param.numel())?);
                 expected.insert(name);
             }
-            convs.push((index, ConvParams::from_file_order(values)));
+            // Split the layer's tensors into its convolutions: biases, [scales, mean, variance], weights each.
+            let mut values = values.into_iter();
+            while k < units.len() && units[k].0 == index {
+                let count = if units[k].3 { 5 } else { 2 };
+                convs.push((
+                    index,
+                    ConvParams::from_file_order(values.by_ref().take(count).collect()),
+                ));
+                k += 1;
+            }
         }
         if tensors.len() != expected.len() {
             let mut extra: Vec<&String> =
@@ -234,6 +259,18 @@ impl NetWeights {
             );
         }
         Ok(NetWeights { header, convs })
+    }
+
+    /// The convolutions grouped by layer, in file order.
+    fn by_layer(&self) -> Vec<(usize, Vec<&ConvParams>)> {
+        let mut out: Vec<(usize, Vec<&ConvParams>)> = Vec::new();
+        for (index, p) in &self.convs {
+            match out.last_mut() {
+                Some((i, v)) if i == index => v.push(p),
+                _ => out.push((*index, vec![p])),
+            }
+        }
+        out
     }
 
     /// Number of f32 parameters.

@@ -9,7 +9,8 @@
  * 2. then exactly what `detector test` does: parse again, load_weights, fuse_conv_batchnorm,
  *    calculate_binary_weights, load_image (stb), resize_image or letterbox_image, network_predict;
  * 3. dump input.bin, every layer's l.output as layer_XXX_<type>.bin, manifest.json;
- * 4. per threshold: network_predict again (the region tree decode rewrites l.output), get_network_boxes(thresh,
+ * 4. per threshold: network_predict again (the region tree decode rewrites l.output; a [crnn] layer's hidden state
+ *    is zeroed first, so it is again the first prediction after loading), get_network_boxes(thresh,
  *    hier .5, map 0, relative 1, letter), then NMS as test_detector (nms .45, the last detection layer's
  *    nms_kind) -> detections_<thresh>.json with the detections that have a prob > thresh before and after NMS. */
 #include <stdio.h>
@@ -41,25 +42,47 @@ static float U(float a, float b) { return a + (b - a) * ((float)rand() / RAND_MA
 
 /* Every parameter drawn here from srand(seed): make_region_layer, make_yolo_layer and make_gaussian_yolo_layer
  * call srand(time(0)), so the parser's own initialisation is not reproducible. */
+static void randomize_conv(layer *l) {
+    int j;
+    /* Darknet's initialisation formula (make_convolutional_layer). */
+    float scale = sqrtf(2.f / (l->size * l->size * l->c / l->groups));
+    for (j = 0; j < l->nweights; ++j) l->weights[j] = scale * U(-1.f, 1.f);
+    for (j = 0; j < l->n; ++j) {
+        l->biases[j] = U(-0.2f, 0.2f);
+        if (l->batch_normalize) {
+            l->scales[j] = U(0.5f, 1.5f);
+            l->rolling_mean[j] = U(-0.1f, 0.1f);
+            l->rolling_variance[j] = U(0.5f, 1.5f);
+        }
+    }
+}
+
 static void randomize(network *net, float last_scale, int seed) {
     int i, j, last = -1;
     srand(seed);
     for (i = 0; i < net->n; ++i) if (net->layers[i].type == CONVOLUTIONAL) last = i;
     for (i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
-        if (l->type != CONVOLUTIONAL) continue;
-        /* Darknet's initialisation formula (make_convolutional_layer). */
-        float scale = sqrtf(2.f / (l->size * l->size * l->c / l->groups));
-        for (j = 0; j < l->nweights; ++j) l->weights[j] = scale * U(-1.f, 1.f);
-        for (j = 0; j < l->n; ++j) {
-            l->biases[j] = U(-0.2f, 0.2f);
-            if (l->batch_normalize) {
-                l->scales[j] = U(0.5f, 1.5f);
-                l->rolling_mean[j] = U(-0.1f, 0.1f);
-                l->rolling_variance[j] = U(0.5f, 1.5f);
-            }
+        if (l->type == CRNN) {
+            /* The three convolutions of make_crnn_layer, in load_weights order. */
+            randomize_conv(l->input_layer);
+            randomize_conv(l->self_layer);
+            randomize_conv(l->output_layer);
+            continue;
         }
+        if (l->type != CONVOLUTIONAL) continue;
+        randomize_conv(l);
         if (i == last) for (j = 0; j < l->nweights; ++j) l->weights[j] *= last_scale;
+    }
+}
+
+/* A [crnn] layer keeps its hidden state across network_predict calls (zero after loading): zeroing it makes
+ * each prediction the first one after loading, as `detector test` computes a single image. */
+static void reset_crnn_state(network net) {
+    int i;
+    for (i = 0; i < net.n; ++i) {
+        layer l = net.layers[i];
+        if (l.type == CRNN) memset(l.state, 0, sizeof(float) * l.hidden * l.batch * (l.steps + 1));
     }
 }
 
@@ -139,6 +162,7 @@ int main(int argc, char **argv) {
     int t;
     for (t = 6; t < argc; ++t) {
         float thresh = atof(argv[t]);
+        reset_crnn_state(net);
         network_predict(net, sized.data);
         int nboxes = 0;
         detection *dets = get_network_boxes(&net, im.w, im.h, thresh, .5f, 0, 1, &nboxes, net.letter_box);

@@ -38,5 +38,6 @@ run region region.cfg 11 20 7 0.25 0.05
 run region_tree region_tree.cfg 12 6 8 0.25 0.05
 run gaussian gaussian.cfg 13 16 3 0.25 0.05
 run xnor xnor.cfg 14 1 2 0.25
+run crnn crnn.cfg 15 4 2 0.25
 rm -f "$names" "$dfile"
 echo "wrote $data"
