@@ -6,11 +6,12 @@
 //
 // Built plain, this is Darknet's CPU training step as it is; with -DGRADIENT_FLOW_FIX see below.
 //
-// Usage: harness <cfg> <train list> <weights|-> <seed> <K> <outdir> [dump_x]
+// Usage: harness <cfg> <train list> <weights|-> <seed> <K> <outdir> [dump_x [dump_updates]]
 //   <outdir>/initial.weights             save_weights of the network the loop starts from
 //   <outdir>/iterations.jsonl            one JSON object per iteration
 //   <outdir>/iter_NNN.safetensors        every conv tensor after update NNN (names as candle-darknet's)
 //   <outdir>/iter_NNN_x.bin, _y.bin      the batch (only with dump_x = 1)
+//   <outdir>/iter_NNN_updates.safetensors  weight/scale/bias_updates after update NNN (dump_updates = 1)
 //
 // Differences from a real `darknet detector train` run, all about the order of rand() calls: Darknet's loader
 // runs in another thread, prefetching batch k+1 while batch k trains, and throws away its first prefetched
