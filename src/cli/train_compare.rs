@@ -18,6 +18,13 @@ pub struct TrainCompareArgs {
     /// Scratch directory (default: <case>/ours).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also print every tensor of every iteration (weights rel, update rel, ulps, and with the reference's
+    /// accumulators the accumulator rel).
+    #[arg(long)]
+    pub tensors: bool,
+    /// Write our tensors and optimizer accumulators after each update to DIR/ours_NNN.safetensors.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
 }
 
 pub fn run(args: TrainCompareArgs) -> Result<()> {
@@ -25,6 +32,7 @@ pub fn run(args: TrainCompareArgs) -> Result<()> {
     let run = ParityRun {
         data: args.data.unwrap_or_else(|| args.case.join("train.data")),
         out_dir: args.out.unwrap_or_else(|| args.case.join("ours")),
+        dump_dir: args.dump.clone(),
         device: candle_core::Device::Cpu,
         tolerance: ParityTolerance::default(),
     };
@@ -35,6 +43,22 @@ pub fn run(args: TrainCompareArgs) -> Result<()> {
         )
     })?;
     println!("{}", report.table());
+    if args.tensors {
+        for r in &report.rows {
+            for t in &r.tensors {
+                let opt = |v: Option<f64>| v.map_or("-".into(), |u| format!("{u:.1e}"));
+                println!(
+                    "it {} {:32} weights {:.1e} update {} accum {} ulps {:.0}",
+                    r.iteration,
+                    t.name,
+                    t.weights_rel,
+                    opt(t.update_rel),
+                    opt(t.accum_rel),
+                    t.ulps
+                );
+            }
+        }
+    }
     if let Some((k, what)) = &report.first_divergence {
         bail!("first divergence at iteration {k}: {what}");
     }

@@ -280,10 +280,13 @@ impl Maxpool {
             return sum.broadcast_div(&count);
         }
         let xp = pad_value(x, t, b, l, r, f32::MIN)?;
-        // candle's max_pool2d only when no gradient is needed: its backward (candle-core 0.11.1
-        // backprop.rs, MaxPool2D) multiplies the gradient by the window's mean of the argmax mask, i.e.
-        // gives 1/(size·size) of it to a single maximum instead of all of it (backward_maxpool_layer).
-        let y = if c.size == c.stride_x && !xp.track_op() {
+        // With a gradient: Darknet's argmax (below). Neither candle's max_pool2d (its backward in
+        // candle-core 0.11.1 gives a window's maximum 1/(size·size) of the gradient) nor `maximum` (it
+        // splits the gradient of a tie in halves) gives backward_maxpool_layer's gradient.
+        if xp.track_op() {
+            return first_max_pool(&xp, c.size, c.stride_x, self.output.h, self.output.w);
+        }
+        let y = if c.size == c.stride_x {
             xp.max_pool2d_with_stride(c.size, c.stride_x)?
         } else {
             separable_max(&xp, c.size, c.stride_x)?
@@ -341,6 +344,50 @@ pub(crate) fn separable_max(x: &Tensor, size: usize, stride: usize) -> Result<Te
     subsample(&y, stride)
 }
 
+/// Max-pooling of the padded `xp` whose gradient is `backward_maxpool_layer`'s: each output's whole delta goes
+/// to `l.indexes`, the first maximum of its window in `forward_maxpool_layer`'s scan order (rows, then
+/// columns, replaced only by a strictly greater value). Ties are common where mosaic and letterbox fill the
+/// image with constant gray. The argmax is found without gradient; the output is a `gather` at it, whose
+/// backward is a `scatter_add` there. The values are the window maxima, as [`separable_max`]'s.
+fn first_max_pool(
+    xp: &Tensor,
+    size: usize,
+    stride: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Result<Tensor> {
+    let (n, c, hp, wp) = xp.dims4()?;
+    let (h1, w1) = (hp + 1 - size, wp + 1 - size);
+    let xd = xp.detach();
+    // Flat index (row·wp + col) into the padded plane of window offset (0, 0) at every stride-1 position.
+    let base: Vec<u32> = (0..h1)
+        .flat_map(|i| (0..w1).map(move |j| (i * wp + j) as u32))
+        .collect();
+    let base = Tensor::from_vec(base, (1, 1, h1, w1), xp.device())?;
+    let mut best = xd.narrow(2, 0, h1)?.narrow(3, 0, w1)?;
+    let mut idx = base.broadcast_as((n, c, h1, w1))?.contiguous()?;
+    for a in 0..size {
+        for b in 0..size {
+            if a == 0 && b == 0 {
+                continue;
+            }
+            let v = xd.narrow(2, a, h1)?.narrow(3, b, w1)?;
+            // `max_i = (val > max) ? index : max_i`: strictly greater only, so the first maximum stays.
+            let gt = v.gt(&best)?;
+            let at = (&base + (a * wp + b) as f64)?.broadcast_as((n, c, h1, w1))?;
+            idx = gt.where_cond(&at, &idx)?;
+            best = gt.where_cond(&v, &best)?;
+        }
+    }
+    let idx = subsample(&idx, stride)?
+        .narrow(2, 0, out_h)?
+        .narrow(3, 0, out_w)?
+        .contiguous()?;
+    let flat = xp.reshape((n, c, hp * wp))?;
+    flat.gather(&idx.reshape((n, c, out_h * out_w))?, 2)?
+        .reshape((n, c, out_h, out_w))
+}
+
 fn window_sum(x: &Tensor, size: usize, stride: usize) -> Result<Tensor> {
     let sum_dim = |x: &Tensor, dim: usize| -> Result<Tensor> {
         let out = x.dim(dim)? + 1 - size;
@@ -370,13 +417,54 @@ mod tests {
     use crate::cfg::{LayerConfig, NetworkConfig};
     use candle_core::{Device, Var};
 
-    /// backward_maxpool_layer hands each output's whole delta to its window's maximum. Regression: the
-    /// size == stride case went through candle's max_pool2d, whose backward gave it 1/(size·size) of it
-    /// (found by the training-loop parity test: every layer below a 2/2 max-pool got a quarter of Darknet's
-    /// update).
+    /// backward_maxpool_layer hands each output's whole delta to its window's maximum, and with ties to the
+    /// first one in forward_maxpool_layer's scan order (`val > max`). Regressions: the size == stride case
+    /// went through candle's max_pool2d, whose backward gave it 1/(size·size) of it (every layer below a 2/2
+    /// max-pool got a quarter of Darknet's update); the `maximum` chain that replaced it split each tie in
+    /// halves (0.5/0.25/0.25 ... among equal values: the first update of the layers below a max-pool was
+    /// 1–10 % away from Darknet's in the training-loop parity case, whose mosaic fills constant gray).
     #[test]
     fn gradient_goes_whole_to_the_window_maximum() {
-        for (size, stride) in [(2, 2), (2, 1), (3, 3)] {
+        // Distinct values (every window's maximum unique), then ties: 9 levels and a constant block.
+        let distinct: Vec<f32> = (0..72).map(|i| ((i * 37) % 72) as f32).collect();
+        let tied: Vec<f32> = (0..72)
+            .map(|i| {
+                if i % 36 < 15 {
+                    0.5
+                } else {
+                    ((i * 37) % 72 / 8) as f32
+                }
+            })
+            .collect();
+        for v in [distinct, tied] {
+            gradient_at_first_maximum(&v);
+        }
+    }
+
+    /// Why training does not use [`separable_max`]: candle's `maximum` splits a tie's gradient in halves,
+    /// where Darknet gives it whole to the first maximum (the check above would fail on it).
+    #[test]
+    fn maximum_chain_splits_ties() {
+        let x = Var::from_tensor(
+            &Tensor::from_vec(vec![0.5f32, 0.5, 0.5, 0.5], (1, 1, 2, 2), &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let g = separable_max(x.as_tensor(), 2, 2)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let split = g.get(x.as_tensor()).unwrap().flatten_all().unwrap();
+        assert_eq!(split.to_vec1::<f32>().unwrap(), vec![0.25f32; 4]);
+        let y = first_max_pool(x.as_tensor(), 2, 2, 1, 1).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let whole = g.get(x.as_tensor()).unwrap().flatten_all().unwrap();
+        assert_eq!(whole.to_vec1::<f32>().unwrap(), vec![1.0, 0.0, 0.0, 0.0]);
+    }
+
+    fn gradient_at_first_maximum(v: &[f32]) {
+        for (size, stride) in [(2, 2), (2, 1), (3, 3), (3, 1), (5, 1)] {
             let text = format!(
                 "[net]\nwidth=6\nheight=6\nchannels=2\n[maxpool]\nsize={size}\nstride={stride}\n"
             );
@@ -386,12 +474,15 @@ mod tests {
                 panic!("not a maxpool")
             };
             let m = Maxpool::new(mc, spec.input, spec.output);
-            // Distinct values (no ties): the maximum of every window is unique.
-            let v: Vec<f32> = (0..72).map(|i| ((i * 37) % 72) as f32).collect();
-            let x =
-                Var::from_tensor(&Tensor::from_vec(v.clone(), (1, 2, 6, 6), &Device::Cpu).unwrap())
-                    .unwrap();
+            let x = Var::from_tensor(
+                &Tensor::from_vec(v.to_vec(), (1, 2, 6, 6), &Device::Cpu).unwrap(),
+            )
+            .unwrap();
             let y = m.forward(x.as_tensor()).unwrap();
+            // The values are those of the inference path (CPU kernel, no gradient).
+            let y0 = m.forward(&x.as_tensor().detach()).unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(flat(&y), flat(&y0), "size {size} stride {stride}");
             let g = y.sum_all().unwrap().backward().unwrap();
             let gx = g
                 .get(x.as_tensor())

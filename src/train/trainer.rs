@@ -343,6 +343,12 @@ impl<'a> Trainer<'a> {
         v
     }
 
+    /// The optimizer's accumulators (`<param name>.update`, Darknet's `weight_updates`, `bias_updates`,
+    /// `scale_updates` after the last update).
+    pub fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.opt.state()
+    }
+
     /// The network's current input size `(width, height)`.
     pub fn network_size(&self) -> (usize, usize) {
         (self.net.net.cfg.net.width, self.net.net.cfg.net.height)

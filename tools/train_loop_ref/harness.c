@@ -6,11 +6,12 @@
 //
 // Built plain, this is Darknet's CPU training step as it is; with -DGRADIENT_FLOW_FIX see below.
 //
-// Usage: harness <cfg> <train list> <weights|-> <seed> <K> <outdir> [dump_x]
+// Usage: harness <cfg> <train list> <weights|-> <seed> <K> <outdir> [dump_x [dump_updates]]
 //   <outdir>/initial.weights             save_weights of the network the loop starts from
 //   <outdir>/iterations.jsonl            one JSON object per iteration
 //   <outdir>/iter_NNN.safetensors        every conv tensor after update NNN (names as candle-darknet's)
 //   <outdir>/iter_NNN_x.bin, _y.bin      the batch (only with dump_x = 1)
+//   <outdir>/iter_NNN_updates.safetensors  weight/scale/bias_updates after update NNN (dump_updates = 1)
 //
 // Differences from a real `darknet detector train` run, all about the order of rand() calls: Darknet's loader
 // runs in another thread, prefetching batch k+1 while batch k trains, and throws away its first prefetched
@@ -158,6 +159,26 @@ static void dump_weights(network net, const char *path) {
     free(t);
 }
 
+// Darknet's accumulators after update NNN (u = momentum·(Σ −grad − decay·batch·w), update_convolutional_layer):
+// full-precision gradients, where the weights after an update only resolve it to an ulp of the weight.
+static void dump_updates(network net, const char *path) {
+    tensor *t = (tensor *)calloc((size_t)net.n * 3, sizeof(tensor));
+    int nt = 0, i;
+    for (i = 0; i < net.n; ++i) {
+        layer l = net.layers[i];
+        if (l.type != CONVOLUTIONAL) continue;
+        add(t, &nt, "conv.weight.update", i, l.weight_updates, 4, l.n, l.c / l.groups, l.size, l.size);
+        if (l.batch_normalize) {
+            add(t, &nt, "bn.bias.update", i, l.bias_updates, 1, l.n, 0, 0, 0);
+            add(t, &nt, "bn.weight.update", i, l.scale_updates, 1, l.n, 0, 0, 0);
+        } else {
+            add(t, &nt, "conv.bias.update", i, l.bias_updates, 1, l.n, 0, 0, 0);
+        }
+    }
+    write_safetensors(path, t, nt);
+    free(t);
+}
+
 static void dump_bin(const char *path, const float *a, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(a, sizeof(float), n, f) != n) { fprintf(stderr, "cannot write %s\n", path); exit(1); }
@@ -165,12 +186,13 @@ static void dump_bin(const char *path, const float *a, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 7) { fprintf(stderr, "usage: harness cfg train_list weights|- seed K outdir [dump_x]\n"); return 2; }
+    if (argc < 7) { fprintf(stderr, "usage: harness cfg train_list weights|- seed K outdir [dump_x [dump_updates]]\n"); return 2; }
     char *cfgfile = argv[1], *train_images = argv[2], *weightfile = argv[3];
     unsigned seed = (unsigned)strtoul(argv[4], 0, 10);
     int K = atoi(argv[5]);
     const char *out = argv[6];
     int dump_x = argc > 7 && atoi(argv[7]);
+    int dump_u = argc > 8 && atoi(argv[8]);
     char path[4096];
 
     // train_detector: parse (its random initialisation draws from rand()), load the weights.
@@ -275,6 +297,10 @@ int main(int argc, char **argv) {
         fflush(js);
         snprintf(path, sizeof(path), "%s/iter_%03d.safetensors", out, it);
         dump_weights(net, path);
+        if (dump_u) {
+            snprintf(path, sizeof(path), "%s/iter_%03d_updates.safetensors", out, it);
+            dump_updates(net, path);
+        }
         fprintf(stderr, "iteration %d: %dx%d loss %f rate %g\n", it, net.w, net.h, loss, get_current_rate(net));
         free(xs);
         free(ys);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Darknet's own noise floor: two harness runs of the same case (OMP_NUM_THREADS 2 and 1) compared per
+"""Darknet's own noise floor: two harness runs of the same case (the reference build, AVX=1 -Ofast with
+OMP_NUM_THREADS=2, and the baseline build, AVX=0 -O2 with OMP_NUM_THREADS=1; make_ref.sh) compared per
 iteration with the metrics `candle-darknet train-compare` uses (src/train/parity.rs):
 
 * loss: |a - b| / |b|; yolo costs: the worst layer's |a - b| / |b|;
@@ -60,7 +61,9 @@ def main():
             "worst_tensor": worst_name,
             "same_batch": r["x_fnv"] == b["x_fnv"] and r["y_fnv"] == b["y_fnv"],
         })
-    json.dump({"reference_threads": 2, "baseline_threads": 1, "iterations": rows}, sys.stdout, indent=1)
+    json.dump({"reference_threads": 2, "baseline_threads": 1,
+               "reference_build": "AVX=1 OPTS=-Ofast", "baseline_build": "AVX=0 OPTS=-O2",
+               "iterations": rows}, sys.stdout, indent=1)
     print()
 
 
