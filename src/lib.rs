@@ -15,6 +15,7 @@ pub mod eval;
 pub mod image;
 pub mod inference;
 pub mod layers;
+pub mod limits;
 pub mod models;
 pub mod network;
 pub mod plot;

@@ -20,7 +20,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub names: Option<PathBuf>,
     /// Box threshold (`detector test -thresh`).
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::bounds::unit)]
     pub thresh: f32,
     #[command(flatten)]
     pub run: super::run_args::RunArgs,

@@ -79,6 +79,8 @@ pub struct TrainOptions {
     pub workers: usize,
     /// Reset `seen` of the initial weights (Darknet's `-clear`).
     pub clear: bool,
+    /// The memory the training estimate may reach (`--max-memory`); `None`: RAM or `ulimit -v`.
+    pub max_memory: Option<u64>,
 }
 
 impl TrainOptions {
@@ -100,6 +102,7 @@ impl TrainOptions {
             keep_checkpoints: 3,
             workers: 1,
             clear: false,
+            max_memory: None,
         }
     }
 }
@@ -216,8 +219,14 @@ impl<'a> Trainer<'a> {
         let (mini_batch, subdivisions) = (cfg.net.mini_batch(), cfg.net.subdivisions.max(1));
         let batch = mini_batch * subdivisions;
         if batch < 2 {
-            bail!("batch=1: Darknet refuses to train with batch 1 (batch norm needs at least 2 values)");
+            bail!(
+                "{}: batch=1: Darknet refuses to train with batch 1 (batch norm needs at least 2 values)",
+                opts.cfg.display()
+            );
         }
+        // Checked before the weights, the network or the loader allocate anything.
+        crate::limits::MemoryEstimate::of(&cfg, mini_batch, true)
+            .check(crate::limits::memory_budget(opts.max_memory), &cfg)?;
         std::fs::create_dir_all(&opts.out_dir)
             .with_context(|| format!("creating {}", opts.out_dir.display()))?;
         checkpoint::remove_stale_temporaries(&opts.out_dir)?;
