@@ -78,6 +78,19 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Parses `WxH` (or a single number for a square).
+static INTERRUPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the long loops (training, `detect`/`eval` over a dataset) to stop at their next step; the command
+/// line calls it from its Ctrl-C handler. Process-wide, as the signal is.
+pub fn request_interrupt() {
+    INTERRUPT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True once [`request_interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// `root/rel` for a path read from a manifest or a dataset file, refused when `rel` could leave `root`
 /// (absolute, a drive prefix, or a `..` component), so that such a file cannot make us read elsewhere.
 pub fn join_within(root: &Path, rel: impl AsRef<Path>) -> Result<std::path::PathBuf> {

@@ -91,6 +91,13 @@ impl NetConfig {
         // Darknet clamps a batch below 1 to 1 (and so do we); above the limit is refused.
         let batch = usize_of(s.int_or("batch", 1)?.max(1), s, "batch", 1)?;
         let subdivisions = s.int_or("subdivisions", 1)?.max(1) as usize;
+        if subdivisions > batch {
+            // Darknet's mini-batch `batch / subdivisions` would be 0 images.
+            return Err(s.at_key(
+                "subdivisions",
+                format!("subdivisions={subdivisions} is more than batch={batch} (a mini-batch of 0 images)"),
+            ));
+        }
         let policy = policy_from(&s.str_or("policy", "constant"), s)?;
         let mut cfg = NetConfig {
             batch,

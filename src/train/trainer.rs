@@ -434,6 +434,15 @@ impl<'a> Trainer<'a> {
             self.evaluate()?;
         }
         while !self.done() {
+            if crate::util::interrupted() {
+                // Ctrl-C: a checkpoint of the last finished iteration, then the usual final files.
+                self.checkpoint()?;
+                (self.progress)(TrainEvent::Warning(format!(
+                    "interrupted at iteration {}: checkpoint written, `--resume` continues",
+                    self.state.iteration
+                )));
+                return self.finish();
+            }
             self.step()?;
             if self.map_due() {
                 self.evaluate()?;

@@ -161,15 +161,16 @@ def build(work: str, shared: str, binary: str) -> list[Case]:
             else:
                 body = body.replace("\nactivation=", f"\n{key}={v}\nactivation=", 1)
             p = write(P("cfg", f"conv_{key}_{v}.cfg"), sec[0] + "[convolutional]" + body)
+            # `1e9` reads as 1 with C's atoi, as Darknet reads it.
             add("cfg", f"conv {key}={v}", ["info", p], quick=(v in ("99999999999", "1000000000")),
-                valid=(key == "pad"))
+                valid=(key == "pad" or v == "1e9"))
     for key in ["width", "height", "channels", "batch", "subdivisions"]:
         for v in big_ints:
             text = small_cfg().replace(f"\n{key}=", f"\n{key}={v}\n#", 1)
             p = write(P("cfg", f"net_{key}_{v}.cfg"), text)
             # Darknet clamps batch and subdivisions below 1 to 1.
             add("cfg", f"net {key}={v}", ["info", p], quick=(key == "width" and v == "99999999999"),
-                valid=(key in ("batch", "subdivisions") and v in ("0", "-1", "-2147483648")))
+                valid=(key in ("batch", "subdivisions") and v in ("0", "-1", "-2147483648")) or v == "1e9")
     for ks in [1001, 999, 513, 100000]:
         p = write(P("cfg", f"kernel_{ks}.cfg"), small_cfg(size=ks))
         add("cfg", f"kernel {ks}x{ks}", ["info", p], quick=(ks == 1001))
@@ -184,13 +185,14 @@ def build(work: str, shared: str, binary: str) -> list[Case]:
                           ("neg", "-10,14, 23,27, 37,58"), ("huge", "1e30,14, 23,27, 37,58"),
                           ("empty", ""), ("text", "a,b,c,d,e,f"), ("long", ",".join(["5"] * 200001))]:
         p = write(P("cfg", f"anchors_{name}.cfg"), small_cfg(anchors=anchors))
-        add("cfg", f"yolo anchors {name}", ["info", p], quick=(name == "odd"), valid=(name == "empty"))
+        add("cfg", f"yolo anchors {name}", ["info", p], quick=(name == "odd"), valid=(name in ("empty", "huge")))
     for name, mask in [("oob", "0,1,7"), ("neg", "-1,0,1"), ("huge", "0,1,99999999999"), ("dup", "0,0,0")]:
         p = write(P("cfg", f"mask_{name}.cfg"), small_cfg(mask=mask))
         add("cfg", f"yolo mask {name}", ["info", p], valid=(name == "dup"))
     for fil in ["1000000000", "99999999999", "100000"]:
         p = write(P("cfg", f"filters_fwd_{fil}.cfg"), small_cfg(filters=fil))
-        add("cfg", f"filters={fil} forward", ["info", "--forward", p], quick=(fil == "1000000000"))
+        add("cfg", f"filters={fil} forward", ["info", "--forward", p], quick=(fil == "1000000000"),
+            valid=(fil == "100000"))
     for w in ["100000", "65536", "30000"]:
         p = write(P("cfg", f"wh_{w}.cfg"), small_cfg(w=w, h=w))
         add("cfg", f"net {w}x{w}", ["info", p])
@@ -293,9 +295,12 @@ def build(work: str, shared: str, binary: str) -> list[Case]:
     for name, data in variants.items():
         p = wvariant(name, data)
         q = name in ("major_99", "truncated_12", "nan_first", "inf_middle", "truncated_" + str(n // 2))
-        add("weights", f"convert {name}", ["convert", cfg, p, "-o", P("out", f"w_{name}.safetensors")], quick=q)
+        # Darknet ignores the revision; 3e38 is a finite (if useless) parameter.
+        add("weights", f"convert {name}", ["convert", cfg, p, "-o", P("out", f"w_{name}.safetensors")], quick=q,
+            valid=name in ("revision_huge", "huge_values"))
         if name.startswith(("nan", "inf", "neginf", "major", "truncated_1000", "extra", "all_nan", "huge", "garbage")):
-            add("weights", f"detect {name}", ["detect", cfg, p, img, "--names", names, "--quiet"])
+            add("weights", f"detect {name}", ["detect", cfg, p, img, "--names", names, "--quiet"],
+                valid=name == "huge_values")
         if name.startswith(("truncated", "major", "nan_first", "garbage")):
             add("weights", f"partial {name}", ["partial", cfg, p, P("out", f"p_{name}.weights"), "5"])
     add("weights", "weights of another cfg", ["convert", P("small.cfg"), wts, "-o", P("out", "other.safetensors")],
