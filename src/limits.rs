@@ -143,7 +143,7 @@ fn address_space_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit only writes the struct we pass, which lives on this stack frame.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) } == 0;
-    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur as u64)
+    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
 }
 
 #[cfg(not(unix))]

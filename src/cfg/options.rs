@@ -123,7 +123,7 @@ pub(crate) fn usize_of(v: i64, s: &Section, key: &str, min: i64) -> CfgResult<us
 /// `anchors=` as (w, h) pairs. Deliberate difference: an odd count (Darknet reads the missing height from past
 /// the list) and a non-finite or negative value are errors at the key's line.
 pub(crate) fn anchor_pairs(values: &[f32], s: &Section) -> CfgResult<Vec<(f32, f32)>> {
-    if values.len() % 2 != 0 {
+    if !values.len().is_multiple_of(2) {
         return Err(s.at_key(
             "anchors",
             format!(
