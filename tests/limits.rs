@@ -108,3 +108,13 @@ fn absurd_cfg_values_name_their_line() {
     .unwrap_err();
     assert_eq!(e.line, 2, "{e}");
 }
+
+/// Fuzz-found (tests/data/fuzz/README.md): a corrupt PNG that makes stb_image_rust index out of bounds is an
+/// error naming the image, not a crash.
+#[test]
+fn fuzz_found_png_is_an_error_not_a_crash() {
+    let p = common::root().join("tests/data/fuzz/image_stb_zlib_dist_oob.png");
+    let bytes = std::fs::read(&p).unwrap();
+    let e = candle_darknet::image::decode_image(&bytes, 3, "crash.png").unwrap_err();
+    assert!(format!("{e:#}").contains("crash.png"), "{e:#}");
+}
