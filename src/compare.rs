@@ -321,7 +321,7 @@ fn read_reference_input(
     manifest: &Manifest,
     cfg: &NetworkConfig,
 ) -> Result<(Vec<f32>, usize)> {
-    let input = read_f32_file(&dir.join(&manifest.input.file))?;
+    let input = read_f32_file(&crate::util::join_within(dir, &manifest.input.file)?)?;
     let per = cfg.input_shape().numel();
     if input.is_empty() || input.len() % per != 0 {
         bail!(
@@ -339,7 +339,7 @@ fn inference_row(m: &LayerEntry, out: &Tensor, dir: &Path, tol: Tolerance) -> Re
     let (stats, status) = match &m.file {
         None => (None, Status::NotInReference),
         Some(f) => {
-            let reference = read_f32_file(&dir.join(f))?;
+            let reference = read_f32_file(&crate::util::join_within(dir, f)?)?;
             let ours = out.flatten_all()?.to_vec1::<f32>()?;
             if reference.len() != ours.len() {
                 bail!(
@@ -390,6 +390,7 @@ pub fn compare_with(
     let load = LoadOptions {
         fuse_bn: fused,
         cpu: opts.cpu,
+        ..LoadOptions::default()
     };
     let net = Network::from_weights(&cfg, weights, device, &load)?;
     let (input, per) = read_reference_input(dir, &manifest, &cfg)?;
@@ -451,7 +452,7 @@ fn train_output_row(m: &LayerEntry, out: &Tensor, dir: &Path, tol: Tolerance) ->
             status: Status::NotInReference,
         },
         Some(f) => {
-            let reference = read_f32_file(&dir.join(f))?;
+            let reference = read_f32_file(&crate::util::join_within(dir, f)?)?;
             let ours = out.flatten_all()?.to_vec1::<f32>()?;
             row_of(m.index, &m.kind, [m.c, m.h, m.w], &ours, &reference, tol)
         }
@@ -477,7 +478,7 @@ fn yolo_rows(
         let (_, res) = crate::train::yolo_train_head(raw, y, cfg.net.width, cfg.net.height, truth)?;
         let m = &manifest.layers[*i];
         if let Some(f) = &m.delta_file {
-            let reference = read_f32_file(&dir.join(f))?;
+            let reference = read_f32_file(&crate::util::join_within(dir, f)?)?;
             rows.push(row_of(
                 *i,
                 "yolo_delta",
@@ -520,7 +521,7 @@ pub fn compare_train(
             crate::train::TRUTH_SIZE
         );
     }
-    let truth = read_f32_file(&dir.join(&truth_entry.file))?;
+    let truth = read_f32_file(&crate::util::join_within(dir, &truth_entry.file)?)?;
     let net = Network::load_trainable(cfg, weights, device)?;
     let (input, per) = read_reference_input(dir, manifest, cfg)?;
     let batch = input.len() / per;

@@ -151,7 +151,7 @@ impl Detector {
         load: &LoadOptions,
     ) -> Result<Self> {
         let cfg = NetworkConfig::from_file(cfg_path)?;
-        let w = weights::load_any(&cfg, weights_path)?;
+        let w = weights::load_any_with(&cfg, weights_path, load.allow_nonfinite)?;
         Self::from_parts_with(cfg, &w, names, device, load)
     }
 

@@ -16,6 +16,7 @@ pub mod export;
 pub mod image;
 pub mod inference;
 pub mod layers;
+pub mod limits;
 pub mod models;
 pub mod network;
 pub mod plot;

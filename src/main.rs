@@ -74,11 +74,37 @@ fn ensure_no_tf32() {
     }
 }
 
+/// SIGINT: the first asks the loops to stop (train writes a checkpoint, detect/eval report what was done);
+/// a second one exits at once with status 130. Only async-signal-safe work here: an atomic load and store,
+/// and `_exit`.
+extern "C" fn on_sigint(_: libc::c_int) {
+    if candle_darknet::util::interrupted() {
+        // SAFETY: _exit is async-signal-safe and ends the process without running destructors.
+        unsafe { libc::_exit(130) };
+    }
+    candle_darknet::util::request_interrupt();
+}
+
+fn install_interrupt_handler() {
+    let handler = on_sigint as extern "C" fn(libc::c_int);
+    // SAFETY: `on_sigint` has the C signature `signal` expects and only does async-signal-safe work.
+    let previous = unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
+    if previous == libc::SIG_ERR {
+        eprintln!("warning: no Ctrl-C handler; Ctrl-C will stop at once");
+    }
+}
+
 fn main() {
     #[cfg(feature = "cuda")]
     ensure_no_tf32();
     let cli = Cli::parse();
     candle_darknet::cpu::keep_freed_memory();
+    if matches!(
+        cli.command,
+        Command::Detect(_) | Command::Eval(_) | Command::Train(_)
+    ) {
+        install_interrupt_handler();
+    }
     let result: Result<()> = match cli.command {
         Command::Info(a) => cli::info::run(a),
         Command::Convert(a) => cli::convert::run(a),

@@ -78,19 +78,56 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Parses `WxH` (or a single number for a square).
+static INTERRUPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the long loops (training, `detect`/`eval` over a dataset) to stop at their next step; the command
+/// line calls it from its Ctrl-C handler. Process-wide, as the signal is.
+pub fn request_interrupt() {
+    INTERRUPT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True once [`request_interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// `root/rel` for a path read from a manifest or a dataset file, refused when `rel` could leave `root`
+/// (absolute, a drive prefix, or a `..` component), so that such a file cannot make us read elsewhere.
+pub fn join_within(root: &Path, rel: impl AsRef<Path>) -> Result<std::path::PathBuf> {
+    use std::path::Component;
+    let rel = rel.as_ref();
+    if rel.as_os_str().is_empty()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        anyhow::bail!(
+            "path {:?} must stay inside {} (no absolute paths, no '..')",
+            rel,
+            root.display()
+        );
+    }
+    Ok(root.join(rel))
+}
+
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
     let parse = |v: &str| {
         v.trim()
             .parse::<usize>()
-            .with_context(|| format!("bad size '{s}' (expected WxH, e.g. 416x416)"))
+            .with_context(|| format!("--size '{s}': expected WxH, e.g. 416x416"))
     };
-    match s.split_once(['x', 'X']) {
-        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
+    let (w, h) = match s.split_once(['x', 'X']) {
+        Some((w, h)) => (parse(w)?, parse(h)?),
         None => {
             let v = parse(s)?;
-            Ok((v, v))
+            (v, v)
         }
+    };
+    let max = crate::limits::MAX_SIDE;
+    if w == 0 || h == 0 || w > max || h > max {
+        anyhow::bail!("--size '{s}': width and height must be in 1..={max} (docs/limits.md)");
     }
+    Ok((w, h))
 }
 
 /// A per-worker generator for training (xorshift64*), consumed in Darknet's draw order but not reproducing

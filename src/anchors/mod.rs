@@ -356,11 +356,32 @@ pub fn calc_anchors(boxes: &[[f32; 2]], opts: &KmeansOptions) -> Result<AnchorRe
     if boxes.is_empty() {
         bail!("no boxes: the dataset has no labels");
     }
+    if opts.k > crate::limits::MAX_CLUSTERS {
+        bail!(
+            "-n {} clusters is beyond the limit {} (docs/limits.md)",
+            opts.k,
+            crate::limits::MAX_CLUSTERS
+        );
+    }
     if boxes.len() < opts.k {
         bail!(
-            "only {} boxes for {} clusters: need at least as many boxes as clusters",
+            "only {} boxes for {} clusters (-n): need at least as many boxes as clusters",
             boxes.len(),
             opts.k
+        );
+    }
+    // Each restart costs up to MAX_ITERATIONS passes of boxes × clusters IoUs: bounded before the loop.
+    let work = (opts.restarts.max(1) as u128) * (boxes.len() as u128) * (opts.k as u128);
+    if opts.restarts > crate::limits::MAX_RESTARTS || work > crate::limits::MAX_KMEANS_WORK as u128
+    {
+        bail!(
+            "--restarts {} x {} boxes x {} clusters = {work} IoUs per iteration is beyond the limit {} \
+             (--restarts at most {}; docs/limits.md)",
+            opts.restarts,
+            boxes.len(),
+            opts.k,
+            crate::limits::MAX_KMEANS_WORK,
+            crate::limits::MAX_RESTARTS
         );
     }
     if let Some((i, b)) = boxes

@@ -135,6 +135,14 @@ impl NetworkConfig {
         if configs.is_empty() {
             return Err(first.error(CfgErrorKind::NoLayers));
         }
+        // Checked before the layers are parsed further or sized: each costs at least its output map.
+        if rest.len() > crate::limits::MAX_LAYERS {
+            return Err(rest[crate::limits::MAX_LAYERS].invalid(format!(
+                "the cfg has {} layers, beyond the limit {} (docs/limits.md)",
+                rest.len(),
+                crate::limits::MAX_LAYERS
+            )));
+        }
         let layers = infer_shapes(&configs, &net, file)?;
         Ok(NetworkConfig {
             file: file.to_path_buf(),
@@ -146,6 +154,22 @@ impl NetworkConfig {
 
     /// The same network at another input size (Darknet's `resize_network`); shapes are inferred again.
     pub fn with_size(&self, width: usize, height: usize) -> CfgResult<Self> {
+        for (what, v) in [("width", width), ("height", height)] {
+            if v == 0 || v > crate::limits::MAX_SIDE {
+                let message = format!(
+                    "network {what} {v} is outside 1..={} (docs/limits.md)",
+                    crate::limits::MAX_SIDE
+                );
+                return Err(CfgError::new(
+                    &self.file,
+                    0,
+                    CfgErrorKind::Invalid {
+                        section: "net".into(),
+                        message,
+                    },
+                ));
+            }
+        }
         let mut net = self.net.clone();
         net.width = width;
         net.height = height;
@@ -192,6 +216,30 @@ impl NetworkConfig {
     }
 }
 
+/// A layer's output within the limits (checked before anything is sized by it, and before `numel` could
+/// overflow): not empty, each side at most [`crate::limits::MAX_SIDE`], channels at most
+/// [`crate::limits::MAX_CHANNELS`] times 16 (routes concatenate), and one map at most
+/// [`crate::limits::MAX_MAP_ELEMENTS`] elements.
+fn check_shape(output: Shape, input: Shape) -> Result<(), String> {
+    use crate::limits::{MAX_CHANNELS, MAX_MAP_ELEMENTS, MAX_SIDE};
+    if output.w > MAX_SIDE || output.h > MAX_SIDE || output.c > 16 * MAX_CHANNELS {
+        return Err(format!(
+            "output shape {output} (input {input}) is beyond the limits: sides up to {MAX_SIDE}, channels up to {} (docs/limits.md)",
+            16 * MAX_CHANNELS
+        ));
+    }
+    let n = (output.c as u128) * (output.h as u128) * (output.w as u128);
+    if n == 0 {
+        return Err(format!("output shape {output} is empty (input {input})"));
+    }
+    if n > MAX_MAP_ELEMENTS as u128 {
+        return Err(format!(
+            "output shape {output} (input {input}) has {n} elements, beyond the limit {MAX_MAP_ELEMENTS} per image (docs/limits.md)"
+        ));
+    }
+    Ok(())
+}
+
 /// Output shape of every layer, as the `make_*_layer` functions compute it.
 fn infer_shapes(
     configs: &[(usize, LayerConfig, bool)],
@@ -213,9 +261,7 @@ fn infer_shapes(
             .as_layer_type()
             .output_shape(input, &out)
             .map_err(&e)?;
-        if output.numel() == 0 {
-            return Err(e(format!("output shape {output} is empty (input {input})")));
-        }
+        check_shape(output, input).map_err(&e)?;
         out.push(LayerSpec {
             index,
             line: *line,

@@ -3,6 +3,7 @@
 
 use super::error::CfgResult;
 use super::options::read_inert;
+use super::options::usize_of;
 
 use super::reader::Section;
 
@@ -87,15 +88,23 @@ impl NetConfig {
     /// `parse_net_options` (src/parser.c).
     pub fn parse(s: &Section) -> CfgResult<Self> {
         let max_batches = s.int_or("max_batches", 0)?.max(0) as usize;
-        let batch = s.int_or("batch", 1)?.max(1) as usize;
+        // Darknet clamps a batch below 1 to 1 (and so do we); above the limit is refused.
+        let batch = usize_of(s.int_or("batch", 1)?.max(1), s, "batch", 1)?;
         let subdivisions = s.int_or("subdivisions", 1)?.max(1) as usize;
+        if subdivisions > batch {
+            // Darknet's mini-batch `batch / subdivisions` would be 0 images.
+            return Err(s.at_key(
+                "subdivisions",
+                format!("subdivisions={subdivisions} is more than batch={batch} (a mini-batch of 0 images)"),
+            ));
+        }
         let policy = policy_from(&s.str_or("policy", "constant"), s)?;
         let mut cfg = NetConfig {
             batch,
             subdivisions,
-            width: s.int_or("width", 0)?.max(0) as usize,
-            height: s.int_or("height", 0)?.max(0) as usize,
-            channels: s.int_or("channels", 0)?.max(0) as usize,
+            width: usize_of(s.int_or("width", 0)?.max(0), s, "width", 0)?,
+            height: usize_of(s.int_or("height", 0)?.max(0), s, "height", 0)?,
+            channels: usize_of(s.int_or("channels", 0)?.max(0), s, "channels", 0)?,
             max_batches,
             learning_rate: s.float_or("learning_rate", 0.001)?,
             learning_rate_min: s.float_or("learning_rate_min", 0.00001)?,

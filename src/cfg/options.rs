@@ -104,20 +104,51 @@ pub(crate) fn refuse_nonzero(s: &Section, keys: &[&str]) -> CfgResult<()> {
     Ok(())
 }
 
-/// `v` as a count that must be at least `min`.
+/// `v` as a count that must be at least `min` and at most the key's limit ([`crate::limits::cfg_key_max`]),
+/// checked before anything is sized by it.
 pub(crate) fn usize_of(v: i64, s: &Section, key: &str, min: i64) -> CfgResult<usize> {
     if v < min {
-        return Err(s.invalid(format!("{key}={v} must be at least {min}")));
+        return Err(s.at_key(key, format!("{key}={v} must be at least {min}")));
+    }
+    let max = crate::limits::cfg_key_max(key);
+    if v > max {
+        return Err(s.at_key(
+            key,
+            format!("{key}={v} is beyond the limit {max} (docs/limits.md)"),
+        ));
     }
     Ok(v as usize)
 }
 
-/// `anchors=` as (w, h) pairs (a missing last height reads 0).
-pub(crate) fn anchor_pairs(values: &[f32]) -> Vec<(f32, f32)> {
-    values
-        .chunks(2)
-        .map(|c| (c[0], c.get(1).copied().unwrap_or(0.0)))
-        .collect()
+/// `anchors=` as (w, h) pairs. Deliberate difference: an odd count (Darknet reads the missing height from past
+/// the list) and a non-finite or negative value are errors at the key's line.
+pub(crate) fn anchor_pairs(values: &[f32], s: &Section) -> CfgResult<Vec<(f32, f32)>> {
+    if !values.len().is_multiple_of(2) {
+        return Err(s.at_key(
+            "anchors",
+            format!(
+                "anchors has {} values, not (width, height) pairs",
+                values.len()
+            ),
+        ));
+    }
+    if values.len() > 2 * crate::limits::MAX_ANCHORS {
+        return Err(s.at_key(
+            "anchors",
+            format!(
+                "anchors has {} pairs, beyond the limit {} (docs/limits.md)",
+                values.len() / 2,
+                crate::limits::MAX_ANCHORS
+            ),
+        ));
+    }
+    if let Some(v) = values.iter().find(|v| !v.is_finite() || **v < 0.0) {
+        return Err(s.at_key(
+            "anchors",
+            format!("anchor value {v} is not a finite size >= 0"),
+        ));
+    }
+    Ok(values.chunks(2).map(|c| (c[0], c[1])).collect())
 }
 
 /// Marks keys as read that Darknet reads but that change nothing here (training or GPU knobs), so they do not

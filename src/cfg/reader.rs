@@ -103,8 +103,22 @@ impl Section {
     pub fn int_or(&self, key: &str, default: i64) -> CfgResult<i64> {
         match self.find(key) {
             None => Ok(default),
-            Some(kv) => atoi(&kv.value).ok_or_else(|| self.bad_value(kv, "an integer")),
+            Some(kv) => {
+                let v = atoi(&kv.value).ok_or_else(|| self.bad_value(kv, "an integer"))?;
+                self.check_int(kv, v)
+            }
         }
+    }
+
+    /// Darknet reads every cfg integer into a C `int`; beyond it `atoi` is undefined, so we refuse.
+    fn check_int(&self, kv: &KeyValue, v: i64) -> CfgResult<i64> {
+        if !(crate::limits::CFG_INT_MIN..=crate::limits::CFG_INT_MAX).contains(&v) {
+            return Err(self.bad_value(
+                kv,
+                "an integer within Darknet's int range (-2147483648..=2147483647)",
+            ));
+        }
+        Ok(v)
     }
 
     /// `option_find_float`: C `atof` of the value (as f32, like Darknet), or `default` when absent.
@@ -125,7 +139,10 @@ impl Section {
         let body = kv.value.split('#').next().unwrap_or("");
         body.split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| atoi(s).ok_or_else(|| self.bad_value(kv, "a list of integers")))
+            .map(|s| {
+                let v = atoi(s).ok_or_else(|| self.bad_value(kv, "a list of integers"))?;
+                self.check_int(kv, v)
+            })
             .collect::<CfgResult<Vec<_>>>()
             .map(Some)
     }
@@ -167,6 +184,22 @@ impl Section {
     /// An error at this section's `[header]` line.
     pub fn error(&self, kind: CfgErrorKind) -> CfgError {
         self.error_at(self.line, kind)
+    }
+
+    /// [`CfgErrorKind::Invalid`] at the line of `key` (the section's header when the key is absent).
+    pub fn at_key(&self, key: &str, message: impl Into<String>) -> CfgError {
+        let line = self
+            .options
+            .iter()
+            .find(|kv| kv.key == key)
+            .map_or(self.line, |kv| kv.line);
+        self.error_at(
+            line,
+            CfgErrorKind::Invalid {
+                section: self.name.clone(),
+                message: message.into(),
+            },
+        )
     }
 
     /// [`CfgErrorKind::Invalid`] at this section's header: `file:line: [name] message`.

@@ -15,7 +15,7 @@ pub struct AnchorsArgs {
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Number of clusters (anchors).
-    #[arg(short = 'n', long = "num-clusters", default_value_t = 9)]
+    #[arg(short = 'n', long = "num-clusters", default_value_t = 9, value_parser = super::bounds::clusters)]
     num_clusters: usize,
     /// Network size WIDTHxHEIGHT; box sizes are scaled to it.
     #[arg(long, default_value = "416x416")]
@@ -24,7 +24,7 @@ pub struct AnchorsArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Independent k-means runs; the best average IoU is kept.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::bounds::restarts)]
     restarts: usize,
     /// Initialisation: kmeans++ or darknet (random_centers: k random boxes).
     #[arg(long, default_value = "kmeans++")]
@@ -36,7 +36,7 @@ pub struct AnchorsArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Benchmarking: cluster N synthetic boxes instead of reading labels.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = super::bounds::synthetic)]
     synthetic: Option<usize>,
 }
 
@@ -52,8 +52,9 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
         .trim()
         .parse()
         .with_context(|| format!("--size '{s}': bad height"))?;
-    if w == 0 || h == 0 {
-        bail!("--size '{s}': width and height must be positive");
+    let max = candle_darknet::limits::MAX_SIDE as u32;
+    if w == 0 || h == 0 || w > max || h > max {
+        bail!("--size '{s}': width and height must be in 1..={max} (docs/limits.md)");
     }
     Ok((w, h))
 }

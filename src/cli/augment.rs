@@ -9,6 +9,7 @@ use candle_darknet::data::loader::{BatchLoader, LoaderConfig, RngMode};
 use candle_darknet::data::reference::compare_case;
 use candle_darknet::data::AugmentConfig;
 use candle_darknet::dataset::ImageList;
+use candle_darknet::limits;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,10 +32,10 @@ pub struct AugmentArgs {
     #[arg(long, default_value_t = 1)]
     seed: u32,
     /// Samples per batch (Darknet's n).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::bounds::batch)]
     batch: usize,
     /// Number of batches to draw (the mosaic coin is drawn per batch, so about half use mosaic).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::bounds::positive)]
     batches: usize,
     /// Enable mosaic (Darknet `mosaic=1`).
     #[arg(long)]
@@ -43,14 +44,14 @@ pub struct AugmentArgs {
     #[arg(long)]
     letter_box: bool,
     /// Network width and height.
-    #[arg(long, default_value_t = 416)]
+    #[arg(long, default_value_t = 416, value_parser = super::bounds::side)]
     size: usize,
     /// Use Darknet's single glibc rand() stream on one thread (reproduces `load_data_detection` called
     /// batch after batch from one thread); otherwise each batch has its own seeded stream.
     #[arg(long)]
     darknet_rng: bool,
     /// Loader worker threads (without --darknet-rng).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::bounds::workers)]
     workers: usize,
     /// Output directory for the PNG files.
     #[arg(long, default_value = "aug_out")]
@@ -95,6 +96,35 @@ pub fn run(args: AugmentArgs) -> Result<()> {
         return run_bench(data, &args);
     }
     run_show(data, &args)
+}
+
+/// Samples and memory bounded before the loader starts: batch × batches samples written at most
+/// [`limits::MAX_AUGMENT_SAMPLES`], and the batches in flight (prefetch 2 + the one being written, each
+/// `batch` float images of size², plus as many decoded 8-bit sources) within the memory budget.
+fn check_augment_bounds(args: &AugmentArgs) -> Result<()> {
+    let samples = args.batch as u128 * args.batches as u128;
+    if samples > limits::MAX_AUGMENT_SAMPLES as u128 {
+        bail!(
+            "--batch {} x --batches {} = {samples} samples is beyond the limit {} (docs/limits.md)",
+            args.batch,
+            args.batches,
+            limits::MAX_AUGMENT_SAMPLES
+        );
+    }
+    let per_image = (args.size as u128).pow(2) * 3 * 4;
+    let bytes = per_image * args.batch as u128 * 3 * 2;
+    if let Some(budget) = limits::memory_budget(None) {
+        if bytes > budget as u128 {
+            bail!(
+                "--size {} with --batch {} needs about {} for the batches in flight, more than the {} this process may use (docs/limits.md)",
+                args.size,
+                args.batch,
+                limits::human(bytes.min(u64::MAX as u128) as u64),
+                limits::human(budget)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run_reference(case: &Path, root: &Path, json: bool) -> Result<()> {
@@ -174,6 +204,7 @@ fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
         classes: classes.unwrap_or(80),
         ..Default::default()
     };
+    check_augment_bounds(args)?;
     let lc = LoaderConfig {
         batch: args.batch,
         workers: args.workers,

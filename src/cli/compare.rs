@@ -17,9 +17,9 @@ pub struct CompareArgs {
     /// Reference directory (manifest.json, input.bin, layer_XXX_*.bin).
     #[arg(long)]
     pub reference: PathBuf,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = super::bounds::tolerance)]
     pub atol: f32,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = super::bounds::tolerance)]
     pub rtol: f32,
     /// Also preprocess this image ourselves and compare it with the reference input.
     #[arg(long)]

@@ -16,12 +16,15 @@ pub struct ConvertArgs {
     /// Output file: .safetensors or .weights.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Convert weights with NaN/inf parameters instead of refusing them.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
 }
 
 pub fn run(a: ConvertArgs) -> Result<()> {
     let (m, _) = super::model_arg::resolve(&a.model, a.input.iter().cloned().collect())?;
     let cfg = NetworkConfig::from_file(&m.cfg)?;
-    let w = weights::load_any(&cfg, &m.weights)?;
+    let w = weights::load_any_with(&cfg, &m.weights, a.allow_nonfinite)?;
     match a.output.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
             let text = std::fs::read_to_string(&m.cfg)

@@ -20,7 +20,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub names: Option<PathBuf>,
     /// Box threshold (`detector test -thresh`).
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::bounds::unit)]
     pub thresh: f32,
     #[command(flatten)]
     pub run: super::run_args::RunArgs,
@@ -107,7 +107,12 @@ pub fn run(a: DetectArgs) -> Result<()> {
     let mut records = Vec::new();
     let mut failed = 0usize;
     let start = Instant::now();
+    let mut interrupted = false;
     for chunk in paths.chunks(a.run.batch.max(1)) {
+        if candle_darknet::util::interrupted() {
+            interrupted = true;
+            break;
+        }
         let mut images: Vec<(PathBuf, Image)> = Vec::new();
         for p in chunk {
             match load_image(p, 3) {
@@ -168,8 +173,18 @@ pub fn run(a: DetectArgs) -> Result<()> {
             println!("wrote {}", j.display());
         }
     }
+    if interrupted {
+        bail!(
+            "interrupted (Ctrl-C) after {} of {} images; their detections were written",
+            records.len() + failed,
+            paths.len()
+        );
+    }
     if failed > 0 {
-        bail!("{failed} of {} images could not be read", paths.len());
+        bail!(
+            "{failed} of {} images could not be read (each named above)",
+            paths.len()
+        );
     }
     Ok(())
 }

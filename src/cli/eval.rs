@@ -38,13 +38,13 @@ pub struct EvalArgs {
     #[arg(long)]
     pub save_results: Option<PathBuf>,
     /// Darknet `-iou_thresh`.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::bounds::unit)]
     pub iou_thresh: f32,
     /// Darknet `-points`: 0 = area under curve (VOC2010+), 11 = VOC2007, 101 = COCO style.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::bounds::points)]
     pub points: u32,
     /// Darknet `-thresh`: confidence for TP/FP/precision/recall/F1/average IoU.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::bounds::unit)]
     pub thresh: f32,
 }
 

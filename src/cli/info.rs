@@ -7,6 +7,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use candle_darknet::cfg::NetworkConfig;
+use candle_darknet::limits::{human, memory_budget, MemoryEstimate};
 use candle_darknet::network::{LoadOptions, Network};
 use candle_darknet::weights::NetWeights;
 
@@ -23,6 +24,9 @@ pub struct InfoArgs {
     /// Print the unused-key warnings.
     #[arg(long)]
     pub warnings: bool,
+    /// Refuse --forward when the estimated memory is above this (e.g. 8G); default: RAM or `ulimit -v`.
+    #[arg(long, value_parser = super::bounds::memory)]
+    pub max_memory: Option<u64>,
 }
 
 pub fn run(a: InfoArgs) -> Result<()> {
@@ -42,7 +46,17 @@ pub fn run(a: InfoArgs) -> Result<()> {
         );
     }
     print!("{}", cfg.layer_table());
+    let budget = memory_budget(a.max_memory);
+    let mini_batch = (cfg.net.batch / cfg.net.subdivisions.max(1)).max(1);
+    let inference = MemoryEstimate::of(&cfg, 1, false);
+    let training = MemoryEstimate::of(&cfg, mini_batch, true);
+    println!("Memory estimate: {inference}");
+    println!("Memory estimate: {training} (batch/subdivisions of [net])");
+    if let Some(b) = budget {
+        println!("Memory this process may use: {}", human(b));
+    }
     if a.forward {
+        inference.check(budget, &cfg)?;
         let w = NetWeights::random(&cfg, 1);
         let dev = candle_core::Device::Cpu;
         let net = Network::from_weights(&cfg, &w, &dev, &LoadOptions::default())?;

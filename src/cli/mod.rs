@@ -2,6 +2,7 @@
 pub mod anchors;
 pub mod augment;
 pub mod bench;
+pub mod bounds;
 pub mod compare;
 pub mod convert;
 pub mod cpu_args;

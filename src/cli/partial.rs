@@ -31,7 +31,16 @@ pub fn run(args: PartialArgs) -> Result<()> {
             args.cfg.display()
         );
     }
-    let (mut w, _) = weights::darknet::read_partial(&cfg, &args.weights, 0)?;
+    let (mut w, loaded) = weights::darknet::read_partial(&cfg, &args.weights, 0)?;
+    w.check_finite(&args.weights)?;
+    let wanted = w.convs.iter().filter(|(i, _)| *i < args.k).count();
+    if loaded < wanted {
+        eprintln!(
+            "warning: {} holds {loaded} of the {wanted} convolutional layers below K = {}; the rest keep Darknet's initial values (as `darknet partial` does)",
+            args.weights.display(),
+            args.k
+        );
+    }
     let kept = w.convs.iter().filter(|(i, _)| *i < args.k).count();
     // `partial` saves after `*net.seen = 0`.
     w.header = weights::Header::current(0);

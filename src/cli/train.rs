@@ -25,7 +25,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Overrides the cfg's max_batches.
-    #[arg(long)]
+    #[arg(long, value_parser = super::bounds::positive)]
     pub max_batches: Option<usize>,
     /// Output directory (checkpoints, chart.png, final weights).
     #[arg(long, default_value = "backup")]
@@ -40,17 +40,21 @@ pub struct TrainArgs {
     #[arg(long)]
     pub map: bool,
     /// mAP interval in iterations (default: max(100, one epoch)).
-    #[arg(long)]
+    #[arg(long, value_parser = super::bounds::positive)]
     pub map_every: Option<usize>,
     /// Checkpoint interval in iterations.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::bounds::positive)]
     pub checkpoint_every: usize,
     /// Checkpoints to keep (0 = all).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::bounds::count)]
     pub keep: usize,
     /// Loader threads.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::bounds::workers)]
     pub workers: usize,
+    /// Refuse to start when the estimated training memory (parameters, gradients, feature maps of one
+    /// mini-batch) is above this (e.g. 8G); default: RAM or `ulimit -v`.
+    #[arg(long, value_parser = super::bounds::memory)]
+    pub max_memory: Option<u64>,
     /// Reset `seen` of the initial weights (Darknet's -clear).
     #[arg(long)]
     pub clear: bool,
@@ -74,6 +78,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     o.keep_checkpoints = args.keep;
     o.workers = args.workers;
     o.clear = args.clear;
+    o.max_memory = args.max_memory;
     let quiet = args.quiet;
     // The library reports; the command line prints (Darknet's lines: results on stdout, the rest on stderr).
     let print = move |ev: TrainEvent| {

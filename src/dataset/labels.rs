@@ -72,6 +72,8 @@ fn parse_line(
     let class: usize = fields[0]
         .parse()
         .map_err(|_| err(DatasetErrorKind::BadClassId(fields[0].to_string())))?;
+    // Without a class count, ids are still bounded: callers size per-class tables by the largest id.
+    let classes = Some(classes.unwrap_or(crate::limits::MAX_CLASSES));
     if let Some(classes) = classes.filter(|&c| class >= c) {
         return Err(err(DatasetErrorKind::ClassOutOfRange { class, classes }));
     }
@@ -167,8 +169,12 @@ mod tests {
             }
         ));
         assert!(e.to_string().starts_with("l.txt:2: class id 2"), "{e}");
-        // Without a class count any id is accepted.
+        // Without a class count any id below the limit is accepted.
         assert!(parse_labels("7 0.5 0.5 0.1 0.1\n", f, None).is_ok());
+        assert!(matches!(
+            kind("1000000000 0.5 0.5 0.1 0.1\n", None).kind,
+            DatasetErrorKind::ClassOutOfRange { .. }
+        ));
         assert!(matches!(
             kind("0 0.5 0.5 0.1\n", None).kind,
             DatasetErrorKind::LabelFields(_)

@@ -54,6 +54,13 @@ pub fn detect_dataset(
     let mut out = Vec::with_capacity(ds.images.len());
     let indexed: Vec<(usize, &super::dataset::ImageEntry)> = ds.images.iter().enumerate().collect();
     for chunk in indexed.chunks(batch.max(1)) {
+        if crate::util::interrupted() {
+            anyhow::bail!(
+                "interrupted after {} of {} images (no metrics: they need every image)",
+                out.len(),
+                ds.images.len()
+            );
+        }
         let images = chunk
             .iter()
             .map(|(_, e)| load_image(&e.path, 3))

@@ -146,6 +146,13 @@ pub struct LoadOptions {
     pub fuse_bn: bool,
     /// The CPU inference kernels ([`crate::cpu`]): used for f32 CPU tensors that track no gradient.
     pub cpu: crate::cpu::CpuOptions,
+    /// Images per forward pass the network will run, for the memory estimate checked before building
+    /// ([`crate::limits::MemoryEstimate`]).
+    pub batch: usize,
+    /// The memory the estimate may reach (`--max-memory`); `None`: the machine's RAM or `ulimit -v`.
+    pub max_memory: Option<u64>,
+    /// Load NaN/inf parameters instead of refusing them (`--allow-nonfinite`).
+    pub allow_nonfinite: bool,
 }
 
 impl Default for LoadOptions {
@@ -153,6 +160,9 @@ impl Default for LoadOptions {
         LoadOptions {
             fuse_bn: true,
             cpu: crate::cpu::CpuOptions::default(),
+            batch: 1,
+            max_memory: None,
+            allow_nonfinite: false,
         }
     }
 }

@@ -116,7 +116,7 @@ pub fn parse_region(s: &Section) -> CfgResult<RegionConfig> {
     let classes = usize_of(s.int_or("classes", 20)?, s, "classes", 0)?;
     let num = usize_of(s.int_or("num", 1)?, s, "num", 1)?;
     let max_boxes = usize_of(s.int_or("max", 200)?, s, "max", 1)?;
-    let mut anchors = anchor_pairs(&s.float_list("anchors")?.unwrap_or_default());
+    let mut anchors = anchor_pairs(&s.float_list("anchors")?.unwrap_or_default(), s)?;
     anchors.truncate(num);
     anchors.resize(num, (0.0, 0.0));
     let tree = read_region_tree(s, classes)?;

@@ -25,6 +25,8 @@ pub fn parse_upsample(s: &Section) -> CfgResult<UpsampleConfig> {
     if stride == 0 {
         return Err(s.invalid("stride=0"));
     }
+    // A negative stride downsamples; either way its size is bounded like every stride.
+    crate::cfg::options::usize_of(stride.abs(), s, "stride", 1)?;
     Ok(UpsampleConfig {
         stride,
         scale: s.float_or("scale", 1.0)?,

@@ -190,7 +190,7 @@ pub fn parse_yolo(s: &Section, gaussian: bool) -> CfgResult<YoloConfig> {
     let max_delta = s.float_or("max_delta", f32::MAX)?;
     let classes_multipliers = classes_multipliers(s, classes, max_delta)?;
     let nms_kind = NmsKind::from_cfg(&s.str_or("nms_kind", "default"));
-    let mut anchors = anchor_pairs(&s.float_list("anchors")?.unwrap_or_default());
+    let mut anchors = anchor_pairs(&s.float_list("anchors")?.unwrap_or_default(), s)?;
     anchors.truncate(total);
     anchors.resize(total, (0.0, 0.0));
     let cfg = YoloConfig {

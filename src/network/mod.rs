@@ -40,6 +40,9 @@ pub fn extra_inputs(config: &LayerConfig) -> Vec<usize> {
 impl Network {
     /// Builds the network from a `VarBuilder` holding the tensors named as in [`crate::weights`].
     pub fn load(cfg: &NetworkConfig, vb: VarBuilder, opts: &LoadOptions) -> Result<Self> {
+        crate::limits::MemoryEstimate::of(cfg, opts.batch.max(1), false)
+            .check(crate::limits::memory_budget(opts.max_memory), cfg)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let device = vb.device().clone();
         let vbl = vb.pp("layers");
         let mut layers = Vec::with_capacity(cfg.layers.len());

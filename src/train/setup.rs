@@ -171,9 +171,12 @@ pub fn initial_weights(
     };
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
     if crate::weights::safetensors::looks_like_safetensors(&bytes) {
-        return crate::weights::safetensors::from_bytes(cfg, &bytes, p);
+        let w = crate::weights::safetensors::from_bytes(cfg, &bytes, p)?;
+        w.check_finite(p)?;
+        return Ok(w);
     }
     let (w, loaded) = crate::weights::darknet::from_bytes_partial(cfg, &bytes, p, seed)?;
+    w.check_finite(p)?;
     let total = w.convs.len();
     if loaded < total {
         report(TrainEvent::Warning(format!(

@@ -86,6 +86,8 @@ pub struct TrainOptions {
     /// (`backward_batchnorm_layer` has no `backward_bias`, so their `bias_updates` stay 0); the CUDA build
     /// and the default here train them.
     pub freeze_bn_biases: bool,
+    /// The memory the training estimate may reach (`--max-memory`); `None`: RAM or `ulimit -v`.
+    pub max_memory: Option<u64>,
 }
 
 impl TrainOptions {
@@ -108,6 +110,7 @@ impl TrainOptions {
             workers: 1,
             clear: false,
             freeze_bn_biases: false,
+            max_memory: None,
         }
     }
 }
@@ -234,8 +237,14 @@ impl<'a> Trainer<'a> {
         let (mini_batch, subdivisions) = (cfg.net.mini_batch(), cfg.net.subdivisions.max(1));
         let batch = mini_batch * subdivisions;
         if batch < 2 {
-            bail!("batch=1: Darknet refuses to train with batch 1 (batch norm needs at least 2 values)");
+            bail!(
+                "{}: batch=1: Darknet refuses to train with batch 1 (batch norm needs at least 2 values)",
+                opts.cfg.display()
+            );
         }
+        // Checked before the weights, the network or the loader allocate anything.
+        crate::limits::MemoryEstimate::of(&cfg, mini_batch, true)
+            .check(crate::limits::memory_budget(opts.max_memory), &cfg)?;
         std::fs::create_dir_all(&opts.out_dir)
             .with_context(|| format!("creating {}", opts.out_dir.display()))?;
         checkpoint::remove_stale_temporaries(&opts.out_dir)?;
@@ -542,6 +551,15 @@ impl<'a> Trainer<'a> {
             self.evaluate()?;
         }
         while !self.done() {
+            if crate::util::interrupted() {
+                // Ctrl-C: a checkpoint of the last finished iteration, then the usual final files.
+                self.checkpoint()?;
+                (self.progress)(TrainEvent::Warning(format!(
+                    "interrupted at iteration {}: checkpoint written, `--resume` continues",
+                    self.state.iteration
+                )));
+                return self.finish();
+            }
             self.step()?;
             if self.map_due() {
                 self.evaluate()?;

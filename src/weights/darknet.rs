@@ -69,7 +69,9 @@ fn read_header(c: &mut Cursor) -> WeightsResult<Header> {
     let head = c.take(12, Part::Header("the header (major, minor, revision)"))?;
     let i = |k: usize| i32::from_le_bytes([head[k], head[k + 1], head[k + 2], head[k + 3]]);
     let (major, minor, revision) = (i(0), i(4), i(8));
-    if major < 0 || minor < 0 || revision < 0 {
+    // Darknet has written versions 0.1 and 0.2; a major version >= 1000 (or minor >= 1000) is its transposed
+    // layout with a 32-bit `seen`, which we do not read; anything else is not a file Darknet wrote.
+    if !(0..=1).contains(&major) || !(0..1000).contains(&minor) || revision < 0 {
         return Err(c.error(WeightsErrorKind::BadHeader {
             major,
             minor,

@@ -51,7 +51,7 @@ pub enum WeightsErrorKind {
         cfg: String,
     },
     #[error(
-        "bad weights header: version {major}.{minor}.{revision} (not a Darknet .weights file?)"
+        "bad weights header at byte offset 0: version {major}.{minor}.{revision} is not one Darknet writes (0.1 or 0.2; major 0..=1, minor < 1000): not a Darknet .weights file?"
     )]
     BadHeader {
         major: i32,

@@ -285,14 +285,76 @@ impl NetWeights {
 }
 
 /// Loads weights from a `.weights` or `.safetensors` file, chosen by content (safetensors files start with an
-/// 8-byte little-endian header length followed by `{`).
+/// 8-byte little-endian header length followed by `{`). A non-finite parameter is an error
+/// ([`NetWeights::check_finite`]); [`load_any_with`] can allow it.
 pub fn load_any(cfg: &NetworkConfig, path: &std::path::Path) -> Result<NetWeights> {
+    load_any_with(cfg, path, false)
+}
+
+/// [`load_any`]; `allow_nonfinite` keeps NaN/inf parameters (`--allow-nonfinite`).
+pub fn load_any_with(
+    cfg: &NetworkConfig,
+    path: &std::path::Path,
+    allow_nonfinite: bool,
+) -> Result<NetWeights> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("reading weights {}: {e}", path.display()))?;
-    if safetensors::looks_like_safetensors(&bytes) {
-        safetensors::from_bytes(cfg, &bytes, path)
+    let w = if safetensors::looks_like_safetensors(&bytes) {
+        safetensors::from_bytes(cfg, &bytes, path)?
     } else {
-        Ok(darknet::from_bytes(cfg, &bytes, path)?)
+        darknet::from_bytes(cfg, &bytes, path)?
+    };
+    if !allow_nonfinite {
+        w.check_finite(path)?;
+    }
+    Ok(w)
+}
+
+/// A NaN or infinite parameter: where it is, as layer, part and index, and as the byte offset it has in the
+/// `.weights` layout (the file's offset for a `.weights` file).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: layer {layer} (convolutional) {part}[{index}] = {value} at byte offset {offset} (.weights layout): non-finite weights make every output NaN (--allow-nonfinite loads them anyway)")]
+pub struct NonFiniteError {
+    pub file: String,
+    pub layer: usize,
+    pub part: &'static str,
+    pub index: usize,
+    pub value: f32,
+    pub offset: u64,
+}
+
+impl NetWeights {
+    /// The first non-finite parameter in file order, as an error (Darknet loads it silently and then detects
+    /// nothing).
+    pub fn check_finite(&self, path: &std::path::Path) -> std::result::Result<(), NonFiniteError> {
+        let mut offset = if self.header.seen_is_u64() { 20u64 } else { 16 };
+        for (layer, p) in &self.convs {
+            let parts: &[&str] = if p.bn.is_some() {
+                &[
+                    "biases",
+                    "batch-norm scales",
+                    "rolling mean",
+                    "rolling variance",
+                    "weights",
+                ]
+            } else {
+                &["biases", "weights"]
+            };
+            for (values, part) in p.in_file_order().into_iter().zip(parts) {
+                if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(NonFiniteError {
+                        file: path.display().to_string(),
+                        layer: *layer,
+                        part,
+                        index,
+                        value: values[index],
+                        offset: offset + 4 * index as u64,
+                    });
+                }
+                offset += 4 * values.len() as u64;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -43,6 +43,25 @@ pub(super) struct EvalImg {
 /// Image ids are all of `gt.images` (sorted), category ids all of `gt.categories` (sorted), as
 /// `COCOeval.__init__` sets them. Detections on an image id absent from `gt` are an error (as `loadRes`
 /// asserts); detections of a category absent from `gt` are ignored (as `getAnnIds(catIds=...)` filters them).
+/// pycocotools' arrays grow with images × categories (per-pair lists) and with categories × thresholds
+/// (precision, recall, scores as f64): refused before allocation when they would not fit this process
+/// (`crate::limits::memory_budget`), with the counts that make them large.
+fn check_memory(ni: usize, nk: usize, params: &CocoParams) -> Result<()> {
+    let (t, r) = (params.iou_thrs.len() as u128, params.rec_thrs.len() as u128);
+    let per_pair = (2 * std::mem::size_of::<Vec<usize>>() + 4 * 48) as u128;
+    let bytes = (ni as u128) * (nk as u128) * per_pair + t * (r + 1) * (nk as u128) * 4 * 3 * 8 * 2;
+    if let Some(budget) = crate::limits::memory_budget(None) {
+        if bytes > budget as u128 {
+            bail!(
+                "COCO evaluation of {ni} images x {nk} categories needs about {}, more than the {} this process may use (docs/limits.md)",
+                crate::limits::human(bytes.min(u64::MAX as u128) as u64),
+                crate::limits::human(budget)
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn evaluate(gt: &CocoGt, dets: &[CocoDet], params: &CocoParams) -> Result<CocoEvalResult> {
     let img_ids: Vec<i64> = gt
         .images
@@ -71,6 +90,7 @@ pub fn evaluate(gt: &CocoGt, dets: &[CocoDet], params: &CocoParams) -> Result<Co
         }
     }
     let (ni, nk) = (img_ids.len(), cat_ids.len());
+    check_memory(ni, nk, params)?;
     // `_prepare`: per (image, category) lists in file order.
     let mut gts: Vec<Vec<usize>> = vec![Vec::new(); ni * nk];
     let mut dts: Vec<Vec<usize>> = vec![Vec::new(); ni * nk];

@@ -101,18 +101,19 @@ impl Dataset {
             .map(|(i, im): (usize, &CocoImage)| {
                 index.insert(im.id, i);
                 let path = match image_dir {
-                    Some(d) => d.join(&im.file_name),
+                    Some(d) => crate::util::join_within(d, &im.file_name)
+                        .with_context(|| format!("images[{i}] (id {}): file_name", im.id))?,
                     None => PathBuf::from(&im.file_name),
                 };
-                ImageEntry {
+                Ok(ImageEntry {
                     id: im.id,
                     path,
                     width: im.width,
                     height: im.height,
                     boxes: Vec::new(),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for (j, a) in gt.annotations.iter().enumerate() {
             let Some(&i) = index.get(&a.image_id) else {
                 bail!(
