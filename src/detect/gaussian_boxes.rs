@@ -148,17 +148,9 @@ pub fn correct_gaussian_yolo_boxes(dets: &mut [Detection], map: &BoxMapping) {
         net_w,
         net_h,
         relative,
-        letter,
+        letter: _,
     } = *map;
-    let (new_w, new_h) = if letter {
-        if (net_w as f32 / im_w as f32) < (net_h as f32 / im_h as f32) {
-            (net_w, im_h * net_w / im_w.max(1))
-        } else {
-            (im_w * net_h / im_h.max(1), net_h)
-        }
-    } else {
-        (net_w, net_h)
-    };
+    let (new_w, new_h) = map.letterbox_size();
     for d in dets.iter_mut() {
         let mut b = d.bbox;
         // `(b.x - (netw - new_w)/2./netw) / ((float)new_w/netw)`: double, the ratio a float.

@@ -126,6 +126,19 @@ pub struct BoxMapping {
 }
 
 impl BoxMapping {
+    /// The size the image has inside the network input: `correct_yolo_boxes`' `new_w`, `new_h` (integer
+    /// arithmetic, as the C) when `letter`, else the network size.
+    pub fn letterbox_size(&self) -> (usize, usize) {
+        let (im_w, im_h, net_w, net_h) = (self.im_w, self.im_h, self.net_w, self.net_h);
+        if !self.letter {
+            (net_w, net_h)
+        } else if (net_w as f32 / im_w as f32) < (net_h as f32 / im_h as f32) {
+            (net_w, im_h * net_w / im_w.max(1))
+        } else {
+            (im_w * net_h / im_h.max(1), net_h)
+        }
+    }
+
     /// Relative boxes (what `detector test` asks for) on an `image` = (w, h) from a `network` = (w, h) input.
     pub fn relative(image: (usize, usize), network: (usize, usize), letter: bool) -> Self {
         BoxMapping {
@@ -192,17 +205,9 @@ pub fn correct_yolo_boxes(dets: &mut [Detection], map: &BoxMapping) {
         net_w,
         net_h,
         relative,
-        letter,
+        letter: _,
     } = *map;
-    let (new_w, new_h) = if letter {
-        if (net_w as f32 / im_w as f32) < (net_h as f32 / im_h as f32) {
-            (net_w, im_h * net_w / im_w.max(1))
-        } else {
-            (im_w * net_h / im_h.max(1), net_h)
-        }
-    } else {
-        (net_w, net_h)
-    };
+    let (new_w, new_h) = map.letterbox_size();
     let deltaw = net_w as f32 - new_w as f32;
     let deltah = net_h as f32 - new_h as f32;
     let ratiow = new_w as f32 / net_w as f32;

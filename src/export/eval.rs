@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::layers::maxpool::pad_dim;
 use candle_core::{DType, Result, Tensor};
 use candle_onnx::onnx::{self, ModelProto, NodeProto};
 
@@ -148,25 +149,6 @@ fn own_kernel(node: &NodeProto, values: &HashMap<String, Tensor>) -> Result<Tens
         }
         op => pool(node, op, x),
     }
-}
-
-/// `x` with `a` values before and `b` after along `dim`, all `value`.
-fn pad_dim(x: &Tensor, dim: usize, a: usize, b: usize, value: f32) -> Result<Tensor> {
-    if a == 0 && b == 0 {
-        return Ok(x.clone());
-    }
-    let mut parts = Vec::new();
-    let mut dims = x.dims().to_vec();
-    if a > 0 {
-        dims[dim] = a;
-        parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
-    }
-    parts.push(x.clone());
-    if b > 0 {
-        dims[dim] = b;
-        parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
-    }
-    Tensor::cat(&parts, dim)
 }
 
 /// 2-D `MaxPool` / `AveragePool` with explicit pads (`[top, left, bottom, right]`, floor output size): max

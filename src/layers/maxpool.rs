@@ -191,25 +191,27 @@ pub(crate) fn pad_value(
     right: usize,
     value: f32,
 ) -> Result<Tensor> {
-    let pad_dim = |x: Tensor, dim: usize, a: usize, b: usize| -> Result<Tensor> {
-        if a == 0 && b == 0 {
-            return Ok(x);
-        }
-        let mut parts = Vec::new();
-        let mut dims = x.dims().to_vec();
-        if a > 0 {
-            dims[dim] = a;
-            parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
-        }
-        parts.push(x.clone());
-        if b > 0 {
-            dims[dim] = b;
-            parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
-        }
-        Tensor::cat(&parts, dim)
-    };
-    let x = pad_dim(x.clone(), 2, top, bottom)?;
-    pad_dim(x, 3, left, right)
+    let x = pad_dim(x, 2, top, bottom, value)?;
+    pad_dim(&x, 3, left, right, value)
+}
+
+/// `x` with `a` values before and `b` after along `dim`, all `value`.
+pub(crate) fn pad_dim(x: &Tensor, dim: usize, a: usize, b: usize, value: f32) -> Result<Tensor> {
+    if a == 0 && b == 0 {
+        return Ok(x.clone());
+    }
+    let mut parts = Vec::new();
+    let mut dims = x.dims().to_vec();
+    if a > 0 {
+        dims[dim] = a;
+        parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
+    }
+    parts.push(x.clone());
+    if b > 0 {
+        dims[dim] = b;
+        parts.push(Tensor::full(value, dims.clone(), x.device())?.to_dtype(x.dtype())?);
+    }
+    Tensor::cat(&parts, dim)
 }
 
 impl Maxpool {
