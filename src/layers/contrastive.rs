@@ -109,3 +109,42 @@ impl DarknetLayer for Contrastive {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::cfg::NetworkConfig;
+
+    const HEAD: &str = "[net]\nwidth=32\nheight=32\nchannels=3\n\n[convolutional]\nfilters=21\nsize=1\n\n\
+                        [yolo]\nmask=0,1,2\nanchors=10,14,23,27,37,58\nclasses=2\nnum=3\n\n[route]\nlayers=-2\n\n";
+
+    fn parse_err(tail: &str) -> String {
+        NetworkConfig::parse(&format!("{HEAD}{tail}"), Path::new("c.cfg"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn runs_after_a_yolo_layer() {
+        let cfg = NetworkConfig::parse(
+            &format!("{HEAD}[contrastive]\nyolo_layer=-2\n"),
+            Path::new("c.cfg"),
+        )
+        .unwrap();
+        let last = cfg.layers.last().unwrap();
+        assert_eq!(last.config.type_name(), "contrastive");
+        assert_eq!(last.output, last.input);
+    }
+
+    /// Darknet dereferences NULL without `yolo_layer` and errors when it is not a `[yolo]` layer.
+    #[test]
+    fn refuses_a_missing_or_wrong_yolo_layer() {
+        let e = parse_err("[contrastive]\nclasses=1\n");
+        assert!(e.contains("c.cfg:") && e.contains("yolo_layer"), "{e}");
+        let e = parse_err("[contrastive]\nyolo_layer=-1\n");
+        assert!(e.contains("c.cfg:") && e.contains("[yolo] layer"), "{e}");
+        let e = parse_err("[contrastive]\nyolo_layer=9\n");
+        assert!(e.contains("yolo_layer=9"), "{e}");
+    }
+}
