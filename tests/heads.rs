@@ -245,6 +245,21 @@ fn references_are_complete() {
         assert_eq!(input.len(), 3 * 96 * 96, "{c}");
         assert!(Path::new(&data(&format!("{c}/net.weights"))).exists());
     }
-    let input = read_f32_file(&data("crnn/input.bin")).unwrap();
-    assert_eq!(input.len(), 3 * 64 * 64);
+    for c in ["crnn", "contrastive"] {
+        let input = read_f32_file(&data(&format!("{c}/input.bin"))).unwrap();
+        assert_eq!(input.len(), 3 * 64 * 64, "{c}");
+    }
+}
+
+/// `[contrastive]` after a `[yolo]` head with `embedding_layer` (as yolov4-tiny_contrastive.cfg ends): every
+/// layer, the contrastive layer's output being Darknet's untouched zeros at inference.
+#[test]
+fn contrastive_layers_agree_with_darknet() {
+    layers_agree("contrastive", "contrastive.cfg");
+}
+
+/// The same network's [yolo] boxes through `detector test`: the `[contrastive]` layer does not change them.
+#[test]
+fn contrastive_detections_agree_with_darknet() {
+    detections_agree_at("contrastive", "contrastive.cfg", &["0.25"]);
 }

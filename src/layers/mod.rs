@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod avgpool;
 pub mod batchnorm;
+pub mod contrastive;
 pub mod convolutional;
 pub mod crnn;
 pub mod dropout;
@@ -235,7 +236,6 @@ const UNSUPPORTED: &[&str] = &[
     "batchnorm",
     "soft",
     "softmax",
-    "contrastive",
     "implicit",
 ];
 
@@ -368,6 +368,8 @@ layer_types! {
     Crnn(crnn::CrnnConfig => Crnn) ["crnn"],
     /// `[empty]`/`[silence]`: passes its input through.
     Empty(empty::EmptyConfig => Empty) ["empty", "silence"],
+    /// `[contrastive]`: zeros at inference (its forward only runs when training).
+    Contrastive(contrastive::ContrastiveConfig => Contrastive) ["contrastive"],
 }
 
 /// `input -> output` as Darknet's layer table prints them (`w x h x c`).

@@ -35,8 +35,15 @@ static void write_floats(const char *path, const float *x, int n) {
 static const char *type_name(layer l) {
     if (l.type == UPSAMPLE) return "upsample";
     if (l.type == REORG || l.type == REORG_OLD) return "reorg";
+    if (l.type == CONTRASTIVE) return "contrastive";
     return get_layer_string(l.type);
 }
+
+/* make_contrastive_layer sets l.outputs = l.inputs but leaves out_c/out_h/out_w at 0: its input's shape stands in
+ * (c*h*w = outputs), as candle-darknet records it. */
+static int out_c(layer l) { return l.type == CONTRASTIVE ? l.c : l.out_c; }
+static int out_h(layer l) { return l.type == CONTRASTIVE ? l.h : l.out_h; }
+static int out_w(layer l) { return l.type == CONTRASTIVE ? l.w : l.out_w; }
 
 static float U(float a, float b) { return a + (b - a) * ((float)rand() / RAND_MAX); }
 
@@ -148,7 +155,7 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s", out, file);
         write_floats(path, l.output, l.outputs);
         fprintf(m, "    {\"index\": %d, \"type\": \"%s\", \"c\": %d, \"h\": %d, \"w\": %d, \"outputs\": %d, \"file\": \"%s\"}%s\n",
-                i, type_name(l), l.out_c, l.out_h, l.out_w, l.outputs, file, i + 1 < net.n ? "," : "");
+                i, type_name(l), out_c(l), out_h(l), out_w(l), l.outputs, file, i + 1 < net.n ? "," : "");
     }
     fprintf(m, "  ]\n}\n");
     fclose(m);

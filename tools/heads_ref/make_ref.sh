@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Regenerates tests/data/heads/<case>/ with Darknet itself (see tests/data/heads/README.md).
-#   tools/heads_ref/make_ref.sh <AlexeyAB/darknet git dir>
+#   tools/heads_ref/make_ref.sh <AlexeyAB/darknet git dir> [case...]
+# With case names, only those cases are regenerated (DK_BUILD=<dir> reuses a Darknet built there).
 # Commit 59596d7 is exported with git archive and built CPU-only (GPU=0 OPENCV=0 OPENMP=0 AVX=1) in a temporary
 # directory; the harness links its objects and runs from the cfg directory (so `tree=region.tree` resolves as
 # Darknet resolves it: relative to the working directory).
 set -euo pipefail
 DK=${1:?path to an AlexeyAB/darknet git repository}
+shift
+only=" $* "
 C=59596d7
 here=$(cd "$(dirname "$0")" && pwd)
 data=$(cd "$here/../../tests/data/heads" && pwd)
@@ -24,6 +27,7 @@ img=$data/dog.jpg
 names=$(mktemp); dfile=$(mktemp)
 run() {
   local case=$1 cfg=$2 seed=$3 scale=$4 classes=$5; shift 5
+  if [ "$only" != "  " ] && [[ "$only" != *" $case "* ]]; then return 0; fi
   for i in $(seq 0 $((classes - 1))); do echo "c$i"; done > "$names"
   rm -rf "${data:?}/$case"; mkdir -p "$data/$case"
   (cd "$data/cfg" && "$tmp/heads_harness" "$cfg" "$img" "$data/$case" "$seed" "$scale" "$@" > "$data/$case/darknet_log.txt" 2>&1)
@@ -39,5 +43,6 @@ run region_tree region_tree.cfg 12 6 8 0.25 0.05
 run gaussian gaussian.cfg 13 16 3 0.25 0.05
 run xnor xnor.cfg 14 1 2 0.25
 run crnn crnn.cfg 15 4 2 0.25
+run contrastive contrastive.cfg 16 4 2 0.25
 rm -f "$names" "$dfile"
 echo "wrote $data"
