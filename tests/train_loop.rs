@@ -114,6 +114,37 @@ fn gradient_at_each_yolo_input_is_minus_darknet_delta() {
     assert!(n > 0.0 && n.is_finite());
 }
 
+/// A NaN input makes every yolo cost NaN: the mini-batch fails naming the yolo layer, before anything is
+/// accumulated (the optimizer's updates stay zero); the reference input, with finite costs, passes.
+#[test]
+fn non_finite_loss_stops_before_the_update() {
+    use candle_darknet::train::setup::optimizer_for;
+    use candle_darknet::train::trainer::train_minibatch;
+    let (cfg, w, dir) = mini();
+    let net = Network::load_trainable(&cfg, &w, &Device::Cpu).unwrap();
+    let truth = read_f32_file(&dir.join("truth.bin")).unwrap();
+    let input = read_f32_file(&dir.join("input.bin")).unwrap();
+    let x = Tensor::from_vec(input.clone(), (1, 3, 128, 128), &Device::Cpu).unwrap();
+    let mut opt = optimizer_for(&net, &cfg, false).unwrap();
+    let ok = train_minibatch(&net, &mut opt, &x, &truth).unwrap();
+    assert!(ok.network_cost.is_finite() && ok.costs.len() == 3);
+
+    let mut opt = optimizer_for(&net, &cfg, false).unwrap();
+    let mut bad = input;
+    bad[0] = f32::NAN;
+    let x = Tensor::from_vec(bad, (1, 3, 128, 128), &Device::Cpu).unwrap();
+    let err = match train_minibatch(&net, &mut opt, &x, &truth) {
+        Ok(r) => panic!("a NaN input trained: costs {:?}", r.costs),
+        Err(e) => format!("{e:#}"),
+    };
+    println!("{err}");
+    assert!(err.contains("yolo layer") && err.contains("not finite"), "{err}");
+    for (name, u) in opt.state() {
+        let s: f32 = u.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert_eq!(s, 0.0, "{name} accumulated after a non-finite loss");
+    }
+}
+
 /// A tiny training set: `n` 64x64 JPEGs with 1-2 coloured squares each, Darknet labels beside them.
 fn tiny_dataset(dir: &Path, n: usize) -> PathBuf {
     std::fs::create_dir_all(dir.join("img")).unwrap();

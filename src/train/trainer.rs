@@ -155,6 +155,7 @@ pub fn train_minibatch(
         };
         let (surrogate, res) = yolo_train_head(raw, y, cfg.net.width, cfg.net.height, truth)
             .with_context(|| format!("yolo layer {i}"))?;
+        check_finite_cost(*i, res.cost)?;
         costs.push((*i, res.cost));
         total = Some(match total {
             None => surrogate,
@@ -169,6 +170,21 @@ pub fn train_minibatch(
         network_cost,
         costs,
     })
+}
+
+/// A yolo layer's cost that is NaN or infinite stops training. Darknet's `train_detector` keeps going (it
+/// only resets `avg_loss` when it is NaN), but one non-finite cost makes its gradients non-finite too, and
+/// the update would spread them into every weight. The check runs before `backward` and `accumulate`, so
+/// neither the accumulated updates nor the weights (nor any checkpoint) hold anything of this mini-batch;
+/// [`Trainer::step`] adds the iteration and subdivision to the message.
+pub fn check_finite_cost(layer: usize, cost: f32) -> Result<()> {
+    if !cost.is_finite() {
+        bail!(
+            "the loss of yolo layer {layer} is {cost} (not finite): training stopped before the update; \
+             try a lower learning_rate or a longer burn_in, and check the labels"
+        );
+    }
+    Ok(())
 }
 
 /// The progress callback: receives every [`TrainEvent`] of a run.
