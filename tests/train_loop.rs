@@ -270,6 +270,43 @@ fn run_train(cfg: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::proces
         .unwrap()
 }
 
+/// One truncated JPEG and one malformed label line in a 4-image set: by default the run finishes and
+/// reports both skipped; with `--strict` it stops with an error naming the bad file.
+#[test]
+fn bad_image_and_label_are_skipped_unless_strict() {
+    let base = std::env::temp_dir().join(format!("train-skip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let data = tiny_dataset(&base, 4);
+    let cfg = tiny_cfg(&base);
+    let jpg = base.join("img/1.jpg");
+    let bytes = std::fs::read(&jpg).unwrap();
+    std::fs::write(&jpg, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(base.join("img/2.txt"), "0 0.5 abc 0.1 0.1\n").unwrap();
+    let args = ["--max-batches", "3", "--quiet"];
+    let out = run_train(&cfg, &data, &base.join("out"), &args)
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary = err
+        .lines()
+        .find(|l| l.contains("skipped 2 images (1 unreadable, 1 with unreadable labels"))
+        .unwrap_or_else(|| panic!("no summary in:\n{err}"));
+    println!("{summary}");
+    assert!(summary.contains("first: ") && (summary.contains("1.jpg") || summary.contains("2.jpg")));
+
+    let out = run_train(&cfg, &data, &base.join("strict"), &[&args[..], &["--strict"]].concat())
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{err}");
+    assert!(!out.status.success());
+    assert!(err.contains("1.jpg") || err.contains("2.txt"), "{err}");
+    assert!(!base.join("strict/tiny_final.weights").exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 #[test]
 fn killed_run_resumes_to_the_same_result() {
     let base = std::env::temp_dir().join(format!("train-resume-{}", std::process::id()));
