@@ -138,7 +138,10 @@ fn non_finite_loss_stops_before_the_update() {
         Err(e) => format!("{e:#}"),
     };
     println!("{err}");
-    assert!(err.contains("yolo layer") && err.contains("not finite"), "{err}");
+    assert!(
+        err.contains("yolo layer") && err.contains("not finite"),
+        "{err}"
+    );
     for (name, u) in opt.state() {
         let s: f32 = u.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
         assert_eq!(s, 0.0, "{name} accumulated after a non-finite loss");
@@ -294,11 +297,18 @@ fn bad_image_and_label_are_skipped_unless_strict() {
         .find(|l| l.contains("skipped 2 images (1 unreadable, 1 with unreadable labels"))
         .unwrap_or_else(|| panic!("no summary in:\n{err}"));
     println!("{summary}");
-    assert!(summary.contains("first: ") && (summary.contains("1.jpg") || summary.contains("2.jpg")));
+    assert!(
+        summary.contains("first: ") && (summary.contains("1.jpg") || summary.contains("2.jpg"))
+    );
 
-    let out = run_train(&cfg, &data, &base.join("strict"), &[&args[..], &["--strict"]].concat())
-        .wait_with_output()
-        .unwrap();
+    let out = run_train(
+        &cfg,
+        &data,
+        &base.join("strict"),
+        &[&args[..], &["--strict"]].concat(),
+    )
+    .wait_with_output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     println!("{err}");
     assert!(!out.status.success());

@@ -274,11 +274,7 @@ pub const IMAGE_SKIP: &str = "image: ";
 pub const LABEL_SKIP: &str = "labels: ";
 
 /// The replacement of an unreadable sample: `random_gen() % paths.len()`, as `get_random_paths_custom`.
-fn redraw<'a, R: DarknetRand + ?Sized>(
-    rng: &mut R,
-    paths: &'a [String],
-    path: &mut &'a String,
-) {
+fn redraw<'a, R: DarknetRand + ?Sized>(rng: &mut R, paths: &'a [String], path: &mut &'a String) {
     rng.label(format_args!("replacement of {path}"));
     *path = &paths[(random_gen(rng) % paths.len() as u32) as usize];
 }

@@ -420,6 +420,7 @@ mod tests {
             mode: RngMode::PerBatch,
             cache_images: false,
             start,
+            strict: true,
         };
         let sizes = Sizes::Schedule(Arc::new(|k| if k % 2 == 0 { (32, 32) } else { (64, 48) }));
         let spawn = |start| {
