@@ -279,6 +279,9 @@ fn redraw<'a, R: DarknetRand + ?Sized>(rng: &mut R, paths: &'a [String], path: &
     *path = &paths[(random_gen(rng) % paths.len() as u32) as usize];
 }
 
+/// The path actually used for a sample, its image and its labels.
+type ReadableSample<'a> = (&'a String, Arc<Decoded>, Arc<Vec<BoxLabel>>);
+
 /// Draws after which a sample whose image or labels keep failing stops the batch (all bad, or nearly).
 const MAX_REPLACEMENT_DRAWS: usize = 100;
 
@@ -295,7 +298,7 @@ fn readable_sample<'a, R: DarknetRand + ?Sized>(
     first: &'a String,
     cfg: &AugmentConfig,
     skipped: &mut Vec<(String, String)>,
-) -> Result<(&'a String, Arc<Decoded>, Arc<Vec<BoxLabel>>)> {
+) -> Result<ReadableSample<'a>> {
     let mut path = first;
     for _ in 0..MAX_REPLACEMENT_DRAWS {
         let img = match sources.image(path) {
