@@ -134,3 +134,48 @@ fn eval_on_hand_labelled_set_is_batch_independent_and_matches_pycocotools() {
         ours[0], ours[1], map, mean_present
     );
 }
+
+/// A truncated image in the set: without `strict` it is skipped (named, no detections, its boxes out of the
+/// metrics) and the other images' detections are those of the intact set; with `strict` it is an error
+/// naming it.
+#[test]
+fn undecodable_eval_image_is_skipped_unless_strict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = make_set(tmp.path());
+    let det = Detector::load(
+        &official("yolov4-tiny.cfg"),
+        &official("yolov4-tiny.weights"),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let opts = DetectOptions {
+        thresh: 0.001,
+        nms: 0.45,
+        letterbox: false,
+    };
+    let intact = Dataset::open(&data, None, Some(&det.names)).unwrap();
+    let (clean, _) = eval::model::detect_dataset(&det, &intact, &opts, 2, false).unwrap();
+    let dog = tmp.path().join("dog.jpg");
+    let bytes = std::fs::read(&dog).unwrap();
+    std::fs::write(&dog, &bytes[..bytes.len() / 3]).unwrap();
+    let mut ds = Dataset::open(&data, None, Some(&det.names)).unwrap();
+    let (dets, _, skipped) =
+        eval::model::detect_dataset_skipping(&det, &mut ds, &opts, 2, false, false).unwrap();
+    println!("{skipped:?}");
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, dog);
+    let i = ds.images.iter().position(|e| e.path == dog).unwrap();
+    assert!(ds.images[i].boxes.is_empty() && !intact.images[i].boxes.is_empty());
+    assert!(dets[i].dets.is_empty() && !clean[i].dets.is_empty());
+    for (k, (a, b)) in dets.iter().zip(&clean).enumerate() {
+        if k != i {
+            assert_eq!(a, b, "image {k}");
+        }
+    }
+    let mut ds = Dataset::open(&data, None, Some(&det.names)).unwrap();
+    let err = eval::model::detect_dataset_skipping(&det, &mut ds, &opts, 2, false, true)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("dog.jpg"), "{err:#}");
+}

@@ -114,6 +114,40 @@ fn gradient_at_each_yolo_input_is_minus_darknet_delta() {
     assert!(n > 0.0 && n.is_finite());
 }
 
+/// A NaN input makes every yolo cost NaN: the mini-batch fails naming the yolo layer, before anything is
+/// accumulated (the optimizer's updates stay zero); the reference input, with finite costs, passes.
+#[test]
+fn non_finite_loss_stops_before_the_update() {
+    use candle_darknet::train::setup::optimizer_for;
+    use candle_darknet::train::trainer::train_minibatch;
+    let (cfg, w, dir) = mini();
+    let net = Network::load_trainable(&cfg, &w, &Device::Cpu).unwrap();
+    let truth = read_f32_file(&dir.join("truth.bin")).unwrap();
+    let input = read_f32_file(&dir.join("input.bin")).unwrap();
+    let x = Tensor::from_vec(input.clone(), (1, 3, 128, 128), &Device::Cpu).unwrap();
+    let mut opt = optimizer_for(&net, &cfg, false).unwrap();
+    let ok = train_minibatch(&net, &mut opt, &x, &truth).unwrap();
+    assert!(ok.network_cost.is_finite() && ok.costs.len() == 3);
+
+    let mut opt = optimizer_for(&net, &cfg, false).unwrap();
+    let mut bad = input;
+    bad[0] = f32::NAN;
+    let x = Tensor::from_vec(bad, (1, 3, 128, 128), &Device::Cpu).unwrap();
+    let err = match train_minibatch(&net, &mut opt, &x, &truth) {
+        Ok(r) => panic!("a NaN input trained: costs {:?}", r.costs),
+        Err(e) => format!("{e:#}"),
+    };
+    println!("{err}");
+    assert!(
+        err.contains("yolo layer") && err.contains("not finite"),
+        "{err}"
+    );
+    for (name, u) in opt.state() {
+        let s: f32 = u.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert_eq!(s, 0.0, "{name} accumulated after a non-finite loss");
+    }
+}
+
 /// A tiny training set: `n` 64x64 JPEGs with 1-2 coloured squares each, Darknet labels beside them.
 fn tiny_dataset(dir: &Path, n: usize) -> PathBuf {
     std::fs::create_dir_all(dir.join("img")).unwrap();
@@ -237,6 +271,50 @@ fn run_train(cfg: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::proces
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// One truncated JPEG and one malformed label line in a 4-image set: by default the run finishes and
+/// reports both skipped; with `--strict` it stops with an error naming the bad file.
+#[test]
+fn bad_image_and_label_are_skipped_unless_strict() {
+    let base = std::env::temp_dir().join(format!("train-skip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let data = tiny_dataset(&base, 4);
+    let cfg = tiny_cfg(&base);
+    let jpg = base.join("img/1.jpg");
+    let bytes = std::fs::read(&jpg).unwrap();
+    std::fs::write(&jpg, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(base.join("img/2.txt"), "0 0.5 abc 0.1 0.1\n").unwrap();
+    let args = ["--max-batches", "3", "--quiet"];
+    let out = run_train(&cfg, &data, &base.join("out"), &args)
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary = err
+        .lines()
+        .find(|l| l.contains("skipped 2 images (1 unreadable, 1 with unreadable labels"))
+        .unwrap_or_else(|| panic!("no summary in:\n{err}"));
+    println!("{summary}");
+    assert!(
+        summary.contains("first: ") && (summary.contains("1.jpg") || summary.contains("2.jpg"))
+    );
+
+    let out = run_train(
+        &cfg,
+        &data,
+        &base.join("strict"),
+        &[&args[..], &["--strict"]].concat(),
+    )
+    .wait_with_output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{err}");
+    assert!(!out.status.success());
+    assert!(err.contains("1.jpg") || err.contains("2.txt"), "{err}");
+    assert!(!base.join("strict/tiny_final.weights").exists());
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]

@@ -217,6 +217,7 @@ fn run_show(data: &Path, args: &AugmentArgs) -> Result<()> {
         },
         cache_images: false,
         start: 0,
+        strict: true,
     };
     let mut loader = BatchLoader::spawn(list.paths, list.resolver, cfg, lc)?;
     std::fs::create_dir_all(&args.out)

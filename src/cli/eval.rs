@@ -46,6 +46,10 @@ pub struct EvalArgs {
     /// Darknet `-thresh`: confidence for TP/FP/precision/recall/F1/average IoU.
     #[arg(long, default_value_t = 0.25, value_parser = super::bounds::unit)]
     pub thresh: f32,
+    /// Stop with an error at an image that cannot be decoded (default: skip it, leaving it and its
+    /// ground truth out of the metrics, and report it).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -90,7 +94,7 @@ fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
     let load = args.run.load_options();
     let det =
         candle_darknet::inference::Detector::load_with(&m.cfg, &m.weights, None, &device, &load)?;
-    let ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
+    let mut ds = eval::dataset::Dataset::open(data, args.images.as_deref(), Some(&det.names))?;
     if let Some(first) = ds.missing_labels.first() {
         eprintln!(
             "warning: {} label files not found (those images have no objects), e.g. {}",
@@ -100,7 +104,21 @@ fn run_model(model: &str, args: &EvalArgs, params: &MapParams) -> Result<()> {
     }
     // Darknet's `valid` keeps boxes above .001; its `map` filters at .005 itself.
     let opts = args.run.detect_options(0.001);
-    let (dets, timing) = eval::model::detect_dataset(&det, &ds, &opts, args.run.batch, true)?;
+    let (dets, timing, skipped) = eval::model::detect_dataset_skipping(
+        &det,
+        &mut ds,
+        &opts,
+        args.run.batch,
+        true,
+        args.strict,
+    )?;
+    if let Some((path, reason)) = skipped.first() {
+        eprintln!(
+            "warning: skipped {} images (left out of the metrics): first: {}: {reason}",
+            skipped.len(),
+            path.display()
+        );
+    }
     let outcome = eval::evaluate(&ds, &dets, params)?;
     print!("{}", outcome.report.to_text());
     println!(

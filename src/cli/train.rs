@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// Reset `seen` of the initial weights (Darknet's -clear).
     #[arg(long)]
     pub clear: bool,
+    /// Stop with an error at an unreadable image or label file (default: skip it with a warning, count it
+    /// and draw another image, as Darknet keeps going).
+    #[arg(long)]
+    pub strict: bool,
     /// No per-iteration line.
     #[arg(long)]
     pub quiet: bool,
@@ -79,6 +83,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     o.workers = args.workers;
     o.clear = args.clear;
     o.max_memory = args.max_memory;
+    o.strict = args.strict;
     let quiet = args.quiet;
     // The library reports; the command line prints (Darknet's lines: results on stdout, the rest on stderr).
     let print = move |ev: TrainEvent| {

@@ -168,6 +168,9 @@ pub struct DetectionBatch {
     /// Whether the mosaic coin left mosaic on for this batch.
     pub mosaic: bool,
     pub pieces: Vec<PieceRecord>,
+    /// Samples whose image or label file could not be read, replaced by another draw (see
+    /// [`Sources::strict`]): `(path, reason)`, in the order met.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl DetectionBatch {
@@ -202,6 +205,10 @@ pub struct Sources {
     /// Run the pixel operations one by one, each as its own pass over a whole image (the straightforward
     /// path the fused one is tested against, and the "before" of `augment --bench --stepwise`).
     pub stepwise: bool,
+    /// Stop at the first image or label file that cannot be read (undecodable or truncated image, unreadable
+    /// file, malformed label line). Without it the sample is skipped and another path drawn in its place
+    /// (see [`load_data_detection`]). On by default; the training loader sets it from `--strict`.
+    pub strict: bool,
 }
 
 /// A decoded training image and its `cv::mean` colour (the crop's padding), computed once with it.
@@ -227,6 +234,7 @@ impl Sources {
             labels: HashMap::new(),
             scratch: fused::Scratch::default(),
             stepwise: false,
+            strict: true,
         }
     }
 
@@ -258,6 +266,59 @@ impl Sources {
         }
         Ok(b)
     }
+}
+
+/// The reason prefix of a skipped sample whose image could not be read ([`DetectionBatch::skipped`]).
+pub const IMAGE_SKIP: &str = "image: ";
+/// The reason prefix of a skipped sample whose label file could not be read.
+pub const LABEL_SKIP: &str = "labels: ";
+
+/// The replacement of an unreadable sample: `random_gen() % paths.len()`, as `get_random_paths_custom`.
+fn redraw<'a, R: DarknetRand + ?Sized>(rng: &mut R, paths: &'a [String], path: &mut &'a String) {
+    rng.label(format_args!("replacement of {path}"));
+    *path = &paths[(random_gen(rng) % paths.len() as u32) as usize];
+}
+
+/// The path actually used for a sample, its image and its labels.
+type ReadableSample<'a> = (&'a String, Arc<Decoded>, Arc<Vec<BoxLabel>>);
+
+/// Draws after which a sample whose image or labels keep failing stops the batch (all bad, or nearly).
+const MAX_REPLACEMENT_DRAWS: usize = 100;
+
+/// The image and labels of `path`, or, when one cannot be read and [`Sources::strict`] is off, of another
+/// path drawn with `random_gen() % paths.len()` (as `get_random_paths_custom` draws), recorded in `skipped`.
+/// Darknet keeps training past an unreadable image (OpenCV's loader prints "Cannot load image" and goes
+/// on); drawing a replacement keeps every sample a real image. The replacement draw comes from the same
+/// stream, so with a bad file the draws that follow (and so `--darknet-rng`'s sequence) shift by one per
+/// skip; with no bad file nothing changes.
+fn readable_sample<'a, R: DarknetRand + ?Sized>(
+    rng: &mut R,
+    sources: &mut Sources,
+    paths: &'a [String],
+    first: &'a String,
+    cfg: &AugmentConfig,
+    skipped: &mut Vec<(String, String)>,
+) -> Result<ReadableSample<'a>> {
+    let mut path = first;
+    for _ in 0..MAX_REPLACEMENT_DRAWS {
+        let img = match sources.image(path) {
+            Ok(img) => img,
+            Err(e) if sources.strict => return Err(e),
+            Err(e) => {
+                skipped.push((path.clone(), format!("{IMAGE_SKIP}{e:#}")));
+                redraw(rng, paths, &mut path);
+                continue;
+            }
+        };
+        match sources.labels(path, cfg.classes) {
+            Ok(boxes) => return Ok((path, img, boxes)),
+            Err(e) if sources.strict => return Err(e),
+            Err(e) => skipped.push((path.clone(), format!("{LABEL_SKIP}{e:#}"))),
+        }
+        redraw(rng, paths, &mut path);
+    }
+    let (last, why) = skipped.last().cloned().unwrap_or_default();
+    bail!("{MAX_REPLACEMENT_DRAWS} images in a row could not be read; the last: {last}: {why}")
 }
 
 /// Draws the per-image numbers in Darknet's order: resize_r1, resize_r2, r1..r4 (`random_float`), flip
@@ -437,6 +498,7 @@ pub fn load_data_detection_timed<R: DarknetRand + ?Sized>(
         canvases = (0..n).map(|_| RgbImage::filled(w, h, [0, 0, 0])).collect();
     }
     let mut pieces = Vec::new();
+    let mut skipped = Vec::new();
     for pass in 0..passes {
         // get_random_paths_custom (data.c 81): with replacement, independently per pass.
         let mut chosen = Vec::with_capacity(n);
@@ -446,7 +508,7 @@ pub fn load_data_detection_timed<R: DarknetRand + ?Sized>(
         }
         for (i, path) in chosen.into_iter().enumerate() {
             times.decode += lap(&mut t);
-            let img = sources.image(path)?;
+            let (path, img, boxes) = readable_sample(rng, sources, paths, path, cfg, &mut skipped)?;
             times.decode += lap(&mut t);
             let (ow, oh) = (img.img.w, img.img.h);
             let d = draw_image_params(rng, cfg, pass, i);
@@ -476,7 +538,6 @@ pub fn load_data_detection_timed<R: DarknetRand + ?Sized>(
             let dx = c.pleft as f32 / (sx * ow as f32);
             let dy = c.ptop as f32 / (sy * oh as f32);
             lap(&mut t);
-            let boxes = sources.labels(path, cfg.classes)?;
             let limits = TruthLimits {
                 max_boxes: cfg.max_boxes,
                 classes: cfg.classes,
@@ -593,6 +654,7 @@ pub fn load_data_detection_timed<R: DarknetRand + ?Sized>(
         y,
         mosaic: use_mosaic,
         pieces,
+        skipped,
     })
 }
 
@@ -721,6 +783,7 @@ mod tests {
             y: vec![0.5, 0.5, 0.1, 0.1, 3.0, 0.0],
             mosaic: false,
             pieces: Vec::new(),
+            skipped: Vec::new(),
         };
         let (x, y) = b.to_tensors(&candle_core::Device::Cpu).unwrap();
         assert_eq!(x.dims(), &[1, 3, 2, 2]);

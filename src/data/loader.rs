@@ -47,6 +47,8 @@ pub struct LoaderConfig {
     pub cache_images: bool,
     /// The index of the first batch (seeds [`RngMode::PerBatch`] streams and the size schedule).
     pub start: u64,
+    /// Stop at an unreadable image or label file instead of skipping it ([`Sources::strict`]).
+    pub strict: bool,
 }
 
 /// The network `(width, height)` of batch `k` (multi-scale training); without one, the [`AugmentConfig`]'s.
@@ -161,7 +163,11 @@ impl BatchLoader {
             let (tx, rx) = sync_channel(lc.prefetch.max(1));
             let worker = Worker {
                 paths: paths.clone(),
-                sources: Sources::with_resolver(resolver.clone(), lc.cache_images),
+                sources: {
+                    let mut s = Sources::with_resolver(resolver.clone(), lc.cache_images);
+                    s.strict = lc.strict;
+                    s
+                },
                 cfg: cfg.clone(),
                 sizes: sizes.clone(),
                 size_now: (cfg.w, cfg.h),
@@ -316,6 +322,7 @@ mod tests {
             mode: RngMode::Darknet,
             cache_images: true,
             start: 0,
+            strict: true,
         };
         let mut loader =
             BatchLoader::spawn(paths.clone(), Resolver::under(dir.path()), cfg(), lc).unwrap();
@@ -342,6 +349,7 @@ mod tests {
             mode: RngMode::Darknet,
             cache_images: true,
             start: 0,
+            strict: true,
         };
         let ms = DarknetMultiscale {
             random: 1.0,
@@ -386,6 +394,7 @@ mod tests {
                 mode: RngMode::PerBatch,
                 cache_images: false,
                 start: 0,
+                strict: true,
             };
             let mut l =
                 BatchLoader::spawn(paths.clone(), Resolver::under(dir.path()), cfg(), lc).unwrap();
@@ -411,6 +420,7 @@ mod tests {
             mode: RngMode::PerBatch,
             cache_images: false,
             start,
+            strict: true,
         };
         let sizes = Sizes::Schedule(Arc::new(|k| if k % 2 == 0 { (32, 32) } else { (64, 48) }));
         let spawn = |start| {
@@ -439,6 +449,7 @@ mod tests {
             mode: RngMode::PerBatch,
             cache_images: false,
             start: 0,
+            strict: true,
         };
         let mut l = BatchLoader::spawn(
             vec!["nope.jpg".into()],

@@ -31,7 +31,8 @@ impl Timing {
     }
 }
 
-/// Detects every image of `ds` (`batch` images per forward) and returns Darknet-ordered detections.
+/// Detects every image of `ds` (`batch` images per forward) and returns Darknet-ordered detections; an
+/// image that cannot be decoded is an error naming it.
 pub fn detect_dataset(
     det: &Detector,
     ds: &Dataset,
@@ -39,6 +40,26 @@ pub fn detect_dataset(
     batch: usize,
     progress: bool,
 ) -> Result<(Vec<ImageDetections>, Timing)> {
+    let mut ds = ds.clone();
+    let (dets, timing, _) = detect_dataset_skipping(det, &mut ds, opts, batch, progress, true)?;
+    Ok((dets, timing))
+}
+
+/// An image of the dataset that could not be decoded, and why.
+pub type SkippedImage = (std::path::PathBuf, String);
+
+/// [`detect_dataset`]; without `strict`, an image that cannot be decoded (truncated, corrupt) is skipped:
+/// it gets no detections and its ground-truth boxes are removed from `ds`, so it counts in no metric.
+/// (Darknet's `load_image` gives a blank 10x10 image instead and counts its objects as missed; leaving the
+/// image out keeps one bad file from lowering recall.) The skipped images are returned in order.
+pub fn detect_dataset_skipping(
+    det: &Detector,
+    ds: &mut Dataset,
+    opts: &DetectOptions,
+    batch: usize,
+    progress: bool,
+    strict: bool,
+) -> Result<(Vec<ImageDetections>, Timing, Vec<SkippedImage>)> {
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(ds.images.len() as u64);
         b.set_style(
@@ -52,24 +73,44 @@ pub fn detect_dataset(
     let start = Instant::now();
     let mut timing = Timing::default();
     let mut out = Vec::with_capacity(ds.images.len());
-    let indexed: Vec<(usize, &super::dataset::ImageEntry)> = ds.images.iter().enumerate().collect();
-    for chunk in indexed.chunks(batch.max(1)) {
+    let mut skipped = Vec::new();
+    let total = ds.images.len();
+    let indices: Vec<usize> = (0..total).collect();
+    for chunk in indices.chunks(batch.max(1)) {
         if crate::util::interrupted() {
             anyhow::bail!(
-                "interrupted after {} of {} images (no metrics: they need every image)",
+                "interrupted after {} of {total} images (no metrics: they need every image)",
                 out.len(),
-                ds.images.len()
             );
         }
-        let images = chunk
+        let mut loaded = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            match load_image(&ds.images[i].path, 3) {
+                Ok(im) => loaded.push((i, im)),
+                Err(e) if strict => return Err(e.into()),
+                Err(e) => {
+                    let entry = &mut ds.images[i];
+                    skipped.push((entry.path.clone(), format!("{e:#}")));
+                    entry.boxes.clear();
+                    out.push(ImageDetections {
+                        image_index: i,
+                        dets: Vec::new(),
+                    });
+                }
+            }
+        }
+        let inputs: Vec<_> = loaded
             .iter()
-            .map(|(_, e)| load_image(&e.path, 3))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let inputs: Vec<_> = images.iter().map(|im| det.preprocess(im, opts)).collect();
+            .map(|(_, im)| det.preprocess(im, opts))
+            .collect();
         let t = Instant::now();
-        let heads = det.forward(&inputs)?;
+        let heads = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            det.forward(&inputs)?
+        };
         timing.network_s += t.elapsed().as_secs_f64();
-        for (((index, _), im), h) in chunk.iter().zip(&images).zip(heads) {
+        for ((index, im), h) in loaded.iter().zip(heads) {
             let dets = det.postprocess(&h, im.w, im.h, opts)?;
             let mut flat = Vec::new();
             for d in &dets {
@@ -96,7 +137,8 @@ pub fn detect_dataset(
     if let Some(b) = bar {
         b.finish();
     }
-    timing.images = ds.images.len();
+    out.sort_by_key(|d| d.image_index);
+    timing.images = total;
     timing.total_s = start.elapsed().as_secs_f64();
-    Ok((out, timing))
+    Ok((out, timing, skipped))
 }

@@ -88,6 +88,9 @@ pub struct TrainOptions {
     pub freeze_bn_biases: bool,
     /// The memory the training estimate may reach (`--max-memory`); `None`: RAM or `ulimit -v`.
     pub max_memory: Option<u64>,
+    /// Stop at an unreadable image or label file (`--strict`); otherwise it is skipped with a warning and
+    /// counted in [`TrainSummary::skipped`] (see [`crate::data::detection::Sources::strict`]).
+    pub strict: bool,
 }
 
 impl TrainOptions {
@@ -111,7 +114,46 @@ impl TrainOptions {
             clear: false,
             freeze_bn_biases: false,
             max_memory: None,
+            strict: false,
         }
+    }
+}
+
+/// Unreadable samples met so far: the distinct files (images and label files apart), the draws they
+/// cost, and the first `(path, reason)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Skipped {
+    pub images: std::collections::BTreeSet<String>,
+    pub labels: std::collections::BTreeSet<String>,
+    /// Samples replaced (a bad file drawn twice counts twice).
+    pub draws: usize,
+    pub first: Option<(String, String)>,
+}
+
+impl Skipped {
+    fn add(&mut self, path: &str, reason: &str) {
+        self.draws += 1;
+        let set = if reason.starts_with(crate::data::detection::LABEL_SKIP) {
+            &mut self.labels
+        } else {
+            &mut self.images
+        };
+        set.insert(path.to_string());
+        if self.first.is_none() {
+            self.first = Some((path.to_string(), reason.to_string()));
+        }
+    }
+
+    /// "skipped N images (I unreadable, L with unreadable labels; D draws replaced): first: <file>: <reason>",
+    /// or `None` when nothing was skipped.
+    pub fn summary(&self) -> Option<String> {
+        let (path, reason) = self.first.as_ref()?;
+        let (i, l) = (self.images.len(), self.labels.len());
+        Some(format!(
+            "skipped {} images ({i} unreadable, {l} with unreadable labels; {} draws replaced): first: {path}: {reason}",
+            i + l,
+            self.draws
+        ))
     }
 }
 
@@ -129,6 +171,8 @@ pub struct TrainSummary {
     pub final_weights: PathBuf,
     pub final_safetensors: PathBuf,
     pub chart: PathBuf,
+    /// Training samples skipped as unreadable.
+    pub skipped: Skipped,
 }
 
 /// The result of one mini-batch: Darknet's `get_network_cost` and the per-head costs.
@@ -155,6 +199,7 @@ pub fn train_minibatch(
         };
         let (surrogate, res) = yolo_train_head(raw, y, cfg.net.width, cfg.net.height, truth)
             .with_context(|| format!("yolo layer {i}"))?;
+        check_finite_cost(*i, res.cost)?;
         costs.push((*i, res.cost));
         total = Some(match total {
             None => surrogate,
@@ -169,6 +214,21 @@ pub fn train_minibatch(
         network_cost,
         costs,
     })
+}
+
+/// A yolo layer's cost that is NaN or infinite stops training. Darknet's `train_detector` keeps going (it
+/// only resets `avg_loss` when it is NaN), but one non-finite cost makes its gradients non-finite too, and
+/// the update would spread them into every weight. The check runs before `backward` and `accumulate`, so
+/// neither the accumulated updates nor the weights (nor any checkpoint) hold anything of this mini-batch;
+/// [`Trainer::step`] adds the iteration and subdivision to the message.
+pub fn check_finite_cost(layer: usize, cost: f32) -> Result<()> {
+    if !cost.is_finite() {
+        bail!(
+            "the loss of yolo layer {layer} is {cost} (not finite): training stopped before the update; \
+             try a lower learning_rate or a longer burn_in, and check the labels"
+        );
+    }
+    Ok(())
 }
 
 /// The progress callback: receives every [`TrainEvent`] of a run.
@@ -202,6 +262,8 @@ pub struct Trainer<'a> {
     /// The batch of the last step and the yolo costs `(layer, l.cost)` of its last mini-batch.
     last_batch: Option<DetectionBatch>,
     last_costs: Vec<(usize, f32)>,
+    /// Training samples skipped as unreadable (not `strict`), and the first with its reason.
+    skipped: Skipped,
     progress: Progress<'a>,
 }
 
@@ -291,6 +353,7 @@ impl<'a> Trainer<'a> {
             },
             cache_images: true,
             start: state.iteration as u64,
+            strict: opts.strict,
         };
         let aug = setup::augment_config(&cfg, &yolo);
         let n_train = list.len();
@@ -319,6 +382,7 @@ impl<'a> Trainer<'a> {
             avg_time: -1.0,
             last_batch: None,
             last_costs: Vec::new(),
+            skipped: Skipped::default(),
             progress,
         };
         trainer.report_start();
@@ -400,6 +464,11 @@ impl<'a> Trainer<'a> {
                 width: w,
                 height: h,
             });
+        }
+        for (path, reason) in &b.skipped {
+            self.skipped.add(path, reason);
+            let w = format!("skipped unreadable training sample {path}: {reason}");
+            (self.progress)(TrainEvent::Warning(w));
         }
         for path in b.invalid_resizes() {
             let w = format!("invalid resize of {path}; the whole image was used (as Darknet)");
@@ -586,9 +655,14 @@ impl<'a> Trainer<'a> {
             images_done,
             step_seconds,
             data_wait_seconds,
+            skipped,
+            mut progress,
             ..
         } = self;
         drop(loader);
+        if let Some(s) = skipped.summary() {
+            progress(TrainEvent::Warning(s));
+        }
         let final_w = net.to_weights(state.seen)?;
         let base_name = base_name(&opts.cfg);
         let final_weights = opts.out_dir.join(format!("{base_name}_final.weights"));
@@ -612,6 +686,7 @@ impl<'a> Trainer<'a> {
             final_weights,
             final_safetensors: final_st,
             chart,
+            skipped,
         })
     }
 }
