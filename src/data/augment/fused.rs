@@ -147,19 +147,8 @@ pub fn augment_into(
     if (sw == w && sh == h) || (sw == 2 * w && sh == 2 * h) || sw == 0 || sh == 0 {
         return stepwise_into(img, size, crop, draws, region, dst, times);
     }
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-        unsafe { augment_rows_avx2(img, mean, size, crop, draws, region, dst, scratch, times) };
-        return;
-    }
-    augment_rows(img, mean, size, crop, draws, region, dst, scratch, times);
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them (checked at run time).
+    unsafe { augment_rows_isa(img, mean, size, crop, draws, region, dst, scratch, times) };
 }
 
 /// The resize special cases: the step-by-step path, then the region copied out.
@@ -218,21 +207,20 @@ fn write_row(row: &[u8], y: usize, x: usize, size: (usize, usize), dst: &mut [f3
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn augment_rows_avx2(
-    img: &RgbImage,
-    mean: [u8; 3],
-    size: (usize, usize),
-    crop: &PixelCrop,
-    draws: &ImageDraws,
-    region: &Region,
-    dst: &mut [f32],
-    scratch: &mut Scratch,
-    times: &mut StageTimes,
-) {
-    augment_rows(img, mean, size, crop, draws, region, dst, scratch, times)
+crate::cpu::multiversion! {
+    /// [`augment_rows`] compiled for the best instruction set of this CPU (the copies perform the same
+    /// operations, so the bytes written are the same).
+    unsafe fn augment_rows_isa(
+        img: &RgbImage,
+        mean: [u8; 3],
+        size: (usize, usize),
+        crop: &PixelCrop,
+        draws: &ImageDraws,
+        region: &Region,
+        dst: &mut [f32],
+        scratch: &mut Scratch,
+        times: &mut StageTimes,
+    ) = augment_rows
 }
 
 /// The general case: per output row, the two horizontally resized crop rows (ring), the vertical mix,
@@ -545,7 +533,7 @@ mod tests {
         let mean = mean_u8(img);
         let mut t = StageTimes::default();
         augment_into(img, mean, size, crop, d, &r, &mut x, scratch, &mut t);
-        // The baseline build of the row kernel (augment_into takes the AVX2 one where it can) agrees.
+        // The baseline build of the row kernel (augment_into takes the AVX-512/AVX2 one where it can) agrees.
         let special = (crop.width as usize, crop.height as usize) == size
             || (crop.width as usize, crop.height as usize) == (2 * size.0, 2 * size.1);
         if !special {
