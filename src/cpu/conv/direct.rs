@@ -16,7 +16,7 @@ impl PackedConv {
         let target = ((1 << 18) / self.k().max(1)).max(128);
         let mut n_tiles = n.div_ceil(target).max(1);
         let tasks = batch * n_tiles;
-        if tasks >= threads && tasks < 4 * threads && n_tiles > 1 {
+        if tasks >= threads && tasks < 16 * threads && n_tiles > 1 {
             n_tiles = (tasks.div_ceil(threads) * threads).div_ceil(batch);
         }
         n.div_ceil(n_tiles)
