@@ -55,8 +55,26 @@ pub fn epilogue(row: &mut [f32], affine: Affine, act: Activation) {
     unsafe { epilogue_isa(row, affine, act) }
 }
 
+/// [`epilogue`] on several rows, `affine[i]` for `rows[i]` (one instruction-set dispatch for them all).
+pub fn epilogue_rows(rows: &mut [&mut [f32]], affine: &[Affine], act: Activation) {
+    assert_eq!(rows.len(), affine.len(), "one affine step per row");
+    // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them (checked at run time).
+    unsafe { epilogue_rows_isa(rows, affine, act) }
+}
+
 crate::cpu::multiversion! {
     unsafe fn epilogue_isa(row: &mut [f32], affine: Affine, act: Activation) = epilogue_generic
+}
+
+crate::cpu::multiversion! {
+    unsafe fn epilogue_rows_isa(rows: &mut [&mut [f32]], affine: &[Affine], act: Activation) = epilogue_rows_generic
+}
+
+#[inline(always)]
+fn epilogue_rows_generic(rows: &mut [&mut [f32]], affine: &[Affine], act: Activation) {
+    for (row, &a) in rows.iter_mut().zip(affine) {
+        epilogue_generic(row, a, act);
+    }
 }
 
 // Plain loops over inline(always) scalar functions, no closures: LLVM only vectorises what it inlines, and it

@@ -91,8 +91,13 @@ impl PackedConv {
                 let dst = y.0.add((b * self.filters + f0) * n + p0);
                 // Bias/normalisation and activation of output channel g·mg + row, applied by the GEMM to each
                 // piece of a row as soon as it is final (still in L1).
-                let epi = |row: usize, vals: &mut [f32]| {
-                    activation::epilogue(vals, self.affine[g * mg + row], self.activation)
+                let epi = |row: usize, rows: &mut [&mut [f32]]| {
+                    let first = g * mg + row;
+                    activation::epilogue_rows(
+                        rows,
+                        &self.affine[first..first + rows.len()],
+                        self.activation,
+                    )
                 };
                 let wg = &self.weight[g];
                 // Right operand (k × np): the input itself for 1×1 layers (rows h·w apart, or one row per
