@@ -109,8 +109,8 @@ impl PackedConv {
                     }
                     self.im2col(x, b, g, &mut col[..k * np], p0, np);
                     BRows::Strided(col.as_ptr(), np)
-                } else if let Some(data) = x.single() {
-                    BRows::Strided(data.as_ptr().add((b * c + g * cg) * h * w + p0), h * w)
+                } else if let Some((data, image)) = x.single() {
+                    BRows::Strided(data.as_ptr().add(b * image + g * cg * h * w + p0), h * w)
                 } else {
                     rows = (0..cg)
                         .map(|ci| x.plane(b, g * cg + ci).as_ptr().add(p0))

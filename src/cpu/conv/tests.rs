@@ -117,6 +117,19 @@ fn check(case: &Case, seed: u64) {
         &dev,
     )
     .unwrap();
+    // The same input as a channel range of a wider tensor (what a `groups=2` route passes on at batch 2): read
+    // in place, not copied (`planes::with_planes`).
+    let pad = |n: usize, s: u64| {
+        Tensor::from_vec(
+            rand_vec(2 * n * case.h * case.w, s),
+            (2, n, case.h, case.w),
+            &dev,
+        )
+        .unwrap()
+    };
+    let wide = Tensor::cat(&[&pad(1, seed + 10), &x, &pad(3, seed + 11)], 1).unwrap();
+    let view = wide.narrow(1, 1, case.c).unwrap();
+    assert!(!view.is_contiguous());
     let want = layer.forward_candle(&x).unwrap();
     let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -160,6 +173,12 @@ fn check(case: &Case, seed: u64) {
             case.bn
         );
         eprintln!("{choice:?}: worst {worst:e} (scale {scale})");
+        let from_view = layer.forward(&view).unwrap();
+        let v = from_view.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            v == g,
+            "{choice:?}: the channel-range view gives other values"
+        );
     }
 }
 
