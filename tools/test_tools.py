@@ -230,6 +230,36 @@ class BenchPeersAgainstDarknet(unittest.TestCase):
         self.assertFalse(info["ncnn_options"]["use_vulkan_compute"])
 
 
+class BenchLayers(unittest.TestCase):
+    """tools/bench_layers.py on mini-yolov4: every convolution of the cfg gets an OpenVINO time (the exported node
+    names map back to Darknet layers), and our side reports a kernel for every layer."""
+
+    def test_every_convolution_is_matched(self):
+        import bench_layers
+        import bench_peers as bp
+
+        m = bp.missing("openvino")
+        if m:
+            if os.environ.get("CI"):
+                self.fail(f"{m} (CI installs it: make test -> bench-pydeps)")
+            self.skipTest(f"!!! SKIP: {m} - bench_layers NOT checked !!!")
+        self.assertEqual(bench_layers.darknet_layer("input_abcd_acdb_L0_Conv_3_node/WithoutBiases"), 0)
+        self.assertEqual(bench_layers.darknet_layer("L12_Mish_40"), 12)
+        self.assertIsNone(bench_layers.darknet_layer("input"))
+        cfg = os.path.join(MINI, "mini-yolov4.cfg")
+        weights = os.path.join(MINI, "mini-yolov4.weights")
+        with open(os.path.join(MINI, "infer_fused", "manifest.json")) as f:
+            size = json.load(f)["net_w"]
+        with tempfile.TemporaryDirectory() as t:
+            onnx = bp.onnx_path(cfg, weights, 1, t, size)
+            ov = bench_layers.openvino(onnx, 1, 2, 2)
+            rows = bench_layers.ours(bp.BIN, cfg, weights, 1, size, 2, 2)
+        convs = [r["index"] for r in rows if r["type"] == "convolutional"]
+        self.assertTrue(convs)
+        self.assertEqual([i for i in convs if ov.get(i, (0.0,))[0] <= 0], [])
+        self.assertTrue(all(r["kernel"] for r in rows))
+
+
 class RandomWeights(unittest.TestCase):
     def test_random_weights_size_matches_official_layout(self):
         import random_weights as rw
