@@ -222,26 +222,29 @@ impl PackedConv {
         let (oh, ow) = (self.output.h, self.output.w);
         let (th, tw) = tile.tiles(oh, ow);
         let (m, nt, to) = (self.filters, (r1 - r0) * tw, tile.out());
-        for f in f0..f1 {
-            let mut r = r0;
-            while r < r1 {
-                // The rows of one image in this chunk.
-                let b = r / th;
-                let re = r1.min((b + 1) * th);
-                let out = y.0.add((b * m + f) * oh * ow);
-                for gr in r..re {
-                    let oy = to * (gr % th);
-                    let src = mm.0.add(f * nt + (gr - r0) * tw);
-                    let n_rows = to.min(oh - oy);
-                    let rows: [*mut f32; 4] =
-                        std::array::from_fn(|k| out.add((oy + k.min(n_rows - 1)) * ow));
-                    tile.output_row(src, m * nt, tw, ow, &rows[..n_rows]);
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            for f in f0..f1 {
+                let mut r = r0;
+                while r < r1 {
+                    // The rows of one image in this chunk.
+                    let b = r / th;
+                    let re = r1.min((b + 1) * th);
+                    let out = y.0.add((b * m + f) * oh * ow);
+                    for gr in r..re {
+                        let oy = to * (gr % th);
+                        let src = mm.0.add(f * nt + (gr - r0) * tw);
+                        let n_rows = to.min(oh - oy);
+                        let rows: [*mut f32; 4] =
+                            std::array::from_fn(|k| out.add((oy + k.min(n_rows - 1)) * ow));
+                        tile.output_row(src, m * nt, tw, ow, &rows[..n_rows], scratch);
+                    }
+                    let (oy0, oy1) = (to * (r % th), (to * ((re - 1) % th) + to).min(oh));
+                    let rows = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
+                    activation::epilogue(rows, self.affine[f], self.activation);
+                    r = re;
                 }
-                let (oy0, oy1) = (to * (r % th), (to * ((re - 1) % th) + to).min(oh));
-                let rows = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
-                activation::epilogue(rows, self.affine[f], self.activation);
-                r = re;
             }
-        }
+        });
     }
 }

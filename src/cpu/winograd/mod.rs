@@ -86,10 +86,11 @@ impl Tile {
         tw: usize,
         ow: usize,
         out: &[*mut f32],
+        scratch: &mut Vec<f32>,
     ) {
         match self {
             Tile::F2 => f2::output_row(m, mstride, tw, ow, out[0], out.get(1).copied()),
-            Tile::F4 => f4::output_row(m, mstride, tw, ow, out),
+            Tile::F4 => f4::output_row(m, mstride, tw, ow, out, scratch),
         }
     }
 }
