@@ -441,7 +441,12 @@ mod x86 {
         for kk in 0..kc {
             let (src, d) = (b.row(k0 + kk).add(j), dst.add(kk * padded));
             for v in 0..full {
-                V::store(d.add(v * V::LANES), V::load(src.add(v * V::LANES)));
+                // A volatile store: LLVM cannot turn the row into a `memcpy` call (a call per 256-byte row was
+                // 6% of a yolov4-tiny forward; with the copy inline the forward is 1-2.5% faster). SAFETY: `d`
+                // is in the 64-byte-aligned block at a multiple of `LANES` floats (`padded` is whole vectors),
+                // so aligned for `V`, and inside it (kk < kc ≤ KC, v < full ≤ padded / LANES).
+                let x = V::load(src.add(v * V::LANES));
+                std::ptr::write_volatile(d.add(v * V::LANES) as *mut V, x);
             }
             if tail > 0 {
                 let x = V::load_masked(src.add(full * V::LANES), mask);
