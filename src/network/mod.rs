@@ -141,7 +141,7 @@ impl Network {
     }
 
     /// Runs every layer, keeping the outputs for which `keep` is true and dropping the others after their last use.
-    fn run(&self, x: &Tensor, keep: impl Fn(usize) -> bool) -> Result<Vec<Option<Tensor>>> {
+    fn run(&self, x: &Tensor, keep: impl Fn(usize) -> bool + Sync) -> Result<Vec<Option<Tensor>>> {
         self.run_impl(x, keep, None, None)
     }
 
@@ -166,7 +166,26 @@ impl Network {
     pub(crate) fn run_impl(
         &self,
         x: &Tensor,
-        keep: impl Fn(usize) -> bool,
+        keep: impl Fn(usize) -> bool + Sync,
+        times: Option<&mut Vec<f64>>,
+        train: Option<&TrainState>,
+    ) -> Result<Vec<Option<Tensor>>> {
+        // On the CPU the layers run on one of rayon's threads: each kernel's parallel loop then starts from a
+        // worker, which takes part in it, instead of being handed to the pool by a thread that sleeps until it
+        // is done and is woken again (two context switches per parallel loop, several per layer).
+        if self.device.is_cpu() && rayon::current_thread_index().is_none() {
+            let mut out = None;
+            rayon::scope(|_| out = Some(self.run_layers(x, &keep, times, train)));
+            return out.expect("the scope ran");
+        }
+        self.run_layers(x, &keep, times, train)
+    }
+
+    /// [`Self::run_impl`] on the calling thread.
+    fn run_layers(
+        &self,
+        x: &Tensor,
+        keep: &(impl Fn(usize) -> bool + Sync),
         mut times: Option<&mut Vec<f64>>,
         train: Option<&TrainState>,
     ) -> Result<Vec<Option<Tensor>>> {
