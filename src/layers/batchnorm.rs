@@ -359,6 +359,14 @@ mod tests {
     }
 
     #[test]
+    fn darknet_sums_reject_a_wrong_layout() {
+        assert!(darknet_mean_variance(&[1.0; 7], 1, 2, 4).is_err());
+        assert!(darknet_mean_variance(&[1.0; 2], 1, 2, 1).is_err());
+        let (m, v) = darknet_mean_variance(&[1.0, 3.0, 2.0, 2.0], 1, 2, 2).unwrap();
+        assert_eq!((m, v), (vec![2.0, 2.0], vec![2.0, 0.0]));
+    }
+
+    #[test]
     fn forward_hand_computed() {
         let dev = Device::Cpu;
         // N=1, C=2, H=1, W=4. Channel 0: 1,2,3,4 (mean 2.5, unbiased var 5/3); channel 1: 0,0,0,4 (mean 1, var 4).
