@@ -51,6 +51,7 @@ fn twelve_iterations_match_darknet_train_detector() {
         dump_dir: Some(data.parent().unwrap().to_path_buf()),
         device: Device::Cpu,
         tolerance: ParityTolerance::default(),
+        darknet_bn_sums: true,
     };
     let report = compare_training(&case, &run, &mut |_| {}).unwrap();
     println!("{}", report.table());
@@ -77,30 +78,34 @@ fn twelve_iterations_match_darknet_train_detector() {
     // The case covers a multi-scale resize after the first block and burn-in.
     assert!(report.rows.iter().any(|r| r.size != report.rows[0].size));
     assert!(report.rows[0].rate.1 < report.rows[5].rate.1);
-    // Loss and every yolo cost within 1e-4 for the first three iterations (while Darknet's own 1-vs-2-thread
-    // difference stays below 1e-5), every tensor within 1e-4 after the first update. Later iterations grow
-    // apart (docs/training.md: "Training-loop parity" shows the table and the noise floor).
-    for r in &report.rows[..3] {
+    // With the batch-norm statistics summed in Darknet's order (`darknet_bn_sums`) the first iterations are
+    // Darknet's to float noise: loss and every yolo cost within 1e-5 for the first four iterations (measured
+    // <= 3.8e-7), every tensor within 1e-5 after each of the first three updates (measured <= 1.9e-6; with
+    // candle's sums 1.9e-3 at the third). Later iterations grow apart as Darknet's two builds do
+    // (docs/training.md: "Training-loop parity" shows the table and the noise floor).
+    for r in &report.rows[..4] {
         assert!(
-            r.loss_rel <= 1e-4,
+            r.loss_rel <= 1e-5,
             "iteration {}: loss {:?}",
             r.iteration,
             r.loss
         );
         assert!(
-            r.cost_rel <= 1e-4,
+            r.cost_rel <= 1e-5,
             "iteration {}: cost of layer {}",
             r.iteration,
             r.cost_layer
         );
     }
-    let first = &report.rows[0];
-    assert!(
-        first.weights_rel <= 1e-4,
-        "first update: {} {:.2e}",
-        first.worst_tensor,
-        first.weights_rel
-    );
+    for r in &report.rows[..3] {
+        assert!(
+            r.weights_rel <= 1e-5,
+            "iteration {}: {} {:.2e}",
+            r.iteration,
+            r.worst_tensor,
+            r.weights_rel
+        );
+    }
     // All 12 iterations: loss, costs and every tensor within max(1e-4, 10 x Darknet's own noise floor), the
     // difference between the reference build (AVX=1, -Ofast) and the same source built with AVX=0 at -O2
     // (noise_floor.json). Our difference grows as fast as Darknet's build-to-build one, no faster.
@@ -114,12 +119,13 @@ fn twelve_iterations_match_darknet_train_detector() {
 
 /// The first update's accumulators (`weight_updates`, `scale_updates`, `bias_updates`: the momentum-scaled
 /// gradient summed over both mini-batches, at full precision, where the weights after the update resolve it
-/// only to an ulp of the weight) against those of Darknet built with AVX=0 at -O2: every tensor within 3e-4
-/// relative (max|ours - dk| / max|dk|). Against the AVX/-Ofast reference build the layers below layer 8 are
-/// 1e-3 .. 7.5e-3 away, exactly as far as that build is from the -O2 one (docs/training.md).
+/// only to an ulp of the weight) against the reference's (Darknet AVX=1 -Ofast): every tensor within 1e-4
+/// relative (max|ours - dk| / max|dk|; worst 2.8e-5, layers.8.bn.weight). This needs the batch-norm
+/// statistics summed in Darknet's order (`darknet_bn_sums`): with candle's sums layers 0-7 are 1e-3 .. 7.6e-3
+/// away (docs/training.md).
 fn first_update_gradients_match_darknet(case: &Path, ours_dir: &Path) {
     let dk = candle_core::safetensors::load(
-        case.join("baseline_iter_001_updates.safetensors"),
+        case.join("reference_iter_001_updates.safetensors"),
         &Device::Cpu,
     )
     .unwrap();
@@ -151,7 +157,7 @@ fn first_update_gradients_match_darknet(case: &Path, ours_dir: &Path) {
         }
     }
     assert!(
-        worst.0 <= 3e-4,
+        worst.0 <= 1e-4,
         "first-update gradient {} differs by {:.2e}",
         worst.1,
         worst.0

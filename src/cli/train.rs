@@ -36,6 +36,10 @@ pub struct TrainArgs {
     /// Use Darknet's single glibc rand() stream for augmentation (not resumable exactly).
     #[arg(long)]
     pub darknet_rng: bool,
+    /// Sum the batch-norm mean and variance in Darknet's CPU order (mean_cpu / variance_cpu: one float
+    /// accumulator per channel) instead of candle's reductions: for parity runs, slower.
+    #[arg(long)]
+    pub darknet_bn_sums: bool,
     /// Compute mAP@0.5 on valid= periodically and at the end.
     #[arg(long)]
     pub map: bool,
@@ -76,6 +80,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     o.max_batches = args.max_batches;
     o.resume = args.resume;
     o.darknet_rng = args.darknet_rng;
+    o.darknet_bn_sums = args.darknet_bn_sums;
     o.map = args.map;
     o.map_every = args.map_every;
     o.checkpoint_every = args.checkpoint_every;

@@ -25,16 +25,27 @@ pub struct TrainCompareArgs {
     /// Write our tensors and optimizer accumulators after each update to DIR/ours_NNN.safetensors.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Compare only the first N iterations of the case.
+    #[arg(long, value_parser = super::bounds::positive)]
+    pub iterations: Option<usize>,
+    /// Batch-norm statistics from candle's reductions instead of Darknet's summation order (shows what the
+    /// order alone costs).
+    #[arg(long)]
+    pub candle_bn_sums: bool,
 }
 
 pub fn run(args: TrainCompareArgs) -> Result<()> {
-    let case = ParityCase::read(&args.case)?;
+    let mut case = ParityCase::read(&args.case)?;
+    if let Some(k) = args.iterations {
+        case.iterations.truncate(k);
+    }
     let run = ParityRun {
         data: args.data.unwrap_or_else(|| args.case.join("train.data")),
         out_dir: args.out.unwrap_or_else(|| args.case.join("ours")),
         dump_dir: args.dump.clone(),
         device: candle_core::Device::Cpu,
         tolerance: ParityTolerance::default(),
+        darknet_bn_sums: !args.candle_bn_sums,
     };
     let report = compare_training(&case, &run, &mut |r| {
         eprintln!(

@@ -13,6 +13,14 @@
 //! `sqrt(var) + .00001` instead of `sqrt(var + .00001)` (the mean term keeps `sqrt(var + .00001)`).
 //! Darknet's CPU build never accumulates `bias_updates` for a batch-normalised convolution (only the CUDA build
 //! does); autograd here gives the bias its gradient, as the CUDA build does.
+//!
+//! Summation order ([`BnSums`]): by default the statistics are candle's reductions (lane-parallel partial sums,
+//! accurate). [`BnSums::DarknetCpu`] gives the forward *values* of the mean and variance exactly as the
+//! reference build of Darknet computes them, for the training-loop parity runs (docs/training.md): gcc keeps
+//! `mean_cpu` and `variance_cpu` sequential even at `-Ofast -mavx2` (the store to `mean[i]` / `variance[i]`
+//! in the loop body blocks vectorising the reduction), so each channel is one float accumulator walked in
+//! (batch, spatial) order; over 10^5 values with many equal ones its rounding error is systematic (3e-4
+//! relative on the unit test's gray-filled channel).
 
 use candle_core::{bail, Result, Tensor, D};
 
@@ -20,6 +28,65 @@ use candle_core::{bail, Result, Tensor, D};
 pub const DARKNET_BN_EPS: f64 = 0.00001;
 /// `scal_cpu(.9, rolling); axpy_cpu(.1, mean, rolling)` in `forward_batchnorm_layer`.
 pub const DARKNET_CPU_ROLLING_MOMENTUM: f64 = 0.9;
+
+/// How [`batchnorm_train_with`] sums the mini-batch mean and variance (the forward values only; the gradient
+/// is the same in both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BnSums {
+    /// candle's reductions: fast and accurate.
+    #[default]
+    Candle,
+    /// Darknet's CPU `mean_cpu` / `variance_cpu` (src/blas.c) bit for bit as built by gcc 12 with Darknet's
+    /// `AVX=1 -Ofast` and `AVX=0 -O2` flags alike (both keep the loops sequential): see
+    /// [`darknet_mean_variance`]. Pulls the activations to the host; meant for parity runs.
+    DarknetCpu,
+}
+
+/// Darknet's `mean_cpu` and `variance_cpu` (src/blas.c, 59596d7) on `x` laid out as (batch, filters, spatial),
+/// in the order and rounding of its compiled code (disassembly of the `AVX=1 -Ofast` build: scalar `vaddss`
+/// for the mean; `vsubss`, `vcvtss2sd`, `vmulsd`, `vaddsd`, `vcvtsd2ss` for the variance):
+/// per channel `acc: f32 += x` over j in 0..batch, k in 0..spatial, then `mean = acc * (float)(1./(batch·spatial))`;
+/// `acc = (float)((double)acc + (double)(x − mean)²)` in the same order (`pow(d, 2)` is `d·d` in double, exact
+/// for a float `d`), then `variance = acc * (float)(1./(batch·spatial − 1))`.
+pub fn darknet_mean_variance(
+    x: &[f32],
+    batch: usize,
+    filters: usize,
+    spatial: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    use rayon::prelude::*;
+    if x.len() != batch * filters * spatial || batch * spatial < 2 {
+        bail!(
+            "darknet_mean_variance: {} values for batch {batch} × filters {filters} × spatial {spatial} \
+             (and at least 2 per channel)",
+            x.len()
+        );
+    }
+    let mean_scale = (1.0f64 / (batch * spatial) as f64) as f32;
+    let var_scale = (1.0f64 / (batch * spatial - 1) as f64) as f32;
+    // Channels are independent (each has its own accumulator), so they may run in parallel.
+    Ok((0..filters)
+        .into_par_iter()
+        .map(|i| {
+            let rows = || (0..batch).map(move |j| &x[(j * filters + i) * spatial..][..spatial]);
+            let mut acc = 0f32;
+            for row in rows() {
+                for &v in row {
+                    acc += v;
+                }
+            }
+            let mean = acc * mean_scale;
+            let mut acc = 0f32;
+            for row in rows() {
+                for &v in row {
+                    let d = (v - mean) as f64;
+                    acc = (acc as f64 + d * d) as f32;
+                }
+            }
+            (mean, acc * var_scale)
+        })
+        .unzip())
+}
 
 /// Output of [`batchnorm_train`].
 pub struct BatchNormTrain {
@@ -34,7 +101,8 @@ pub struct BatchNormTrain {
 }
 
 /// Training-mode batch norm of `x` (N, C, H, W) with per-channel `scales`, `biases`, `rolling_mean`,
-/// `rolling_variance` (each (C)); `momentum` is the rolling factor (Darknet CPU: 0.9).
+/// `rolling_variance` (each (C)); `momentum` is the rolling factor (Darknet CPU: 0.9). The statistics are
+/// candle's sums ([`BnSums::Candle`]); [`batchnorm_train_with`] chooses.
 pub fn batchnorm_train(
     x: &Tensor,
     scales: &Tensor,
@@ -42,6 +110,31 @@ pub fn batchnorm_train(
     rolling_mean: &Tensor,
     rolling_variance: &Tensor,
     momentum: f64,
+) -> Result<BatchNormTrain> {
+    batchnorm_train_with(
+        x,
+        scales,
+        biases,
+        rolling_mean,
+        rolling_variance,
+        momentum,
+        BnSums::Candle,
+    )
+}
+
+/// [`batchnorm_train`] with the statistics summed as `sums` says. With [`BnSums::DarknetCpu`] only the values
+/// of the mean and variance change (they are Darknet's, and everything downstream — the normalisation, the
+/// rolling statistics, the backward's `mean`/`variance` — uses them, as `forward_batchnorm_layer` and
+/// `backward_batchnorm_layer` use `l.mean` / `l.variance`); their gradients are still taken through candle's
+/// sums, whose values differ from them by rounding only.
+pub fn batchnorm_train_with(
+    x: &Tensor,
+    scales: &Tensor,
+    biases: &Tensor,
+    rolling_mean: &Tensor,
+    rolling_variance: &Tensor,
+    momentum: f64,
+    sums: BnSums,
 ) -> Result<BatchNormTrain> {
     let (n, c, h, w) = x.dims4()?;
     for (name, t) in [
@@ -66,7 +159,24 @@ pub fn batchnorm_train(
     let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
     // (C, N·H·W) view for the statistics.
     let xc_flat = x.transpose(0, 1)?.reshape((c, count))?;
-    let mean = (xc_flat.sum(D::Minus1)? / count as f64)?;
+    let mean_candle = (xc_flat.sum(D::Minus1)? / count as f64)?;
+    // Darknet's values, if asked for: they replace the values of candle's mean and variance while the
+    // zero-valued (t − t.detach()) keeps candle's graph for the gradient.
+    let darknet = match sums {
+        BnSums::Candle => None,
+        BnSums::DarknetCpu => {
+            let host = x
+                .to_device(&candle_core::Device::Cpu)?
+                .to_dtype(candle_core::DType::F32)?;
+            let (m, v) = darknet_mean_variance(&host.flatten_all()?.to_vec1()?, n, c, h * w)?;
+            let on_device = |v: Vec<f32>| Tensor::from_vec(v, c, x.device())?.to_dtype(x.dtype());
+            Some((on_device(m)?, on_device(v)?))
+        }
+    };
+    let mean = match &darknet {
+        None => mean_candle,
+        Some((m, _)) => (m + (&mean_candle - mean_candle.detach())?)?,
+    };
     let centred = x.broadcast_sub(&per_channel(&mean)?)?;
     let sq_sum = centred
         .sqr()?
@@ -74,9 +184,13 @@ pub fn batchnorm_train(
         .reshape((c, count))?
         .sum(D::Minus1)?;
     let var_biased = (&sq_sum / count as f64)?;
-    let var_unbiased = (&sq_sum / (count - 1) as f64)?;
-    // Value: the unbiased variance; gradient: that of the biased one (Darknet's variance_delta · 2(x−mean)/NHW).
-    let var = (&var_biased + (&var_unbiased - &var_biased)?.detach())?;
+    let var_unbiased = match darknet {
+        None => (&sq_sum / (count - 1) as f64)?,
+        Some((_, v)) => v,
+    };
+    // Value: the unbiased variance (exactly: the zero-valued term adds no rounding); gradient: that of the
+    // biased one (Darknet's variance_delta · 2(x−mean)/NHW).
+    let var = (&var_unbiased.detach() + (&var_biased - var_biased.detach())?)?;
     let inv_std = (var + DARKNET_BN_EPS)?.sqrt()?.recip()?;
     // Direct path scaled by 1/(sqrt(var) + eps) as normalize_delta_cpu does; the zero-valued terms
     // (x − x.detach()) and (mean − mean.detach()) carry the direct and the mean gradients.
@@ -114,6 +228,142 @@ mod tests {
 
     fn vals(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// The input of tools/bn_sums_ref/harness.c (`value`), generated the same way.
+    fn harness_input() -> (usize, usize, usize, Vec<f32>) {
+        let (batch, filters, spatial) = (4usize, 4usize, 208 * 208);
+        let mut state = 12345u32;
+        let mut u01 = || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 8) as f32 * (1.0 / 16777216.0)
+        };
+        let mut x = vec![0f32; batch * filters * spatial];
+        for b in 0..batch {
+            for f in 0..filters {
+                for k in 0..spatial {
+                    x[(b * filters + f) * spatial + k] = match f {
+                        0 => {
+                            if u01() < 0.7 {
+                                0.3712
+                            } else {
+                                u01() * 4.0 - 2.0
+                            }
+                        }
+                        1 => 100.0 + u01() * 8.0,
+                        2 => {
+                            let t = u01();
+                            t * t * t * 50.0
+                        }
+                        _ => {
+                            let t = u01() * 2.0 - 1.0;
+                            if t > 0.0 {
+                                t
+                            } else {
+                                t * 0.1
+                            }
+                        }
+                    };
+                }
+            }
+        }
+        (batch, filters, spatial, x)
+    }
+
+    /// `name` line of a harness output: the float bits per channel.
+    fn harness_line(text: &str, name: &str) -> Vec<f32> {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} line"));
+        line.split_whitespace()
+            .skip(1)
+            .map(|h| f32::from_bits(u32::from_str_radix(h, 16).unwrap()))
+            .collect()
+    }
+
+    /// [`BnSums::DarknetCpu`] against Darknet's own `mean_cpu` / `variance_cpu` / rolling update, compiled
+    /// with the reference build's flags and with the baseline's (tools/bn_sums_ref): bit for bit.
+    #[test]
+    fn darknet_sums_match_darknet_blas() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/layers/testdata/bn_sums");
+        let (batch, filters, spatial, x) = harness_input();
+        let (mean, var) = darknet_mean_variance(&x, batch, filters, spatial).unwrap();
+        let dev = Device::Cpu;
+        let xt = Tensor::from_vec(x.clone(), (batch, filters, 208, 208), &dev).unwrap();
+        let rm = Tensor::new(&[0.5f32, 90.0, 3.0, 0.1], &dev).unwrap();
+        let rv = Tensor::new(&[1.5f32, 4.0, 200.0, 0.2], &dev).unwrap();
+        let ones = Tensor::ones(filters, candle_core::DType::F32, &dev).unwrap();
+        let zeros = Tensor::zeros(filters, candle_core::DType::F32, &dev).unwrap();
+        let out =
+            batchnorm_train_with(&xt, &ones, &zeros, &rm, &rv, 0.9, BnSums::DarknetCpu).unwrap();
+        for file in ["darknet_Ofast_avx.txt", "darknet_O2.txt"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert_eq!(harness_line(&text, "mean"), mean, "{file}: mean");
+            assert_eq!(harness_line(&text, "variance"), var, "{file}: variance");
+            assert_eq!(
+                harness_line(&text, "mean"),
+                vals(&out.mean),
+                "{file}: batchnorm_train_with mean"
+            );
+            assert_eq!(
+                harness_line(&text, "variance"),
+                vals(&out.variance),
+                "{file}: variance"
+            );
+            assert_eq!(
+                harness_line(&text, "rolling_mean"),
+                vals(&out.rolling_mean),
+                "{file}: rolling mean"
+            );
+            assert_eq!(
+                harness_line(&text, "rolling_variance"),
+                vals(&out.rolling_variance),
+                "{file}: rolling variance"
+            );
+        }
+        // The input is one where the order matters: candle's sums differ from Darknet's (so the test above
+        // could not pass with them), and Darknet's differ from the exact statistics by far more than an ulp.
+        let candle = batchnorm_train(&xt, &ones, &zeros, &rm, &rv, 0.9).unwrap();
+        let rel = |a: f32, b: f64| (a as f64 - b).abs() / b.abs();
+        let exact: Vec<(f64, f64)> = (0..filters)
+            .map(|f| {
+                let v: Vec<f64> = (0..batch)
+                    .flat_map(|b| {
+                        x[(b * filters + f) * spatial..][..spatial]
+                            .iter()
+                            .map(|&v| v as f64)
+                    })
+                    .collect();
+                let m = v.iter().sum::<f64>() / v.len() as f64;
+                let q = v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / (v.len() - 1) as f64;
+                (m, q)
+            })
+            .collect();
+        let cm = vals(&candle.mean);
+        let cv = vals(&candle.variance);
+        for f in 0..filters {
+            eprintln!(
+                "channel {f}: darknet mean rel {:.2e} var rel {:.2e}; candle mean rel {:.2e} var rel {:.2e}",
+                rel(mean[f], exact[f].0),
+                rel(var[f], exact[f].1),
+                rel(cm[f], exact[f].0),
+                rel(cv[f], exact[f].1)
+            );
+        }
+        assert_ne!(
+            cv, var,
+            "candle's variance equals Darknet's: the input does not test the order"
+        );
+    }
+
+    #[test]
+    fn darknet_sums_reject_a_wrong_layout() {
+        assert!(darknet_mean_variance(&[1.0; 7], 1, 2, 4).is_err());
+        assert!(darknet_mean_variance(&[1.0; 2], 1, 2, 1).is_err());
+        let (m, v) = darknet_mean_variance(&[1.0, 3.0, 2.0, 2.0], 1, 2, 2).unwrap();
+        assert_eq!((m, v), (vec![2.0, 2.0], vec![2.0, 0.0]));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::activation::{activate, activate_onnx};
-use super::batchnorm::batchnorm_train;
+use super::batchnorm::batchnorm_train_with;
 use super::im2col::conv_im2col;
 use super::xnor::XnorWeights;
 use super::{
@@ -557,7 +557,7 @@ impl Convolutional {
         activate(&y, self.cfg.activation)
     }
 
-    /// [`batchnorm_train`] with this layer's scales and biases; writes the new rolling statistics into the
+    /// [`batchnorm_train_with`] with this layer's scales and biases; writes the new rolling statistics into the
     /// owner's `bn.running_mean` / `bn.running_var` Vars.
     fn batchnorm_train(
         &self,
@@ -568,13 +568,14 @@ impl Convolutional {
     ) -> Result<Tensor> {
         let rm = train.var(&format!("layers.{owner}.bn.running_mean"))?;
         let rv = train.var(&format!("layers.{owner}.bn.running_var"))?;
-        let out = batchnorm_train(
+        let out = batchnorm_train_with(
             y,
             &bn.scale.flatten_all()?,
             &bn.bias.flatten_all()?,
             rm.as_tensor(),
             rv.as_tensor(),
             train.rolling_momentum,
+            train.bn_sums,
         )?;
         rm.set(&out.rolling_mean)?;
         rv.set(&out.rolling_variance)?;

@@ -202,6 +202,8 @@ pub struct TrainState<'a> {
     pub varmap: &'a VarMap,
     /// `.9` on CPU Darknet ([`batchnorm::DARKNET_CPU_ROLLING_MOMENTUM`]).
     pub rolling_momentum: f64,
+    /// How the mini-batch mean and variance are summed ([`batchnorm::BnSums`]).
+    pub bn_sums: batchnorm::BnSums,
 }
 
 impl TrainState<'_> {

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::{Layer, LoadOptions, Network};
 use crate::cfg::NetworkConfig;
-use crate::layers::batchnorm::DARKNET_CPU_ROLLING_MOMENTUM;
+use crate::layers::batchnorm::{BnSums, DARKNET_CPU_ROLLING_MOMENTUM};
 use crate::layers::TrainState;
 use crate::weights::NetWeights;
 
@@ -28,6 +28,8 @@ pub struct TrainableNetwork {
     pub varmap: candle_nn::VarMap,
     /// `.9` on CPU Darknet (`DARKNET_CPU_ROLLING_MOMENTUM`).
     pub rolling_momentum: f64,
+    /// How batch norm sums its mini-batch statistics (default candle's; Darknet's order for parity runs).
+    pub bn_sums: BnSums,
 }
 
 /// What [`TrainableNetwork::forward_train`] returns.
@@ -78,6 +80,7 @@ impl TrainableNetwork {
             net,
             varmap,
             rolling_momentum: DARKNET_CPU_ROLLING_MOMENTUM,
+            bn_sums: BnSums::default(),
         })
     }
 
@@ -86,6 +89,7 @@ impl TrainableNetwork {
         let cfg = self.net.cfg.with_size(width, height)?;
         let mut t = TrainableNetwork::from_varmap(&cfg, self.varmap.clone(), &self.net.device)?;
         t.rolling_momentum = self.rolling_momentum;
+        t.bn_sums = self.bn_sums;
         Ok(t)
     }
 
@@ -145,6 +149,7 @@ impl TrainableNetwork {
         TrainState {
             varmap: &self.varmap,
             rolling_momentum: self.rolling_momentum,
+            bn_sums: self.bn_sums,
         }
     }
 

@@ -24,7 +24,8 @@ pub mod trainer;
 /// Training-mode batch norm lives with the convolutional layer ([`crate::layers::batchnorm`]).
 pub use crate::layers::batchnorm;
 pub use crate::layers::batchnorm::{
-    batchnorm_train, BatchNormTrain, DARKNET_BN_EPS, DARKNET_CPU_ROLLING_MOMENTUM,
+    batchnorm_train, batchnorm_train_with, darknet_mean_variance, BatchNormTrain, BnSums,
+    DARKNET_BN_EPS, DARKNET_CPU_ROLLING_MOMENTUM,
 };
 pub use box_iou::{box_ciou, box_diou, box_giou, box_iou, box_iou_kind, dx_box_iou, Bbox, BoxGrad};
 pub use loss::{pack_truth, yolo_activate, yolo_deltas, YoloGeometry, YoloLossResult, TRUTH_SIZE};

@@ -11,7 +11,8 @@
 # DARKNET_GIT_DIR defaults to /work/.mirror/AlexeyAB+darknet/repo; commit 59596d7 is built (CPU, OPENCV=1
 # against the system OpenCV via pkg-config opencv4, OPENMP=1, AVX=1, stock -Ofast flags) in $BUILD
 # (default /tmp/darknet-trainloop-59596d7; kept between runs). Environment: K (iterations; mini 12, tiny 10),
-# SEED (1), VARIANT (fixed or plain, see below), BATCH / SUBDIVISIONS (tiny only: the official yolov4-tiny.cfg's batch=64 is replaced, default 8/2,
+# SEED (1), INIT (mini only: start from this weights file instead of a new random initialisation, e.g. the
+# committed tests/data/train_loop/mini/reference/initial.weights, which reproduces the committed reference), VARIANT (fixed or plain, see below), BATCH / SUBDIVISIONS (tiny only: the official yolov4-tiny.cfg's batch=64 is replaced, default 8/2,
 # so that a run fits on a small CPU), DUMP_X=1 also writes every batch, DUMP_UPDATES=1 every layer's accumulators
 # (weight/bias/scale_updates after each update: full-precision gradients) as iter_NNN_updates.safetensors.
 #
@@ -63,7 +64,7 @@ case $CASE in
     out=${3:-$repo/tests/data/train_loop/mini}
     cfg=$repo/tests/data/train_loop/loop-mini.cfg
     labels=$repo/tests/data/train_loop/labels
-    init=-   # Darknet's own random initialisation (parse_network_cfg after srand(SEED))
+    init=${INIT:--}   # Darknet's own random initialisation (parse_network_cfg after srand(SEED)), or INIT
     DUMP_UPDATES=${DUMP_UPDATES:-1}
     ;;
   tiny)
@@ -122,6 +123,8 @@ if [ "$out" = "$repo/tests/data/train_loop/mini" ]; then
   # first update (DUMP_UPDATES=1: the first-update gradient test of tests/train_parity.rs).
   keep=$out/baseline/iter_001_updates.safetensors
   [ -f "$keep" ] && mv "$keep" "$out/baseline_iter_001_updates.safetensors"
+  keep=$out/reference/iter_001_updates.safetensors
+  [ -f "$keep" ] && mv "$keep" "$out/reference_iter_001_updates.safetensors"
   rm -rf "$out/baseline" "$out"/reference/iter_*_updates.safetensors
 fi
 echo "wrote $out"
