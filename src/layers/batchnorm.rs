@@ -302,26 +302,18 @@ mod tests {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             assert_eq!(harness_line(&text, "mean"), mean, "{file}: mean");
             assert_eq!(harness_line(&text, "variance"), var, "{file}: variance");
-            assert_eq!(
-                harness_line(&text, "mean"),
-                vals(&out.mean),
-                "{file}: batchnorm_train_with mean"
-            );
-            assert_eq!(
-                harness_line(&text, "variance"),
-                vals(&out.variance),
-                "{file}: variance"
-            );
-            assert_eq!(
-                harness_line(&text, "rolling_mean"),
-                vals(&out.rolling_mean),
-                "{file}: rolling mean"
-            );
-            assert_eq!(
-                harness_line(&text, "rolling_variance"),
-                vals(&out.rolling_variance),
-                "{file}: rolling variance"
-            );
+            for (key, got) in [
+                ("mean", &out.mean),
+                ("variance", &out.variance),
+                ("rolling_mean", &out.rolling_mean),
+                ("rolling_variance", &out.rolling_variance),
+            ] {
+                assert_eq!(
+                    harness_line(&text, key),
+                    vals(got),
+                    "{file}: batchnorm_train_with {key}"
+                );
+            }
         }
         // The input is one where the order matters: candle's sums differ from Darknet's (so the test above
         // could not pass with them), and Darknet's differ from the exact statistics by far more than an ulp.
