@@ -144,7 +144,7 @@ bench-layers: weights bench-pydeps release
 # AVX2 by their own switches; ONNX Runtime and ncnn have none (shown, not counted in ours/fastest).
 AVX2_BIN := target/avx2/release/candle-darknet
 bench-avx2: weights bench-pydeps
-	$(CARGO) build --release --no-default-features --features hub --target-dir target/avx2
+	$(CARGO) build --release --no-default-features --features hub,mimalloc --target-dir target/avx2
 	$(PYTHON) tools/bench.py --bin $(AVX2_BIN) --max-isa avx2 --cfg $(WEIGHTS)/yolov4-tiny.cfg --weights $(WEIGHTS)/yolov4-tiny.weights \
 	  --yolov3-tiny-cfg $(WEIGHTS)/yolov3-tiny.cfg --yolov3-tiny-weights $(WEIGHTS)/yolov3-tiny.weights \
 	  --image $(WEIGHTS)/bus.jpg --json target/bench/bench-avx2.json $(BENCH_ARGS)

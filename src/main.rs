@@ -9,12 +9,14 @@ mod cli;
 /// layer freed just before, still in the cache, where glibc often handed out memory last touched long ago, so the
 /// kernels' first writes went to DRAM (measured: yolov4 416 b1 layer sums 186-194 → 173-191 ms; the 208×208
 /// layers 0, 2 and 5 about 30% faster; yolov4-tiny b1 forward 20.6 → 19.5 ms with purging off, below;
-/// docs/cpu-inference.md). A library user picks their own allocator.
+/// docs/cpu-inference.md). A library user picks their own allocator; the `mimalloc` feature (default) chooses it here.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (include/mimalloc.h; libmimalloc-sys names no constant
 /// for it).
+#[cfg(feature = "mimalloc")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Tells mimalloc never to return freed memory to the OS (`purge_delay = -1`; what `cpu::keep_freed_memory` does
@@ -24,7 +26,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn keep_freed_memory_mimalloc() {
     // SAFETY: sets one of mimalloc's global tuning options; allowed at any time (mimalloc.h), called before any
     // other thread exists.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    #[cfg(feature = "mimalloc")]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1)
+    };
 }
 
 #[derive(Parser)]
