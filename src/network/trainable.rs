@@ -93,16 +93,20 @@ impl TrainableNetwork {
         Ok(t)
     }
 
-    /// The current parameters and rolling statistics as [`NetWeights`] (header `seen` as given).
-    pub fn to_weights(&self, seen: u64) -> anyhow::Result<NetWeights> {
-        let tensors: HashMap<String, Tensor> = self
-            .varmap
+    /// A snapshot of every variable (parameters and rolling statistics) by name.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.varmap
             .data()
             .lock()
             .expect("VarMap lock")
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
+            .collect()
+    }
+
+    /// The current parameters and rolling statistics as [`NetWeights`] (header `seen` as given).
+    pub fn to_weights(&self, seen: u64) -> anyhow::Result<NetWeights> {
+        let tensors = self.tensors();
         NetWeights::from_tensors(
             &self.net.cfg,
             crate::weights::Header::current(seen),

@@ -204,14 +204,7 @@ impl Ema {
     /// The tensors of `_ema.weights`: the live ones with the averaged ones replaced (`save_weights_upto` with
     /// `save_ema`: `biases_ema`, `scales_ema`, the live rolling statistics, `weights_ema`).
     pub fn weights_tensors(&self, net: &TrainableNetwork) -> HashMap<String, Tensor> {
-        let mut all: HashMap<String, Tensor> = net
-            .varmap
-            .data()
-            .lock()
-            .expect("VarMap lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
+        let mut all = net.tensors();
         for (n, t) in &self.avg {
             all.insert(n.clone(), t.clone());
         }
