@@ -62,8 +62,18 @@ pub fn epilogue_rows(rows: &mut [&mut [f32]], affine: &[Affine], act: Activation
     unsafe { epilogue_rows_isa(rows, affine, act) }
 }
 
+/// Applies `act` alone to `row` in place (`activate_array`; a `[shortcut]`'s activation after its sums).
+pub fn activate(row: &mut [f32], act: Activation) {
+    // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them (checked at run time).
+    unsafe { activate_isa(row, act) }
+}
+
 crate::cpu::multiversion! {
     unsafe fn epilogue_isa(row: &mut [f32], affine: Affine, act: Activation) = epilogue_generic
+}
+
+crate::cpu::multiversion! {
+    unsafe fn activate_isa(row: &mut [f32], act: Activation) = activate_generic
 }
 
 crate::cpu::multiversion! {
@@ -98,6 +108,11 @@ fn epilogue_generic(row: &mut [f32], affine: Affine, act: Activation) {
             }
         }
     }
+    activate_generic(row, act)
+}
+
+#[inline(always)]
+fn activate_generic(row: &mut [f32], act: Activation) {
     match act {
         Activation::Leaky => {
             for v in row.iter_mut() {

@@ -10,6 +10,7 @@ pub mod conv;
 pub mod gemm;
 pub mod planes;
 pub mod pool;
+pub mod shortcut;
 pub mod upsample;
 pub mod winograd;
 pub mod yolo;

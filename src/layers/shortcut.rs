@@ -119,6 +119,8 @@ impl LayerType for ShortcutConfig {
 #[derive(Debug, Clone)]
 pub struct Shortcut {
     pub cfg: ShortcutConfig,
+    /// Run f32 CPU inputs that track no gradient through [`crate::cpu::shortcut`] (`LoadOptions::cpu`).
+    pub cpu_kernel: bool,
 }
 
 impl Shortcut {
@@ -129,10 +131,23 @@ impl Shortcut {
                 cfg.weights_type
             );
         }
-        Ok(Self { cfg: cfg.clone() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            cpu_kernel: false,
+        })
     }
 
     pub fn forward(&self, x: &Tensor, from: &[&Tensor]) -> Result<Tensor> {
+        if self.cpu_kernel
+            && x.device().is_cpu()
+            && x.dtype() == candle_core::DType::F32
+            && !x.track_op()
+            && !from.iter().any(|f| f.track_op())
+        {
+            if let Some(y) = crate::cpu::shortcut::forward(x, from, self.cfg.activation)? {
+                return Ok(y);
+            }
+        }
         let mut out = x.clone();
         for f in from {
             out = if f.dims() == x.dims() {
@@ -163,8 +178,24 @@ fn add_flat_prefix(out: &Tensor, add: &Tensor) -> Result<Tensor> {
 impl DarknetLayer for Shortcut {
     type Config = ShortcutConfig;
 
-    fn load(cfg: &ShortcutConfig, _: &LayerSpec, _: &VarBuilder, _: &LoadOptions) -> Result<Self> {
-        Shortcut::new(cfg)
+    fn load(
+        cfg: &ShortcutConfig,
+        _: &LayerSpec,
+        _: &VarBuilder,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        Ok(Shortcut {
+            cpu_kernel: opts.cpu.enabled,
+            ..Shortcut::new(cfg)?
+        })
+    }
+
+    fn kernel(&self) -> &'static str {
+        if self.cpu_kernel {
+            "cpu-shortcut"
+        } else {
+            "candle"
+        }
     }
 
     fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
