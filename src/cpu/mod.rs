@@ -92,6 +92,24 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+#[cfg(test)]
+mod busy_pool_tests {
+    use rayon::prelude::*;
+
+    /// `f`'s result comes back, its parallel loops complete (with the other workers polling), and a panic in
+    /// `f` reaches the caller instead of leaving the polling tasks running forever.
+    #[test]
+    fn returns_and_propagates_panics() {
+        for _ in 0..50 {
+            let sum: u64 = super::on_busy_pool(|| (0..10_000u64).into_par_iter().sum());
+            assert_eq!(sum, 10_000 * 9_999 / 2);
+        }
+        let r = std::panic::catch_unwind(|| super::on_busy_pool(|| panic!("inside f")));
+        assert!(r.is_err());
+        assert_eq!(super::on_busy_pool(|| 7), 7);
+    }
+}
+
 /// Deterministic test data shared by the kernels' unit tests.
 #[cfg(test)]
 pub(crate) mod test_data {
@@ -155,6 +173,53 @@ impl std::str::FromStr for WinogradChoice {
             "off" | "0" => Ok(WinogradChoice::Off),
             _ => Err(format!("'{s}': expected auto, f2, f4 or off")),
         }
+    }
+}
+
+/// Runs `f` on one of rayon's workers while the pool's other workers wait for its parallel loops by polling
+/// for work instead of sleeping, and returns its result; the caller must not be a rayon worker itself.
+///
+/// Why: a rayon worker that finds no work yields a few dozen times and then sleeps; the next parallel loop must
+/// wake it (a futex call, and on a virtual machine an inter-processor interrupt), and starts with one thread
+/// until it is running. A forward has such a gap between most of its kernels (the layer's own bookkeeping, a
+/// kernel's unbalanced tail), so the workers slept and were woken ~20 times per yolov4-tiny forward. Here each
+/// other worker runs a task that steals the pool's jobs as soon as they appear until `f` returns — the
+/// spin-waiting that OpenMP runtimes do between parallel regions. The polling costs that core's time while
+/// `f` runs serial code.
+pub fn on_busy_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    let mut out = None;
+    rayon::scope(|s| {
+        let main = rayon::current_thread_index();
+        for _ in 1..rayon::current_num_threads() {
+            let done = &done;
+            s.spawn(move |_| {
+                // A worker waiting inside `f` may run this task itself (it pops its own queue while it waits
+                // for a stolen job): then it must return at once, or `f`, lower on its stack, would never end.
+                if rayon::current_thread_index() == main {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        // Set when `f` returns or unwinds: the scope waits for the polling tasks, which end on it.
+        let _release = SetOnDrop(&done);
+        out = Some(f());
+    });
+    out.expect("the scope ran f")
+}
+
+/// Sets its flag when dropped ([`on_busy_pool`]'s end, also on a panic).
+struct SetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -29,6 +29,10 @@ pub struct Network {
     /// `[route]` layers whose concatenation the next layer, their only reader, reads in place at inference
     /// ([`crate::cpu::planes`]): the route hands over its parts instead of copying them.
     in_place_route: Vec<bool>,
+    /// Whether inference runs the CPU kernels ([`crate::cpu::CpuOptions::enabled`]), whose parallel loops are
+    /// all rayon's: only then do the pool's workers poll for work during a forward ([`crate::cpu::on_busy_pool`];
+    /// candle's ops run on candle's own threads, which a polling worker would compete with).
+    cpu_kernels: bool,
     pub device: Device,
 }
 
@@ -71,6 +75,7 @@ impl Network {
             layers,
             last_use,
             in_place_route,
+            cpu_kernels: opts.cpu.enabled,
             device,
         })
     }
@@ -84,6 +89,7 @@ impl Network {
             layers,
             last_use: self.last_use.clone(),
             in_place_route,
+            cpu_kernels: self.cpu_kernels,
             device: self.device.clone(),
         }
     }
@@ -174,6 +180,9 @@ impl Network {
         // worker, which takes part in it, instead of being handed to the pool by a thread that sleeps until it
         // is done and is woken again (two context switches per parallel loop, several per layer).
         if self.device.is_cpu() && rayon::current_thread_index().is_none() {
+            if self.cpu_kernels && train.is_none() {
+                return crate::cpu::on_busy_pool(|| self.run_layers(x, &keep, times, train));
+            }
             let mut out = None;
             rayon::scope(|_| out = Some(self.run_layers(x, &keep, times, train)));
             return out.expect("the scope ran");

@@ -406,6 +406,7 @@ fn direct_speed() {
         (128, 52, 128, 1, 1, Activation::Mish),
         (512, 26, 256, 1, 1, Activation::Leaky),
         (32, 416, 64, 3, 2, Activation::Mish),
+        (32, 208, 64, 3, 2, Activation::Leaky),
         (64, 208, 128, 3, 2, Activation::Mish),
         (512, 26, 1024, 3, 2, Activation::Mish),
     ] {
