@@ -83,8 +83,9 @@ impl PackedConv {
         let target = target.max((rows_total * tw).div_ceil(max_chunks));
         let rows = target.div_ceil(tw).clamp(1, rows_total);
         let mut n_chunks = rows_total.div_ceil(rows);
-        if n_chunks < 4 * threads && n_chunks >= threads {
-            // Whole rounds of chunks, so that no core idles at the end.
+        if n_chunks >= threads {
+            // Whole rounds of chunks, so that no core idles at the end (measured: yolov4-tiny's 104×104 layer
+            // had 9 chunks for 2 threads, 1.82 ms where one thread took 3.06).
             n_chunks = (n_chunks.div_ceil(threads) * threads).min(rows_total);
         }
         let chunk = |i: usize| (i * rows_total / n_chunks, (i + 1) * rows_total / n_chunks);
