@@ -218,14 +218,18 @@ pub fn exp(x: f32) -> f32 {
     let biased = t + ROUND_MAGIC;
     let n = biased - ROUND_MAGIC;
     let ni = (biased.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
-    // ln 2 split in two so that n·ln2 is subtracted exactly (Cephes C1, C2).
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    // ln 2 split in two so that n·ln2 is subtracted exactly (Cephes C1, C2). Fused multiply-adds throughout:
+    // 19 operations instead of 27 (mish, which is mostly this exp, was ~8% of a yolov4 forward), and the same
+    // result on every instruction set.
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
     let z = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1;
-    let y = p * z + r + 1.0;
+    let p = 1.987_569_1e-4f32
+        .mul_add(r, 1.398_199_9e-3)
+        .mul_add(r, 8.333_452e-3)
+        .mul_add(r, 4.166_579_6e-2)
+        .mul_add(r, 1.666_666_5e-1)
+        .mul_add(r, 5.000_000_1e-1);
+    let y = p.mul_add(z, r) + 1.0;
     let pow2 = f32::from_bits(((ni + 127) << 23) as u32);
     y * pow2
 }
