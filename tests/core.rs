@@ -470,10 +470,12 @@ fn bad_inputs_give_clear_errors_not_panics() {
 }
 
 /// The inference forward that `detect` runs ([`Network::forward_heads`]) reads `[route]` concatenations in
-/// place (candle_darknet::cpu::planes) where `forward_all` (used by `compare`) makes them: its heads must still
-/// match Darknet's dumps. Both networks have such routes (asserted, so the test covers that path).
+/// place (candle_darknet::cpu::planes) and runs `[shortcut]`/`[yolo]` layers inside the previous convolution's
+/// epilogue, where `forward_all` (used by `compare`) makes every output: its heads must still match Darknet's
+/// dumps, and equal `forward_all`'s bit for bit. Both networks have such routes and folded layers (asserted,
+/// so the test covers those paths; mini-yolov4 has a folded shortcut).
 #[test]
-fn forward_heads_with_in_place_routes_match_darknet() {
+fn forward_heads_with_in_place_routes_and_folded_layers_match_darknet() {
     use candle_darknet::compare::{diff_stats, Manifest};
     use candle_darknet::network::{LoadOptions, Network};
     for (name, (cfg, w), dir) in [
@@ -485,11 +487,35 @@ fn forward_heads_with_in_place_routes_match_darknet() {
             .filter(|&i| net.reads_in_place(i))
             .collect();
         assert!(!in_place.is_empty(), "{name}: no route read in place");
+        let folded: Vec<usize> = (0..cfg.layers.len())
+            .filter(|&i| net.folded_into_previous(i))
+            .collect();
+        assert!(
+            folded
+                .iter()
+                .any(|&i| cfg.layers[i].config.type_name() == "yolo"),
+            "{name}: no yolo folded ({folded:?})"
+        );
+        if name == "mini-yolov4" {
+            assert!(
+                folded
+                    .iter()
+                    .any(|&i| cfg.layers[i].config.type_name() == "shortcut"),
+                "{name}: no shortcut folded ({folded:?})"
+            );
+        }
         let s = cfg.input_shape();
         let input = read_f32_file(&dir.join("input.bin")).unwrap();
         let x = candle_core::Tensor::from_vec(input, (1, s.c, s.h, s.w), &Device::Cpu).unwrap();
         let manifest = Manifest::read(&dir).unwrap();
+        let all = net.forward_all(&x).unwrap();
         for (i, head) in net.forward_heads(&x).unwrap() {
+            let unfolded = all[i].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(
+                head.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                unfolded,
+                "{name} head {i}: in place/folded differs from forward_all"
+            );
             let file = manifest.layers[i].file.as_ref().expect("head dumped");
             let want = read_f32_file(&dir.join(file)).unwrap();
             let got = head.flatten_all().unwrap().to_vec1::<f32>().unwrap();

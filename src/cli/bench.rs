@@ -103,6 +103,9 @@ fn layer_table(
                 // A route the next layer reads in place costs nothing here; its reader's time includes it.
                 kernel: if det.net.reads_in_place(l.index) {
                     "in-place"
+                } else if det.net.folded_into_previous(l.index) {
+                    // Run by the previous convolution's epilogue: its time includes this layer's.
+                    "folded"
                 } else {
                     built.kernel()
                 },

@@ -60,10 +60,10 @@ impl PackedA {
 }
 
 /// Applied to each finished block of `C` (up to [`MR`] consecutive rows, a piece of each), while it is in the L1
-/// cache: `(row index in A of the first row, the rows' values)` (a convolution's bias/normalisation and
-/// activation: one pass fewer over its output). One call per block, not per row: on 1×1 layers with 64 input
+/// cache: `(row index in A of the first row, column of C where the pieces start, the rows' values)` (a
+/// convolution's bias/normalisation and activation: one pass fewer over its output). One call per block, not per row: on 1×1 layers with 64 input
 /// channels a call per 64-float row cost about as much as the activation itself.
-pub type Epilogue<'a> = &'a (dyn Fn(usize, &mut [&mut [f32]]) + Sync);
+pub type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [&mut [f32]]) + Sync);
 
 /// Where the rows of `B` are: `k` rows at a fixed stride, or one pointer per row (a 1×1 convolution whose input
 /// is a `[route]` read in place, [`super::planes`]).
@@ -205,7 +205,7 @@ unsafe fn gemm_scalar(
             *cr.add(j) = s;
         }
         if let Some(epi) = epi {
-            epi(r0 + r, &mut [std::slice::from_raw_parts_mut(cr, n)]);
+            epi(r0 + r, 0, &mut [std::slice::from_raw_parts_mut(cr, n)]);
         }
     }
 }
@@ -378,7 +378,8 @@ mod x86 {
         }
     }
 
-    /// Every `MR`-row panel of rows `r0..r0+mlen` against columns `j0..j0+width` of one `kc` block of B.
+    /// Every `MR`-row panel of rows `r0..r0+mlen` against columns `j..j+width` of one `kc` block of B (`c` points
+    /// at column `j`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn panels<V: Simd, const NV: usize>(
@@ -391,7 +392,7 @@ mod x86 {
         ldb: usize,
         c: *mut f32,
         ldc: usize,
-        width: usize,
+        (j, width): (usize, usize),
         epi: Option<Epilogue>,
     ) {
         let tail = width - (NV - 1) * V::LANES;
@@ -417,7 +418,7 @@ mod x86 {
                         &mut []
                     }
                 });
-                epi(r0 + r, &mut block[..rows]);
+                epi(r0 + r, j, &mut block[..rows]);
             }
             r += MR;
         }
@@ -518,10 +519,10 @@ mod x86 {
                 pack_b::<V>(b, k0, j, kc, width, buf.as_mut_ptr());
                 let (bj, cj) = (buf.as_ptr(), c.add(j));
                 match nv {
-                    1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
-                    2 => panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
-                    3 => panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
-                    _ => panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, width, epi),
+                    1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
+                    2 => panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
+                    3 => panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
+                    _ => panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
                 }
                 j += width;
             }
@@ -654,7 +655,7 @@ mod rows_tests {
                     BRows::Each(&rows),
                     c2.as_mut_ptr(),
                     n,
-                    &|_, _: &mut [&mut [f32]]| {},
+                    &|_, _, _: &mut [&mut [f32]]| {},
                 );
             }
             assert_eq!(c1, c2, "{m}x{n}x{k}");

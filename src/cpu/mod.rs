@@ -176,6 +176,21 @@ impl std::str::FromStr for WinogradChoice {
     }
 }
 
+/// Runs `f` on the values of `t` when it is a contiguous CPU f32 tensor (a view into its storage, no copy);
+/// `Ok(None)` otherwise.
+pub fn with_f32_slice<R>(
+    t: &candle_core::Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<Option<R>> {
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, z))) => {
+            f(&v[a..z]).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs `f` on one of rayon's workers while the pool's other workers wait for its parallel loops by polling
 /// for work instead of sleeping, and returns its result; the caller must not be a rayon worker itself.
 ///

@@ -42,28 +42,35 @@ struct YoloOp {
 
 /// One plane: `out = op(x)`.
 fn plane(x: &[f32], out: &mut [f32], op: EntryOp, s: f32, shift: f32) {
+    out.copy_from_slice(x);
+    apply_in_place(out, op, s, shift);
+}
+
+/// `v = op(v)` on (part of) one entry's plane: also what a convolution's epilogue does when this layer is
+/// folded into it ([`crate::cpu::conv::Post::Yolo`]), with the same operations.
+pub fn apply_in_place(v: &mut [f32], op: EntryOp, s: f32, shift: f32) {
     match op {
-        EntryOp::Raw => out.copy_from_slice(x),
+        EntryOp::Raw => {}
         // scal_add_cpu: x*scale + bias, in f32.
-        EntryOp::Scaled => out.iter_mut().zip(x).for_each(|(o, v)| *o = v * s + shift),
+        EntryOp::Scaled => v.iter_mut().for_each(|o| *o = *o * s + shift),
         EntryOp::Logistic | EntryOp::LogisticScaled => {
             // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them.
-            unsafe { logistic_isa(x, out) };
+            unsafe { logistic_isa(v) };
             if op == EntryOp::LogisticScaled {
-                out.iter_mut().for_each(|o| *o = *o * s + shift);
+                v.iter_mut().for_each(|o| *o = *o * s + shift);
             }
         }
     }
 }
 
 crate::cpu::multiversion! {
-    unsafe fn logistic_isa(x: &[f32], out: &mut [f32]) = logistic_rows
+    unsafe fn logistic_isa(v: &mut [f32]) = logistic_rows
 }
 
 #[inline(always)]
-fn logistic_rows(x: &[f32], out: &mut [f32]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o = logistic(*v);
+fn logistic_rows(v: &mut [f32]) {
+    for o in v.iter_mut() {
+        *o = logistic(*o);
     }
 }
 

@@ -276,6 +276,7 @@ impl DarknetLayer for Convolutional {
     }
 
     fn forward_parts(&self, parts: &[Tensor], _inputs: &Inputs) -> Result<Tensor> {
+        // (The folded form, `Convolutional::forward_post`, is chosen by the network.)
         match &self.cpu {
             Some(p) if parts.iter().all(cpu_input) => {
                 let y = p.forward_parts(parts)?;
@@ -472,6 +473,22 @@ impl Convolutional {
             }
         }
         self.forward_candle(x)
+    }
+
+    /// The inference forward on `parts` (one tensor, or the parts of an in-place route) with the next layer
+    /// folded into the CPU kernel's epilogue (`post`, [`crate::cpu::conv::Post`]): that layer's output, or
+    /// `None` when the CPU kernel does not run this layer (the caller then runs both layers as usual).
+    pub fn forward_post(
+        &self,
+        parts: &[Tensor],
+        post: &crate::cpu::conv::Post,
+    ) -> Result<Option<Tensor>> {
+        match &self.cpu {
+            Some(p) if p.post_activation.is_none() && parts.iter().all(cpu_input) => {
+                p.forward_post(parts, Some(post)).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The forward with candle ops (every device, differentiable).

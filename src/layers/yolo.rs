@@ -306,6 +306,13 @@ impl Yolo {
         ops
     }
 
+    /// What the CPU kernel does to each entry, and `scale_x_y` with its shift (`-0.5·(scale_x_y - 1)`): for
+    /// [`crate::cpu::yolo`], or a convolution's epilogue when the network folds this layer into it.
+    pub fn cpu_ops(&self) -> (Vec<EntryOp>, f32, f32) {
+        let s = self.cfg.scale_x_y as f64;
+        (self.ops(), s as f32, (-0.5 * (s - 1.0)) as f32)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let n = self.cfg.mask.len();
@@ -316,7 +323,8 @@ impl Yolo {
         let ops = self.ops();
         if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() && self.cpu_kernel {
             // One pass on the CPU (src/cpu/yolo.rs).
-            return crate::cpu::yolo::forward(&x.contiguous()?, &ops, s as f32, shift as f32);
+            let (ops, s, shift) = self.cpu_ops();
+            return crate::cpu::yolo::forward(&x.contiguous()?, &ops, s, shift);
         }
         // Apply each op to its run of consecutive entries.
         let mut parts = Vec::new();

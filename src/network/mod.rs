@@ -29,6 +29,9 @@ pub struct Network {
     /// `[route]` layers whose concatenation the next layer, their only reader, reads in place at inference
     /// ([`crate::cpu::planes`]): the route hands over its parts instead of copying them.
     in_place_route: Vec<bool>,
+    /// Convolutions whose next layer, their only reader, runs inside their CPU kernel's epilogue at inference
+    /// ([`crate::cpu::conv::Post`]; [`fold_next`]).
+    fold_next: Vec<bool>,
     /// Whether inference runs the CPU kernels ([`crate::cpu::CpuOptions::enabled`]), whose parallel loops are
     /// all rayon's: only then do the pool's workers poll for work during a forward ([`crate::cpu::on_busy_pool`];
     /// candle's ops run on candle's own threads, which a polling worker would compete with).
@@ -70,11 +73,13 @@ impl Network {
             }
         }
         let in_place_route = in_place_routes(cfg, &layers);
+        let fold_next = fold_next(cfg, &layers);
         Ok(Network {
             cfg: cfg.clone(),
             layers,
             last_use,
             in_place_route,
+            fold_next,
             cpu_kernels: opts.cpu.enabled,
             device,
         })
@@ -84,11 +89,13 @@ impl Network {
     /// weights for a comparison.
     pub fn with_layers(&self, layers: Vec<Layer>) -> Self {
         let in_place_route = in_place_routes(&self.cfg, &layers);
+        let fold_next = fold_next(&self.cfg, &layers);
         Network {
             cfg: self.cfg.clone(),
             layers,
             last_use: self.last_use.clone(),
             in_place_route,
+            fold_next,
             cpu_kernels: self.cpu_kernels,
             device: self.device.clone(),
         }
@@ -203,6 +210,8 @@ impl Network {
         let mut input = x.clone();
         // The parts of an in-place route, for the next layer.
         let mut parts: Option<Vec<Tensor>> = None;
+        // The output of the next layer, computed by this one's epilogue (`fold_next`).
+        let mut folded: Option<Tensor> = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let t0 = times.as_ref().map(|_| std::time::Instant::now());
             let inputs = Inputs::new(i, &outs);
@@ -212,7 +221,9 @@ impl Network {
                     self.cfg.layers[i].config.type_name()
                 ))
             };
-            if let (Layer::Route(route), true, None) =
+            let y = if let Some(y) = folded.take() {
+                y
+            } else if let (Layer::Route(route), true, None) =
                 (layer, self.in_place_route[i] && !keep(i), train)
             {
                 parts = Some(route.parts(&inputs).map_err(err)?);
@@ -221,13 +232,23 @@ impl Network {
                 }
                 self.free_unused(&mut outs, i, &keep);
                 continue;
-            }
-            let y = match (train, parts.take()) {
-                (None, Some(p)) => layer.forward_parts(&p, &inputs),
-                (None, None) => layer.forward(&input, &inputs),
-                (Some(t), _) => layer.forward_train(&input, &inputs, t),
-            }
-            .map_err(err)?;
+            } else {
+                let p = parts.take();
+                if train.is_none() && self.fold_next[i] && !keep(i) {
+                    let x = p.as_deref().unwrap_or(std::slice::from_ref(&input));
+                    folded = self.forward_folded(i, x, &outs).map_err(err)?;
+                }
+                if folded.is_some() {
+                    // Layer i's own output is never made: its only reader is the next layer, done above.
+                    if let (Some(times), Some(t0)) = (times.as_mut(), t0) {
+                        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    self.free_unused(&mut outs, i, &keep);
+                    continue;
+                }
+                self.forward_layer(layer, &input, p, &inputs, train)
+                    .map_err(err)?
+            };
             if let (Some(times), Some(t0)) = (times.as_mut(), t0) {
                 self.device.synchronize()?;
                 times.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -245,6 +266,66 @@ impl Network {
         Ok(outs)
     }
 
+    /// Layer `layer`'s forward on `input` (inference: on `parts` of an in-place route when given; training
+    /// when `train` is set).
+    fn forward_layer(
+        &self,
+        layer: &Layer,
+        input: &Tensor,
+        parts: Option<Vec<Tensor>>,
+        inputs: &Inputs,
+        train: Option<&TrainState>,
+    ) -> Result<Tensor> {
+        match (train, parts) {
+            (None, Some(p)) => layer.forward_parts(&p, inputs),
+            (None, None) => layer.forward(input, inputs),
+            (Some(t), _) => layer.forward_train(input, inputs, t),
+        }
+    }
+
+    /// The output of layer `i + 1` computed by convolution `i`'s CPU kernel on `x` with that layer folded into
+    /// its epilogue ([`fold_next`]), or `None` when the kernel does not run (then both layers run as usual).
+    fn forward_folded(
+        &self,
+        i: usize,
+        x: &[Tensor],
+        outs: &[Option<Tensor>],
+    ) -> Result<Option<Tensor>> {
+        use crate::cpu::conv::Post;
+        let Layer::Convolutional(conv) = &self.layers[i] else {
+            return Ok(None);
+        };
+        match &self.layers[i + 1] {
+            Layer::Shortcut(s) => {
+                let from = Inputs::new(i + 1, outs)
+                    .output(s.cfg.from[0])?
+                    .contiguous()?;
+                Ok(
+                    crate::cpu::with_f32_slice(&from, |v| conv.forward_post(x, &Post::Add(v)))?
+                        .flatten(),
+                )
+            }
+            Layer::Yolo(y) => {
+                let (ops, scale, shift) = y.cpu_ops();
+                conv.forward_post(
+                    x,
+                    &Post::Yolo {
+                        ops: &ops,
+                        scale,
+                        shift,
+                    },
+                )
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether layer `i` runs inside the previous convolution's epilogue at inference ([`fold_next`]; not
+    /// when every output is kept, as [`Self::forward_all`] does).
+    pub fn folded_into_previous(&self, i: usize) -> bool {
+        i > 0 && self.fold_next[i - 1]
+    }
+
     /// Whether layer `i` is a `[route]` that its reader takes in place at inference (its output is not made;
     /// [`Self::forward_all`], which keeps every output, still makes it).
     pub fn reads_in_place(&self, i: usize) -> bool {
@@ -260,6 +341,44 @@ impl Network {
             }
         }
     }
+}
+
+/// Which convolutions run their next layer inside their CPU kernel's epilogue at inference: that layer is
+/// their only reader (nothing names the convolution's output) and is
+/// - a `[shortcut]` with a linear activation and one `from` layer of the convolution's output shape (yolov4's
+///   residual blocks): `+ from` as each block of the output is made, instead of a pass over three maps;
+/// - a `[yolo]` head: its logistic/scale per entry, instead of a pass over the head.
+///
+/// The values are the same as running the two layers one after the other ([`crate::cpu::conv::Post`]).
+fn fold_next(cfg: &NetworkConfig, layers: &[Layer]) -> Vec<bool> {
+    let mut named = vec![false; layers.len()];
+    for spec in &cfg.layers {
+        for j in extra_inputs(&spec.config) {
+            named[j] = true;
+        }
+    }
+    (0..layers.len())
+        .map(|i| {
+            let conv_kernel = match &layers[i] {
+                Layer::Convolutional(c) => c
+                    .cpu
+                    .as_ref()
+                    .is_some_and(|p| p.post_activation.is_none() && c.xnor.is_none()),
+                _ => false,
+            };
+            let foldable = match layers.get(i + 1) {
+                Some(Layer::Shortcut(s)) => {
+                    s.cpu_kernel
+                        && s.cfg.activation == crate::cfg::Activation::Linear
+                        && matches!(s.cfg.from[..], [j] if j != i
+                            && cfg.layers[j].output == cfg.layers[i].output)
+                }
+                Some(Layer::Yolo(y)) => y.cpu_kernel,
+                _ => false,
+            };
+            conv_kernel && foldable && !named[i]
+        })
+        .collect()
 }
 
 /// Which `[route]` layers the next layer reads in place ([`Network::in_place_route`]): a plain concatenation

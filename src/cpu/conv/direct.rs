@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{activation, gemm, PackedConv, Planes, SendPtr, COL, MR};
+use super::{activation, gemm, PackedConv, Planes, Post, SendPtr, COL, MR};
 use crate::cpu::gemm::BRows;
 
 impl PackedConv {
@@ -33,7 +33,13 @@ impl PackedConv {
     ///
     /// # Safety
     /// As [`PackedConv::run`].
-    pub(super) unsafe fn run_direct(&self, x: &Planes, y: SendPtr, batch: usize) {
+    pub(super) unsafe fn run_direct(
+        &self,
+        x: &Planes,
+        y: SendPtr,
+        batch: usize,
+        post: Option<&Post>,
+    ) {
         let n = self.output.h * self.output.w;
         let threads = rayon::current_num_threads().max(1);
         let mut tile = self.tile(batch, threads);
@@ -84,7 +90,7 @@ impl PackedConv {
             let col = shared.then(|| &cols[b * k * n..(b + 1) * k * n]);
             // SAFETY: tasks write disjoint (image, channel block, pixel tile) regions of y, which together
             // cover it (t ranges over every image × tile × block).
-            unsafe { self.task(x, y, b, p0, np, m0, mlen, col) };
+            unsafe { self.task(x, y, b, (p0, np), (m0, mlen), col, post) };
         };
         if tasks == 1 {
             run_task(0);
@@ -101,11 +107,10 @@ impl PackedConv {
         x: &Planes,
         y: SendPtr,
         b: usize,
-        p0: usize,
-        np: usize,
-        m0: usize,
-        mlen: usize,
+        (p0, np): (usize, usize),
+        (m0, mlen): (usize, usize),
         shared: Option<&[f32]>,
+        post: Option<&Post>,
     ) {
         let (c, h, w) = (self.input.c, self.input.h, self.input.w);
         let n = self.output.h * self.output.w;
@@ -119,13 +124,19 @@ impl PackedConv {
                 let dst = y.0.add((b * self.filters + f0) * n + p0);
                 // Bias/normalisation and activation of output channel g·mg + row, applied by the GEMM to each
                 // piece of a row as soon as it is final (still in L1).
-                let epi = |row: usize, rows: &mut [&mut [f32]]| {
+                let epi = |row: usize, col: usize, rows: &mut [&mut [f32]]| {
                     let first = g * mg + row;
                     activation::epilogue_rows(
                         rows,
                         &self.affine[first..first + rows.len()],
                         self.activation,
-                    )
+                    );
+                    if let Some(post) = post {
+                        for (i, v) in rows.iter_mut().enumerate() {
+                            let at = (b * self.filters + first + i) * n + p0 + col;
+                            post.apply(first + i, at, v);
+                        }
+                    }
                 };
                 let wg = &self.weight[g];
                 // Right operand (k × np): the input itself for 1×1 layers (rows h·w apart, or one row per

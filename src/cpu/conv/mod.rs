@@ -31,6 +31,7 @@ use super::activation::{self, Affine};
 use super::gemm::{self, PackedA, MR};
 use super::planes::{with_planes, Planes};
 use super::winograd::Tile;
+use super::yolo::EntryOp;
 use super::{CpuOptions, WinogradChoice};
 use crate::cfg::{Activation, ConvConfig, Shape};
 
@@ -74,6 +75,49 @@ impl std::fmt::Debug for PackedConv {
             self.groups,
             self.activation
         )
+    }
+}
+
+/// A layer folded into the convolution: what the epilogue does to each output value after the activation,
+/// instead of that layer making a pass of its own over the output (the network folds a `[shortcut]` or
+/// `[yolo]` that is the convolution's only reader, see `Network::load`).
+pub enum Post<'a> {
+    /// `[shortcut]` with one input of the output's shape and a linear activation: `y + from` element-wise, as
+    /// `shortcut_multilayer_cpu` computes `out = in; out += add` (`from` laid out as the output; a float sum
+    /// is the same in either order).
+    Add(&'a [f32]),
+    /// `[yolo]`'s activation ([`crate::cpu::yolo`]): `ops[f % ops.len()]` on output channel f.
+    Yolo {
+        ops: &'a [EntryOp],
+        scale: f32,
+        shift: f32,
+    },
+}
+
+impl Post<'_> {
+    /// Applies to `v`, values of output channel `f` (of the image's filters) that start at flat index `at` of
+    /// the output.
+    fn apply(&self, f: usize, at: usize, v: &mut [f32]) {
+        match *self {
+            Post::Add(from) => {
+                // SAFETY: `multiversion!` runs the AVX-512/AVX2 copies only on a CPU that has them.
+                unsafe { add_isa(v, &from[at..at + v.len()]) }
+            }
+            Post::Yolo { ops, scale, shift } => {
+                crate::cpu::yolo::apply_in_place(v, ops[f % ops.len()], scale, shift)
+            }
+        }
+    }
+}
+
+crate::cpu::multiversion! {
+    unsafe fn add_isa(v: &mut [f32], from: &[f32]) = add_rows
+}
+
+#[inline(always)]
+fn add_rows(v: &mut [f32], from: &[f32]) {
+    for (x, a) in v.iter_mut().zip(from) {
+        *x += *a;
     }
 }
 
@@ -217,9 +261,23 @@ impl PackedConv {
     /// [`Self::forward`] on the channel-wise concatenation of `parts` (CPU f32 tensors `[batch, c_i, h, w]`),
     /// read in place ([`crate::cpu::planes`]).
     pub fn forward_parts(&self, parts: &[Tensor]) -> Result<Tensor> {
+        self.forward_post(parts, None)
+    }
+
+    /// [`Self::forward_parts`] with a following layer folded into the epilogue (`post`): the output is that
+    /// layer's. The caller checks that `post` fits (a [`Post::Add`] input as long as the output).
+    pub fn forward_post(&self, parts: &[Tensor], post: Option<&Post>) -> Result<Tensor> {
         let (oh, ow) = (self.output.h, self.output.w);
         let y = with_planes("darknet-conv-cpu", parts, self.input, |src, batch| {
             let len = batch * self.filters * oh * ow;
+            if let Some(Post::Add(from)) = post {
+                if from.len() != len {
+                    candle_core::bail!(
+                        "darknet-conv-cpu: folded shortcut input has {} values, the output {len}",
+                        from.len()
+                    );
+                }
+            }
             let mut y: Vec<f32> = Vec::with_capacity(len);
             if len > 0 {
                 // The output is written through a raw pointer into the spare capacity and only then given its
@@ -231,6 +289,7 @@ impl PackedConv {
                         src,
                         SendPtr(y.spare_capacity_mut().as_mut_ptr().cast()),
                         batch,
+                        post,
                     )
                 };
             }
@@ -256,16 +315,16 @@ impl PackedConv {
     ///
     /// # Safety
     /// `y` must be valid for writes of `batch·filters·oh·ow` floats, and nothing else may access them meanwhile.
-    unsafe fn run(&self, x: &Planes, y: SendPtr, batch: usize) {
+    unsafe fn run(&self, x: &Planes, y: SendPtr, batch: usize, post: Option<&Post>) {
         match (&self.winograd, &self.batch_f4) {
             (Some(_), Some(b4)) if batch * self.f4_tiles() >= BATCH_F4_TILES => {
                 let u = b4
                     .u
                     .get_or_init(|| pack_winograd(Tile::F4, &b4.raw, self.filters, self.input.c));
-                self.run_winograd(Tile::F4, u, x, y, batch)
+                self.run_winograd(Tile::F4, u, x, y, batch, post)
             }
-            (Some((tile, u)), _) => self.run_winograd(*tile, u, x, y, batch),
-            (None, _) => self.run_direct(x, y, batch),
+            (Some((tile, u)), _) => self.run_winograd(*tile, u, x, y, batch, post),
+            (None, _) => self.run_direct(x, y, batch, post),
         }
     }
 

@@ -454,3 +454,88 @@ fn direct_speed() {
         );
     }
 }
+
+/// A folded `[shortcut]` (`Post::Add`) and `[yolo]` (`Post::Yolo`) give exactly the separate passes — the conv's
+/// output plus the other input, and `cpu::yolo::forward` of the conv's output — on every path that runs an
+/// epilogue: the direct form (1×1, and a 3×3 stride-2 layer split over channels with a shared im2col), Winograd
+/// F(2×2) and F(4×4), with a thread's own chunks and with the threads sharing a chunk, at batch 1 and 2.
+#[test]
+fn folded_layers_equal_separate_passes() {
+    use crate::cpu::yolo::{self, EntryOp};
+    let dev = Device::Cpu;
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let ops = [
+        EntryOp::LogisticScaled,
+        EntryOp::Scaled,
+        EntryOp::Raw,
+        EntryOp::Logistic,
+    ];
+    // (c, hw, f, size, stride, winograd)
+    for &(c, hw, f, size, stride, wino) in &[
+        (16, 20, 24, 1, 1, WinogradChoice::Off),
+        (32, 26, 64, 3, 2, WinogradChoice::Off),
+        (8, 13, 16, 3, 1, WinogradChoice::F2),
+        (8, 52, 16, 3, 1, WinogradChoice::F4),
+        (32, 26, 32, 3, 1, WinogradChoice::F4),
+    ] {
+        let cfg = ConvConfig {
+            size,
+            stride_x: stride,
+            stride_y: stride,
+            pad: size / 2,
+            ..leaky_3x3(f)
+        };
+        let o = (hw + 2 * (size / 2) - size) / stride + 1;
+        let weight =
+            Tensor::from_vec(rand_vec(f * c * size * size, 5), (f, c, size, size), &dev).unwrap();
+        let bias = Tensor::from_vec(rand_vec(f, 6), f, &dev).unwrap();
+        let opts = CpuOptions {
+            winograd: wino,
+            ..Default::default()
+        };
+        let p = PackedConv::new(
+            &cfg,
+            Shape::new(c, hw, hw),
+            Shape::new(f, o, o),
+            &weight,
+            Some(&bias),
+            None,
+            &opts,
+        )
+        .unwrap()
+        .unwrap();
+        for batch in [1, 2] {
+            let x = Tensor::from_vec(rand_vec(batch * c * hw * hw, 7), (batch, c, hw, hw), &dev)
+                .unwrap();
+            let plain = p.forward(&x).unwrap();
+            let from = rand_vec(batch * f * o * o, 8);
+            let added = p
+                .forward_post(std::slice::from_ref(&x), Some(&Post::Add(&from)))
+                .unwrap();
+            let want: Vec<f32> = flat(&plain).iter().zip(&from).map(|(a, b)| a + b).collect();
+            let what = format!("{c}x{hw} -> {f} {size}x{size}/{stride} {wino:?} batch {batch}");
+            assert_eq!(flat(&added), want, "shortcut folded into {what}");
+            let post = Post::Yolo {
+                ops: &ops,
+                scale: 1.05,
+                shift: -0.025,
+            };
+            let headed = p
+                .forward_post(std::slice::from_ref(&x), Some(&post))
+                .unwrap();
+            let want = yolo::forward(&plain, &ops, 1.05, -0.025).unwrap();
+            assert_eq!(flat(&headed), flat(&want), "yolo folded into {what}");
+        }
+        let short = vec![0f32; 3];
+        assert!(p
+            .forward_post(
+                std::slice::from_ref(&plain_input(c, hw)),
+                Some(&Post::Add(&short))
+            )
+            .is_err());
+    }
+}
+
+fn plain_input(c: usize, hw: usize) -> Tensor {
+    Tensor::from_vec(rand_vec(c * hw * hw, 9), (1, c, hw, hw), &Device::Cpu).unwrap()
+}

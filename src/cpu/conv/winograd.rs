@@ -9,7 +9,9 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{activation, gemm, grow, PackedA, PackedConv, Planes, SendPtr, MR, SCRATCH, WINO};
+use super::{
+    activation, gemm, grow, PackedA, PackedConv, Planes, Post, SendPtr, MR, SCRATCH, WINO,
+};
 use crate::cfg::Shape;
 use crate::cpu::winograd::Tile;
 use crate::cpu::WinogradChoice;
@@ -68,6 +70,7 @@ impl PackedConv {
         x: &Planes,
         y: SendPtr,
         batch: usize,
+        post: Option<&Post>,
     ) {
         let (th, tw) = tile.tiles(self.output.h, self.output.w);
         let (c, m, xi) = (self.input.c, self.filters, tile.xi());
@@ -104,7 +107,7 @@ impl PackedConv {
                     unsafe {
                         self.wino_input(tile, x, vp, r0, r1, 0, c);
                         self.wino_gemm(xi, u, vp, mp, nt, 0, xi, 0, m);
-                        self.wino_output(tile, mp, y, r0, r1, 0, m);
+                        self.wino_output(tile, mp, y, (r0, r1), (0, m), post);
                     }
                 });
             });
@@ -143,7 +146,7 @@ impl PackedConv {
                 });
                 let fb = per(m, 4 * threads);
                 (0..m.div_ceil(fb)).into_par_iter().for_each(|j| unsafe {
-                    self.wino_output(tile, mp, y, r0, r1, j * fb, ((j + 1) * fb).min(m))
+                    self.wino_output(tile, mp, y, (r0, r1), (j * fb, ((j + 1) * fb).min(m)), post)
                 });
             }
         });
@@ -215,10 +218,9 @@ impl PackedConv {
         tile: Tile,
         mm: SendPtr,
         y: SendPtr,
-        r0: usize,
-        r1: usize,
-        f0: usize,
-        f1: usize,
+        (r0, r1): (usize, usize),
+        (f0, f1): (usize, usize),
+        post: Option<&Post>,
     ) {
         let (oh, ow) = (self.output.h, self.output.w);
         let (th, tw) = tile.tiles(oh, ow);
@@ -243,6 +245,9 @@ impl PackedConv {
                     let (oy0, oy1) = (to * (r % th), (to * ((re - 1) % th) + to).min(oh));
                     let rows = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);
                     activation::epilogue(rows, self.affine[f], self.activation);
+                    if let Some(post) = post {
+                        post.apply(f, (b * m + f) * oh * ow + oy0 * ow, rows);
+                    }
                     r = re;
                 }
             }
