@@ -424,6 +424,157 @@ mod x86 {
         }
     }
 
+    /// Most columns past the last whole vector of a block that [`narrow_panels`] takes (see [`blocks`]).
+    const NARROW: usize = 3;
+    // `narrow_panels` loads a panel's k values as 6 lanes of a vector.
+    const _: () = assert!(MR == 6);
+
+    /// Every `MR`-row panel of rows `r0..r0+mlen` against `T` ≤ [`NARROW`] columns of one `kc` block of B (`b`,
+    /// row stride `ldb`; `c` at column `col` of C), vectorised along the panels' rows: per k one load of each
+    /// panel's `MR` values and `T` FMAs with the broadcast B values, where a masked vector costs `MR` FMAs. Four
+    /// panels at a time, so that four FMA chains hide each other's latency. The sums are the microkernel's, in
+    /// the same order (an FMA per k, then added to C after the first block of k): bit-identical results.
+    ///
+    /// # Safety
+    /// As [`panels`] for `T` columns.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn narrow_panels<const T: usize>(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        k0: usize,
+        kc: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        col: usize,
+        epi: Option<Epilogue>,
+    ) {
+        let panels = mlen.div_ceil(MR);
+        let mut p = 0;
+        while p < panels {
+            let r = p * MR;
+            match panels - p {
+                1 => narrow_group::<T, 1>(
+                    a,
+                    r0 + r,
+                    mlen - r,
+                    k0,
+                    kc,
+                    b,
+                    ldb,
+                    c.add(r * ldc),
+                    ldc,
+                    col,
+                    epi,
+                ),
+                2 => narrow_group::<T, 2>(
+                    a,
+                    r0 + r,
+                    mlen - r,
+                    k0,
+                    kc,
+                    b,
+                    ldb,
+                    c.add(r * ldc),
+                    ldc,
+                    col,
+                    epi,
+                ),
+                3 => narrow_group::<T, 3>(
+                    a,
+                    r0 + r,
+                    mlen - r,
+                    k0,
+                    kc,
+                    b,
+                    ldb,
+                    c.add(r * ldc),
+                    ldc,
+                    col,
+                    epi,
+                ),
+                _ => narrow_group::<T, 4>(
+                    a,
+                    r0 + r,
+                    mlen - r,
+                    k0,
+                    kc,
+                    b,
+                    ldb,
+                    c.add(r * ldc),
+                    ldc,
+                    col,
+                    epi,
+                ),
+            }
+            p += 4;
+        }
+    }
+
+    /// [`narrow_panels`] for the `P` ≤ 4 panels starting at row `r0` (`mlen` rows from there, maybe more than
+    /// these panels hold).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn narrow_group<const T: usize, const P: usize>(
+        a: &PackedA,
+        r0: usize,
+        mlen: usize,
+        k0: usize,
+        kc: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        col: usize,
+        epi: Option<Epilogue>,
+    ) {
+        // A panel's MR = 6 values of one k, read without touching the two floats after them (the last k of the
+        // last panel ends the buffer).
+        let six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+        let ap: [*const f32; P] = std::array::from_fn(|i| a.panel(r0 / MR + i, k0, kc));
+        let mut acc = [[_mm256_setzero_ps(); T]; P];
+        for kk in 0..kc {
+            let br = b.add(kk * ldb);
+            let bv: [__m256; T] = std::array::from_fn(|q| _mm256_set1_ps(*br.add(q)));
+            for (x, pa) in acc.iter_mut().zip(&ap) {
+                let av = _mm256_maskload_ps(pa.add(kk * MR), six);
+                for (y, bq) in x.iter_mut().zip(&bv) {
+                    *y = _mm256_fmadd_ps(av, *bq, *y);
+                }
+            }
+        }
+        let last = k0 + kc == a.k;
+        for (i, x) in acc.iter().enumerate() {
+            let rows = MR.min(mlen.saturating_sub(i * MR));
+            if rows == 0 {
+                break;
+            }
+            let cp = c.add(i * MR * ldc);
+            for (q, y) in x.iter().enumerate() {
+                let mut v = [0f32; 8];
+                _mm256_storeu_ps(v.as_mut_ptr(), *y);
+                for (r, v) in v.iter().enumerate().take(rows) {
+                    let p = cp.add(r * ldc + q);
+                    *p = if k0 == 0 { *v } else { *p + *v };
+                }
+            }
+            if let (Some(epi), true) = (epi, last) {
+                // SAFETY: as in `panels`: these T floats of rows i·MR..i·MR + rows were just written.
+                let mut block: [&mut [f32]; MR] = std::array::from_fn(|r| {
+                    if r < rows {
+                        std::slice::from_raw_parts_mut(cp.add(r * ldc), T)
+                    } else {
+                        &mut []
+                    }
+                });
+                epi(r0 + i * MR, col, &mut block[..rows]);
+            }
+        }
+    }
+
     /// Copies rows `k0..k0 + kc` of `b`, columns `j..j + width`, to `dst` as rows of `width` rounded up to whole
     /// vectors, zero-padded, with vector loads and stores (a `copy_from_slice` per row became a `memmove` call
     /// per 49-64 floats: 7% of the forward).
@@ -518,11 +669,36 @@ mod x86 {
                 let padded = nv * V::LANES;
                 pack_b::<V>(b, k0, j, kc, width, buf.as_mut_ptr());
                 let (bj, cj) = (buf.as_ptr(), c.add(j));
-                match nv {
-                    1 => panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
-                    2 => panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
-                    3 => panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
-                    _ => panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, width), epi),
+                // The last few columns past whole vectors run along A's rows (`narrow`) instead of in a mostly
+                // masked vector: 49 Winograd tiles (26×26 and 13×13 maps at batch 1) cost four vectors' FMAs for
+                // 49 columns, 48 + 1 costs three and a sixth.
+                let tail = width % V::LANES;
+                let vectors = if tail > 0 && tail <= NARROW {
+                    width - tail
+                } else {
+                    width
+                };
+                match vectors.div_ceil(V::LANES) {
+                    0 => {}
+                    1 => {
+                        panels::<V, 1>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, vectors), epi)
+                    }
+                    2 => {
+                        panels::<V, 2>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, vectors), epi)
+                    }
+                    3 => {
+                        panels::<V, 3>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, vectors), epi)
+                    }
+                    _ => {
+                        panels::<V, 4>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, vectors), epi)
+                    }
+                }
+                let (bt, ct, jt) = (bj.add(vectors), cj.add(vectors), j + vectors);
+                match width - vectors {
+                    0 => {}
+                    1 => narrow_panels::<1>(a, r0, mlen, k0, kc, bt, padded, ct, ldc, jt, epi),
+                    2 => narrow_panels::<2>(a, r0, mlen, k0, kc, bt, padded, ct, ldc, jt, epi),
+                    _ => narrow_panels::<3>(a, r0, mlen, k0, kc, bt, padded, ct, ldc, jt, epi),
                 }
                 j += width;
             }
@@ -619,6 +795,55 @@ mod tests {
                             "{isa:?} {m}x{n}x{k} rows {r0}+{r} col {j}: {got} vs {want}"
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod narrow_tests {
+    use super::*;
+    use crate::cpu::test_data::rand_vec;
+
+    /// The last 1-3 columns, which run along A's rows, get exactly the values that the vector microkernel gives
+    /// them when more columns follow (the same FMAs in the same order), with several blocks of k, row
+    /// remainders and the epilogue.
+    #[test]
+    fn narrow_columns_equal_vector_columns() {
+        for &(m, n, k, r0, mlen) in &[
+            (7, 1usize, 27, 0, 7),
+            (13, 17, 300, 6, 7),
+            (64, 49, 576, 0, 64),
+            (20, 130, 129, 18, 2),
+            (11, 66, 64, 0, 11),
+        ] {
+            let wide = n.div_ceil(16) * 16 + 16;
+            let a = rand_vec(m * k, 3);
+            let b = rand_vec(k * wide, 4);
+            let p = PackedA::new(&a, m, k, k);
+            let (mut narrow, mut vector) = (vec![0f32; mlen * n], vec![0f32; mlen * wide]);
+            let epi = |row: usize, _col: usize, rows: &mut [&mut [f32]]| {
+                for (i, v) in rows.iter_mut().enumerate() {
+                    v.iter_mut().for_each(|x| *x = *x * 0.5 + (row + i) as f32);
+                }
+            };
+            // Every vector instruction set this CPU has (the portable form has no microkernel).
+            let isas = [Isa::Avx512, Isa::Avx2];
+            for &isa in isas.iter().skip_while(|&&i| i != super::super::isa()) {
+                // SAFETY: b holds k rows of `wide` ≥ n floats; the outputs hold mlen rows of n and `wide`.
+                unsafe {
+                    let rows = BRows::Strided(b.as_ptr(), wide);
+                    let (np, vp) = (narrow.as_mut_ptr(), vector.as_mut_ptr());
+                    gemm_isa(isa, &p, r0, mlen, n, rows, np, n, Some(&epi));
+                    gemm_isa(isa, &p, r0, mlen, wide, rows, vp, wide, Some(&epi));
+                }
+                for r in 0..mlen {
+                    assert_eq!(
+                        narrow[r * n..(r + 1) * n],
+                        vector[r * wide..r * wide + n],
+                        "{isa:?} {m}x{n}x{k} rows {r0}+{r}"
+                    );
                 }
             }
         }
