@@ -25,6 +25,9 @@ const MIN_TILES: usize = 16;
 /// speed of wide ones); 26×26 maps (49 tiles) gain.
 const MIN_F4_TILES: usize = 32;
 
+/// Fewest tiles per chunk, on average, for the threads to run chunks of their own (see `run_winograd`).
+const MIN_CHUNK_TILES: usize = 56;
+
 thread_local! {
     /// V and M of the calling thread when the threads share one chunk's steps (few chunks), reused across calls.
     pub(super) static SHARED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -90,6 +93,13 @@ impl PackedConv {
             // Whole rounds of chunks, so that no core idles at the end (measured: yolov4-tiny's 104×104 layer
             // had 9 chunks for 2 threads, 1.82 ms where one thread took 3.06).
             n_chunks = (n_chunks.div_ceil(threads) * threads).min(rows_total);
+        }
+        // Chunks this narrow (a 52×52 map at batch 1: 4 chunks of 39-52 tiles, GEMMs a fifth masked lanes) are
+        // worse than the threads sharing one chunk of the whole map (measured on yolov4-tiny's 52×52 layers:
+        // 1.44 → 1.20-1.29 ms and 0.50 → 0.42-0.45), as long as its V and M stay within a few L2 caches.
+        let whole = xi * (c + m) * rows_total * tw * 4;
+        if threads > 1 && rows_total * tw < MIN_CHUNK_TILES * n_chunks && whole <= 16 << 20 {
+            n_chunks = 1;
         }
         let chunk = |i: usize| (i * rows_total / n_chunks, (i + 1) * rows_total / n_chunks);
         if n_chunks >= 2 * threads || threads == 1 {
