@@ -456,59 +456,29 @@ mod x86 {
         let mut p = 0;
         while p < panels {
             let r = p * MR;
+            // One call per group size (the panel count is a const generic: the accumulators stay in registers).
+            macro_rules! group {
+                ($p:literal) => {
+                    narrow_group::<T, $p>(
+                        a,
+                        r0 + r,
+                        mlen - r,
+                        k0,
+                        kc,
+                        b,
+                        ldb,
+                        c.add(r * ldc),
+                        ldc,
+                        col,
+                        epi,
+                    )
+                };
+            }
             match panels - p {
-                1 => narrow_group::<T, 1>(
-                    a,
-                    r0 + r,
-                    mlen - r,
-                    k0,
-                    kc,
-                    b,
-                    ldb,
-                    c.add(r * ldc),
-                    ldc,
-                    col,
-                    epi,
-                ),
-                2 => narrow_group::<T, 2>(
-                    a,
-                    r0 + r,
-                    mlen - r,
-                    k0,
-                    kc,
-                    b,
-                    ldb,
-                    c.add(r * ldc),
-                    ldc,
-                    col,
-                    epi,
-                ),
-                3 => narrow_group::<T, 3>(
-                    a,
-                    r0 + r,
-                    mlen - r,
-                    k0,
-                    kc,
-                    b,
-                    ldb,
-                    c.add(r * ldc),
-                    ldc,
-                    col,
-                    epi,
-                ),
-                _ => narrow_group::<T, 4>(
-                    a,
-                    r0 + r,
-                    mlen - r,
-                    k0,
-                    kc,
-                    b,
-                    ldb,
-                    c.add(r * ldc),
-                    ldc,
-                    col,
-                    epi,
-                ),
+                1 => group!(1),
+                2 => group!(2),
+                3 => group!(3),
+                _ => group!(4),
             }
             p += 4;
         }

@@ -343,6 +343,18 @@ impl Network {
     }
 }
 
+/// For each layer, whether a later layer names it as an extra input (`[route]` `layers`, `[shortcut]` `from`...),
+/// i.e. reads it besides the layer right after it.
+fn named_outputs(cfg: &NetworkConfig) -> Vec<bool> {
+    let mut named = vec![false; cfg.layers.len()];
+    for spec in &cfg.layers {
+        for j in extra_inputs(&spec.config) {
+            named[j] = true;
+        }
+    }
+    named
+}
+
 /// Which convolutions run their next layer inside their CPU kernel's epilogue at inference: that layer is
 /// their only reader (nothing names the convolution's output) and is
 /// - a `[shortcut]` with a linear activation and one `from` layer of the convolution's output shape (yolov4's
@@ -351,12 +363,7 @@ impl Network {
 ///
 /// The values are the same as running the two layers one after the other ([`crate::cpu::conv::Post`]).
 fn fold_next(cfg: &NetworkConfig, layers: &[Layer]) -> Vec<bool> {
-    let mut named = vec![false; layers.len()];
-    for spec in &cfg.layers {
-        for j in extra_inputs(&spec.config) {
-            named[j] = true;
-        }
-    }
+    let named = named_outputs(cfg);
     (0..layers.len())
         .map(|i| {
             let conv_kernel = match &layers[i] {
@@ -386,12 +393,7 @@ fn fold_next(cfg: &NetworkConfig, layers: &[Layer]) -> Vec<bool> {
 /// [`takes_parts`](crate::layers::DarknetLayer::takes_parts), with no other reader (no `[route]`,
 /// `[shortcut]`... names it).
 fn in_place_routes(cfg: &NetworkConfig, layers: &[Layer]) -> Vec<bool> {
-    let mut named = vec![false; layers.len()];
-    for spec in &cfg.layers {
-        for j in extra_inputs(&spec.config) {
-            named[j] = true;
-        }
-    }
+    let named = named_outputs(cfg);
     (0..layers.len())
         .map(|i| match (&layers[i], layers.get(i + 1)) {
             (Layer::Route(r), Some(next)) => r.is_concat() && next.takes_parts() && !named[i],

@@ -410,32 +410,7 @@ fn direct_speed() {
         (64, 208, 128, 3, 2, Activation::Mish),
         (512, 26, 1024, 3, 2, Activation::Mish),
     ] {
-        let cfg = ConvConfig {
-            size,
-            stride_x: stride,
-            stride_y: stride,
-            pad: size / 2,
-            activation: act,
-            ..leaky_3x3(f)
-        };
-        let o = (hw + 2 * (size / 2) - size) / stride + 1;
-        let (input, output) = (Shape::new(c, hw, hw), Shape::new(f, o, o));
-        let weight =
-            Tensor::from_vec(rand_vec(f * c * size * size, 1), (f, c, size, size), &dev).unwrap();
-        let bias = Tensor::from_vec(rand_vec(f, 2), f, &dev).unwrap();
-        let p = Arc::new(
-            PackedConv::new(
-                &cfg,
-                input,
-                output,
-                &weight,
-                Some(&bias),
-                None,
-                &CpuOptions::default(),
-            )
-            .unwrap()
-            .unwrap(),
-        );
+        let (p, o) = square_layer((c, hw, f, size, stride), act, WinogradChoice::default(), 1);
         let x = Tensor::from_vec(rand_vec(c * hw * hw, 3), (1, c, hw, hw), &dev).unwrap();
         let best = (0..7)
             .map(|_| {
@@ -478,32 +453,7 @@ fn folded_layers_equal_separate_passes() {
         (8, 52, 16, 3, 1, WinogradChoice::F4),
         (32, 26, 32, 3, 1, WinogradChoice::F4),
     ] {
-        let cfg = ConvConfig {
-            size,
-            stride_x: stride,
-            stride_y: stride,
-            pad: size / 2,
-            ..leaky_3x3(f)
-        };
-        let o = (hw + 2 * (size / 2) - size) / stride + 1;
-        let weight =
-            Tensor::from_vec(rand_vec(f * c * size * size, 5), (f, c, size, size), &dev).unwrap();
-        let bias = Tensor::from_vec(rand_vec(f, 6), f, &dev).unwrap();
-        let opts = CpuOptions {
-            winograd: wino,
-            ..Default::default()
-        };
-        let p = PackedConv::new(
-            &cfg,
-            Shape::new(c, hw, hw),
-            Shape::new(f, o, o),
-            &weight,
-            Some(&bias),
-            None,
-            &opts,
-        )
-        .unwrap()
-        .unwrap();
+        let (p, o) = square_layer((c, hw, f, size, stride), Activation::Leaky, wino, 5);
         for batch in [1, 2] {
             let x = Tensor::from_vec(rand_vec(batch * c * hw * hw, 7), (batch, c, hw, hw), &dev)
                 .unwrap();
@@ -538,4 +488,40 @@ fn folded_layers_equal_separate_passes() {
 
 fn plain_input(c: usize, hw: usize) -> Tensor {
     Tensor::from_vec(rand_vec(c * hw * hw, 9), (1, c, hw, hw), &Device::Cpu).unwrap()
+}
+
+/// A `size`×`size` stride-`stride` convolution `c → f` on `hw`×`hw` maps with `act`, random weights and bias
+/// (seeds `seed`, `seed + 1`), packed with `winograd`; and its output side.
+fn square_layer(
+    (c, hw, f, size, stride): (usize, usize, usize, usize, usize),
+    act: Activation,
+    winograd: WinogradChoice,
+    seed: u64,
+) -> (PackedConv, usize) {
+    let dev = Device::Cpu;
+    let cfg = ConvConfig {
+        size,
+        stride_x: stride,
+        stride_y: stride,
+        pad: size / 2,
+        activation: act,
+        ..leaky_3x3(f)
+    };
+    let o = (hw + 2 * (size / 2) - size) / stride + 1;
+    let weight = Tensor::from_vec(
+        rand_vec(f * c * size * size, seed),
+        (f, c, size, size),
+        &dev,
+    )
+    .unwrap();
+    let bias = Tensor::from_vec(rand_vec(f, seed + 1), f, &dev).unwrap();
+    let opts = CpuOptions {
+        winograd,
+        ..Default::default()
+    };
+    let shapes = (Shape::new(c, hw, hw), Shape::new(f, o, o));
+    let p = PackedConv::new(&cfg, shapes.0, shapes.1, &weight, Some(&bias), None, &opts)
+        .unwrap()
+        .unwrap();
+    (p, o)
 }
