@@ -41,7 +41,7 @@ pub fn forward(x: &Tensor, from: &[&Tensor], act: Activation) -> Result<Option<T
     }
     let len = x.elem_count();
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    out.spare_capacity_mut()
+    out.spare_capacity_mut()[..len]
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(i, dst)| {
@@ -59,7 +59,7 @@ pub fn forward(x: &Tensor, from: &[&Tensor], act: Activation) -> Result<Option<T
             }
             activation::activate(dst, act);
         });
-    // SAFETY: the chunks cover the whole capacity of `len` floats and each task wrote all of its chunk.
+    // SAFETY: the chunks cover the first `len` floats of the capacity and each task wrote all of its chunk.
     unsafe { out.set_len(len) };
     drop(guards);
     Tensor::from_vec(out, x.shape(), &Device::Cpu).map(Some)
