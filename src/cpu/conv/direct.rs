@@ -9,13 +9,14 @@ use super::{activation, gemm, PackedConv, Planes, Post, SendPtr, COL, MR};
 use crate::cpu::gemm::BRows;
 
 impl PackedConv {
-    /// Pixels per tile: the im2col tile (k × tile floats) is kept around 1 MiB (at least 128 pixels), and the
+    /// Pixels per tile: the im2col tile (k × tile floats) is kept around half the L2 cache ([`crate::cpu::l2_floats`],
+    /// 1 MiB here; at least 128 pixels), and the
     /// pixels are shared evenly between the tiles so that no tile is a thin remainder. When there are only a
     /// few tasks, their number is rounded up to whole rounds of `threads` (measured: layer 0 of yolov4-tiny had
     /// 5 tiles for 2 threads).
     fn tile(&self, batch: usize, threads: usize) -> usize {
         let n = self.output.h * self.output.w;
-        let target = ((1 << 18) / self.k().max(1)).max(128);
+        let target = (crate::cpu::l2_floats() / self.k().max(1)).max(128);
         let mut n_tiles = n.div_ceil(target).max(1);
         let tasks = batch * n_tiles;
         if tasks >= threads && tasks < 16 * threads && n_tiles > 1 {

@@ -79,9 +79,9 @@ impl PackedConv {
         let (c, m, xi) = (self.input.c, self.filters, tile.xi());
         let rows_total = batch * th;
         let threads = rayon::current_num_threads().max(1);
-        // V (xi·c·nt) and M (xi·m·nt) of a chunk around 1 MiB, but at least 64 tiles for the GEMMs' sake
-        // (measured on yolov4-tiny with F(2×2): 32 is slower, 48-96 about equal).
-        let target = ((1usize << 18) / (xi * (c + m))).max(64);
+        // V (xi·c·nt) and M (xi·m·nt) of a chunk around half the L2 cache (1 MiB here), but at least 64 tiles for
+        // the GEMMs' sake (measured on yolov4-tiny with F(2×2): 32 is slower, 48-96 about equal).
+        let target = (crate::cpu::l2_floats() / (xi * (c + m))).max(64);
         // Each chunk reads all of U (xi·m·c) again. Where U outweighs a chunk's V and M (large layers on small
         // maps at batch > 1: 14 MB of U for yolov4-tiny's layer 35), chunks grow until the U traffic is no more
         // than the V and M traffic, i.e. at most (c + m)·tiles/(m·c) chunks.
