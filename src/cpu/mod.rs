@@ -194,14 +194,12 @@ pub fn l2_floats() -> usize {
 /// This core's unified level-2 cache size in bytes, from Linux's sysfs (`None` elsewhere or when unreadable).
 fn l2_bytes() -> Option<usize> {
     let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+    // Entries other than the `indexN` folders (`uevent`) have no `level`: skipped.
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
         let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).ok();
-        if read("level")?.trim() != "2" || read("type")?.trim() == "Instruction" {
-            continue;
-        }
-        return parse_cache_size(read("size")?.trim());
-    }
-    None
+        let unified_l2 = read("level")?.trim() == "2" && read("type")?.trim() != "Instruction";
+        unified_l2.then(|| parse_cache_size(read("size")?.trim()))?
+    })
 }
 
 /// `2048K`, `1M`, `512` (bytes) as sysfs writes cache sizes.
@@ -230,6 +228,15 @@ mod cache_tests {
         assert_eq!(super::parse_cache_size(""), None);
         let f = super::l2_floats();
         assert!((1 << 14..=1 << 20).contains(&f), "{f}");
+        // Where Linux reports a level-2 cache, it is found (the folder also holds a `uevent` file).
+        let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache/index2");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if read("level").trim() == "2" && read("type").trim() == "Unified" {
+            assert_eq!(
+                super::l2_bytes(),
+                super::parse_cache_size(read("size").trim())
+            );
+        }
     }
 }
 
