@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use candle_darknet::data::reference::make_pub_root;
+use candle_darknet::layers::batchnorm::BnSums;
 use candle_darknet::train::parity::{
     compare_training, tensor_rel, ParityCase, ParityRun, ParityTolerance,
 };
@@ -51,7 +52,7 @@ fn twelve_iterations_match_darknet_train_detector() {
         dump_dir: Some(data.parent().unwrap().to_path_buf()),
         device: Device::Cpu,
         tolerance: ParityTolerance::default(),
-        darknet_bn_sums: true,
+        bn_sums: BnSums::DarknetCpu,
     };
     let report = compare_training(&case, &run, &mut |_| {}).unwrap();
     println!("{}", report.table());
@@ -78,7 +79,7 @@ fn twelve_iterations_match_darknet_train_detector() {
     // The case covers a multi-scale resize after the first block and burn-in.
     assert!(report.rows.iter().any(|r| r.size != report.rows[0].size));
     assert!(report.rows[0].rate.1 < report.rows[5].rate.1);
-    // With the batch-norm statistics summed in Darknet's order (`darknet_bn_sums`) the first iterations are
+    // With the batch-norm statistics summed in Darknet's order (`BnSums::DarknetCpu`) the first iterations are
     // Darknet's to float noise: loss and every yolo cost within 1e-5 for the first four iterations (measured
     // <= 3.8e-7), every tensor within 1e-5 after each of the first three updates (measured <= 1.9e-6; with
     // candle's sums 1.9e-3 at the third). Later iterations grow apart as Darknet's two builds do
@@ -121,7 +122,7 @@ fn twelve_iterations_match_darknet_train_detector() {
 /// gradient summed over both mini-batches, at full precision, where the weights after the update resolve it
 /// only to an ulp of the weight) against the reference's (Darknet AVX=1 -Ofast): every tensor within 1e-4
 /// relative (max|ours - dk| / max|dk|; worst 2.8e-5, layers.8.bn.weight). This needs the batch-norm
-/// statistics summed in Darknet's order (`darknet_bn_sums`): with candle's sums layers 0-7 are 1e-3 .. 7.6e-3
+/// statistics summed in Darknet's order (`BnSums::DarknetCpu`): with candle's sums layers 0-7 are 1e-3 .. 7.6e-3
 /// away (docs/training.md).
 fn first_update_gradients_match_darknet(case: &Path, ours_dir: &Path) {
     let dk = candle_core::safetensors::load(

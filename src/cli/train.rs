@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use candle_darknet::layers::batchnorm::BnSums;
 use candle_darknet::train::trainer::{train, TrainEvent, TrainOptions};
 
 #[derive(clap::Args, Debug)]
@@ -80,7 +81,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     o.max_batches = args.max_batches;
     o.resume = args.resume;
     o.darknet_rng = args.darknet_rng;
-    o.darknet_bn_sums = args.darknet_bn_sums;
+    if args.darknet_bn_sums {
+        o.bn_sums = BnSums::DarknetCpu;
+    }
     o.map = args.map;
     o.map_every = args.map_every;
     o.checkpoint_every = args.checkpoint_every;

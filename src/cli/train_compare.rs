@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use candle_darknet::layers::batchnorm::BnSums;
 use candle_darknet::train::parity::{compare_training, ParityCase, ParityRun, ParityTolerance};
 
 #[derive(clap::Args, Debug)]
@@ -45,7 +46,11 @@ pub fn run(args: TrainCompareArgs) -> Result<()> {
         dump_dir: args.dump.clone(),
         device: candle_core::Device::Cpu,
         tolerance: ParityTolerance::default(),
-        darknet_bn_sums: !args.candle_bn_sums,
+        bn_sums: if args.candle_bn_sums {
+            BnSums::Candle
+        } else {
+            BnSums::DarknetCpu
+        },
     };
     let report = compare_training(&case, &run, &mut |r| {
         eprintln!(

@@ -226,8 +226,6 @@ mod cache_tests {
         assert_eq!(super::parse_cache_size("512"), Some(512));
         assert_eq!(super::parse_cache_size("12X"), None);
         assert_eq!(super::parse_cache_size(""), None);
-        let f = super::l2_floats();
-        assert!((1 << 14..=1 << 20).contains(&f), "{f}");
         // Where Linux reports a level-2 cache, it is found (the folder also holds a `uevent` file).
         let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache/index2");
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();

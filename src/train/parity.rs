@@ -370,9 +370,9 @@ pub struct ParityRun {
     pub out_dir: PathBuf,
     pub device: Device,
     pub tolerance: ParityTolerance,
-    /// Batch-norm statistics summed in Darknet's order ([`TrainOptions::darknet_bn_sums`]); `false` measures
-    /// what candle's sums alone cost.
-    pub darknet_bn_sums: bool,
+    /// How batch norm sums its statistics ([`TrainOptions::bn_sums`]): Darknet's order for parity; candle's
+    /// measures what that order alone costs.
+    pub bn_sums: crate::layers::batchnorm::BnSums,
 }
 
 /// Runs our training loop for the case's iterations and compares each with Darknet's (see the module doc).
@@ -387,7 +387,7 @@ pub fn compare_training(
     opts.seed = case.seed;
     opts.darknet_rng = true;
     opts.freeze_bn_biases = true;
-    opts.darknet_bn_sums = run.darknet_bn_sums;
+    opts.bn_sums = run.bn_sums;
     opts.device = run.device.clone();
     opts.workers = 1;
     let mut trainer = Trainer::new(opts, Box::new(|_: TrainEvent| {}))?;

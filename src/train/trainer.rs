@@ -38,6 +38,7 @@ use crate::cfg::{LayerConfig, NetworkConfig};
 use crate::data::detection::DetectionBatch;
 use crate::data::loader::{BatchLoader, DarknetMultiscale, LoaderConfig, RngMode, Sizes};
 use crate::dataset::DataCfg;
+use crate::layers::batchnorm::BnSums;
 use crate::network::{Network, TrainableNetwork};
 use crate::train::checkpoint::{self, TrainerState};
 use crate::train::ema::Ema;
@@ -86,10 +87,10 @@ pub struct TrainOptions {
     /// (`backward_batchnorm_layer` has no `backward_bias`, so their `bias_updates` stay 0); the CUDA build
     /// and the default here train them.
     pub freeze_bn_biases: bool,
-    /// Sum the training-mode batch-norm mean and variance in the order and rounding of Darknet's CPU
-    /// `mean_cpu` / `variance_cpu` ([`crate::layers::batchnorm::BnSums::DarknetCpu`]) instead of candle's
-    /// reductions: for parity runs against Darknet (slower: the activations go through the host).
-    pub darknet_bn_sums: bool,
+    /// How the training-mode batch norm sums its mean and variance: candle's reductions (default), or the
+    /// order and rounding of Darknet's CPU `mean_cpu` / `variance_cpu` ([`BnSums::DarknetCpu`]) for parity runs
+    /// against Darknet (slower: the activations go through the host).
+    pub bn_sums: BnSums,
     /// The memory the training estimate may reach (`--max-memory`); `None`: RAM or `ulimit -v`.
     pub max_memory: Option<u64>,
     /// Stop at an unreadable image or label file (`--strict`); otherwise it is skipped with a warning and
@@ -117,7 +118,7 @@ impl TrainOptions {
             workers: 1,
             clear: false,
             freeze_bn_biases: false,
-            darknet_bn_sums: false,
+            bn_sums: BnSums::Candle,
             max_memory: None,
             strict: false,
         }
@@ -317,9 +318,7 @@ impl<'a> Trainer<'a> {
         checkpoint::remove_stale_temporaries(&opts.out_dir)?;
         let start = setup::start(&cfg, checkpoint::text_hash(&cfg_text), &opts, &mut progress)?;
         let mut net = Network::load_trainable(&cfg, &start.weights, &opts.device)?;
-        if opts.darknet_bn_sums {
-            net.bn_sums = crate::layers::batchnorm::BnSums::DarknetCpu;
-        }
+        net.bn_sums = opts.bn_sums;
         let mut opt = setup::optimizer_for(&net, &cfg, opts.freeze_bn_biases)?;
         if let Some(s) = &start.optimizer {
             opt.load_state(s)?;

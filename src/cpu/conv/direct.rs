@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{activation, gemm, PackedConv, Planes, Post, SendPtr, COL, MR};
+use super::{activation, gemm, grow, PackedConv, Planes, Post, SendPtr, COL, MR, SHARED_COL};
 use crate::cpu::gemm::BRows;
 
 impl PackedConv {
@@ -67,37 +67,51 @@ impl PackedConv {
         let m_block = mg.div_ceil(m_splits).div_ceil(MR) * MR;
         let m_splits = mg.div_ceil(m_block);
         let k = self.k();
-        let mut cols = Vec::new();
-        if shared {
-            // Image b's im2col at cols[b·k·n..], rows of n floats; each task fills one input channel's rows.
-            cols.resize(batch * k * n, 0f32);
-            let per_channel = self.size * self.size * n;
-            cols.par_chunks_mut(per_channel)
+        // The tasks, reading image b's im2col from `cols[b·k·n..]` when it is shared.
+        let run = |cols: Option<&[f32]>| {
+            let tasks = batch * n_tiles * m_splits;
+            let run_task = |t: usize| {
+                let mb = t % m_splits;
+                let tile_i = (t / m_splits) % n_tiles;
+                let b = t / (m_splits * n_tiles);
+                let p0 = tile_i * tile;
+                let np = tile.min(n - p0);
+                let m0 = mb * m_block;
+                let mlen = m_block.min(mg - m0);
+                let col = cols.map(|c| &c[b * k * n..(b + 1) * k * n]);
+                // SAFETY: tasks write disjoint (image, channel block, pixel tile) regions of y, which together
+                // cover it (t ranges over every image × tile × block).
+                unsafe { self.task(x, y, b, (p0, np), (m0, mlen), col, post) };
+            };
+            if tasks == 1 {
+                run_task(0);
+            } else {
+                (0..tasks).into_par_iter().for_each(run_task);
+            }
+        };
+        if !shared {
+            return run(None);
+        }
+        SHARED_COL.with(|cell| {
+            // This thread's buffer, reused across calls (zero-filled only when it grows); held across the
+            // parallel sections, as the Winograd buffers are: a call nested in them gets a fresh one.
+            let mut own = Vec::new();
+            let mut held = cell.try_borrow_mut();
+            let cols = match held.as_deref_mut() {
+                Ok(v) => v,
+                Err(_) => &mut own,
+            };
+            grow(cols, batch * k * n);
+            let cols = &mut cols[..batch * k * n];
+            // Each task fills one input channel's rows of one image (im2col writes every value).
+            cols.par_chunks_mut(self.size * self.size * n)
                 .enumerate()
                 .for_each(|(i, rows)| {
                     let (b, ci) = (i / self.input.c, i % self.input.c);
                     self.im2col(x, b, 0, rows, 0, n, ci..ci + 1);
                 });
-        }
-        let tasks = batch * n_tiles * m_splits;
-        let run_task = |t: usize| {
-            let mb = t % m_splits;
-            let tile_i = (t / m_splits) % n_tiles;
-            let b = t / (m_splits * n_tiles);
-            let p0 = tile_i * tile;
-            let np = tile.min(n - p0);
-            let m0 = mb * m_block;
-            let mlen = m_block.min(mg - m0);
-            let col = shared.then(|| &cols[b * k * n..(b + 1) * k * n]);
-            // SAFETY: tasks write disjoint (image, channel block, pixel tile) regions of y, which together
-            // cover it (t ranges over every image × tile × block).
-            unsafe { self.task(x, y, b, (p0, np), (m0, mlen), col, post) };
-        };
-        if tasks == 1 {
-            run_task(0);
-        } else {
-            (0..tasks).into_par_iter().for_each(run_task);
-        }
+            run(Some(cols));
+        })
     }
 
     /// One task: for every group, the output channels `m0..m0+mlen` of that group over pixels `p0..p0+np` of

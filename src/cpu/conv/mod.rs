@@ -362,6 +362,8 @@ fn grow(buf: &mut Vec<f32>, n: usize) {
 thread_local! {
     /// The im2col tile buffer of this thread, reused across tasks and calls.
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The whole images' im2col that a direct layer's channel blocks share, made on the calling thread.
+    static SHARED_COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Scratch rows of the Winograd transforms of this thread.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The Winograd V and M buffers of this thread.

@@ -525,3 +525,23 @@ fn square_layer(
         .unwrap();
     (p, o)
 }
+
+/// A direct layer that shares one im2col between its channel blocks, run while this thread already holds the
+/// shared buffer (a forward nested in a parallel section), uses a buffer of its own and gives the same result.
+#[test]
+fn shared_im2col_reentered_on_one_thread() {
+    let (p, _) = square_layer(
+        (32, 26, 64, 3, 2),
+        Activation::Leaky,
+        WinogradChoice::Off,
+        11,
+    );
+    let x = plain_input(32, 26);
+    let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let alone = flat(p.forward(&x).unwrap());
+    let nested = super::SHARED_COL.with(|cell| {
+        let _held = cell.borrow_mut();
+        flat(p.forward(&x).unwrap())
+    });
+    assert_eq!(nested, alone);
+}
