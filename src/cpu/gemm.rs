@@ -20,6 +20,12 @@ pub const MR: usize = 6;
 /// (measured 64, 128 and 256 within noise of each other).
 const KC: usize = 128;
 
+/// Floats after the last panel of a [`PackedA`], so that the last k of the last panel can be read as a vector of 8
+/// (its `MR` = 6 values and two more, unused). A masked load of only the six made the narrow columns of a block
+/// 2.5 times slower than their FMAs (measured: 49 columns 15% slower than 48; with this, 3-7%): it crossed a
+/// cache line at most k.
+const PANEL_PAD: usize = 8 - MR;
+
 /// `A` (`m × k`, row-major) packed into panels of [`MR`] rows.
 #[derive(Debug, Clone)]
 pub struct PackedA {
@@ -32,7 +38,8 @@ impl PackedA {
     /// Packs row-major `a` (`m × k`, row stride `lda`).
     pub fn new(a: &[f32], m: usize, k: usize, lda: usize) -> Self {
         let panels = m.div_ceil(MR);
-        let mut data = vec![0f32; panels * k * MR];
+        // PANEL_PAD floats past the last panel: a panel's MR values of one k are read as one 8-float vector.
+        let mut data = vec![0f32; panels * k * MR + PANEL_PAD];
         for r in 0..m {
             for (kk, v) in a[r * lda..r * lda + k].iter().enumerate() {
                 data[Self::index(panels, k, r, kk)] = *v;
@@ -367,7 +374,8 @@ mod x86 {
                 }
             }
             if T > 0 {
-                let av = _mm256_maskload_ps(ar, six());
+                // Lanes 6 and 7 (the next k's values, or PANEL_PAD) are never stored.
+                let av = _mm256_loadu_ps(ar);
                 for (q, x) in narrow.iter_mut().enumerate() {
                     *x = _mm256_fmadd_ps(av, _mm256_set1_ps(*br.add(NV * V::LANES + q)), *x);
                 }
@@ -443,7 +451,7 @@ mod x86 {
 
     /// Most columns past the last whole vector of a block that [`narrow_panels`] takes (see [`blocks`]).
     const NARROW: usize = 3;
-    // `narrow_panels` loads a panel's k values as 6 lanes of a vector.
+    // `narrow_panels` and `kernel` load a panel's k values as the first 6 of 8 lanes (PANEL_PAD = 2).
     const _: () = assert!(MR == 6);
 
     /// Every `MR`-row panel of rows `r0..r0+mlen` against `T` ≤ [`NARROW`] columns of one `kc` block of B (`b`,
@@ -518,14 +526,14 @@ mod x86 {
         col: usize,
         epi: Option<Epilogue>,
     ) {
-        let six = six();
         let ap: [*const f32; P] = std::array::from_fn(|i| a.panel(r0 / MR + i, k0, kc));
         let mut acc = [[_mm256_setzero_ps(); T]; P];
         for kk in 0..kc {
             let br = b.add(kk * ldb);
             let bv: [__m256; T] = std::array::from_fn(|q| _mm256_set1_ps(*br.add(q)));
             for (x, pa) in acc.iter_mut().zip(&ap) {
-                let av = _mm256_maskload_ps(pa.add(kk * MR), six);
+                // Lanes 6 and 7 (the next k's values, or PANEL_PAD) are never stored.
+                let av = _mm256_loadu_ps(pa.add(kk * MR));
                 for (y, bq) in x.iter_mut().zip(&bv) {
                     *y = _mm256_fmadd_ps(av, *bq, *y);
                 }
@@ -555,13 +563,6 @@ mod x86 {
                 epi(r0 + i * MR, col, &mut block[..rows]);
             }
         }
-    }
-
-    /// A panel's `MR` = 6 values of one k as the first lanes of a vector, read without touching the two floats
-    /// after them (the last k of the last panel ends the buffer).
-    #[inline(always)]
-    unsafe fn six() -> __m256i {
-        _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0)
     }
 
     /// Stores (`ACC`: adds) `T` columns held along a panel's rows (lane r = row r) to the first `rows` rows of
