@@ -686,7 +686,19 @@ mod x86 {
                 // stay in registers.
                 macro_rules! run {
                     ($nv:literal, $t:literal) => {
-                        panels::<V, $nv, $t>(a, r0, mlen, k0, kc, bj, padded, cj, ldc, (j, vectors), epi)
+                        panels::<V, $nv, $t>(
+                            a,
+                            r0,
+                            mlen,
+                            k0,
+                            kc,
+                            bj,
+                            padded,
+                            cj,
+                            ldc,
+                            (j, vectors),
+                            epi,
+                        )
                     };
                 }
                 match (vectors.div_ceil(V::LANES), narrow) {
