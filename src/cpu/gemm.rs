@@ -8,9 +8,10 @@
 //!
 //! Layout: `A` is cut into panels of [`MR`] rows stored k-major (`panel[k][r]`, zero rows past `m`), so the
 //! microkernel reads one contiguous [`MR`]-vector per `k`; `B` (`k × n`, row stride `ldb`) and `C` (row stride
-//! `ldc`) are read and written in place, with masked loads and stores for the last columns. The microkernel keeps
-//! an `MR × NV·LANES` block of `C` in registers (6 × 64 with AVX-512, 6 × 16 with AVX2) and runs over a block of
-//! [`KC`] rows of `B`, which stays in the L1 cache while every panel of `A` passes over it.
+//! `ldc`) are read and written in place, with masked loads and stores for the last columns (or, for 1-3 columns
+//! past whole vectors, one FMA per column along the panel's rows). The microkernel keeps an `MR × NV·LANES` block
+//! of `C` in registers (6 × 64 with AVX-512, 6 × 16 with AVX2) and runs over a block of [`KC`] rows of `B`, copied
+//! to a buffer that stays in the L1 cache while every panel of `A` passes over it.
 
 use super::Isa;
 
@@ -449,13 +450,15 @@ mod x86 {
         }
     }
 
-    /// Most columns past the last whole vector of a block that [`narrow_panels`] takes (see [`blocks`]).
+    /// Most columns past the last whole vector of a block that run along A's rows ([`kernel`]'s `T`, or
+    /// [`narrow_panels`] for a block of fewer than one vector; see [`blocks`]).
     const NARROW: usize = 3;
     // `narrow_panels` and `kernel` load a panel's k values as the first 6 of 8 lanes (PANEL_PAD = 2).
     const _: () = assert!(MR == 6);
 
     /// Every `MR`-row panel of rows `r0..r0+mlen` against `T` ≤ [`NARROW`] columns of one `kc` block of B (`b`,
-    /// row stride `ldb`; `c` at column `col` of C), vectorised along the panels' rows: per k one load of each
+    /// row stride `ldb`; `c` at column `col` of C) that has no whole vector before them (the last 1-3 columns of
+    /// a GEMM with AVX2's 16-column blocks), vectorised along the panels' rows: per k one load of each
     /// panel's `MR` values and `T` FMAs with the broadcast B values, where a masked vector costs `MR` FMAs. Four
     /// panels at a time, so that four FMA chains hide each other's latency. The sums are the microkernel's, in
     /// the same order (an FMA per k, then added to C after the first block of k): bit-identical results.
