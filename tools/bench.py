@@ -6,7 +6,7 @@
         [--weights weights/yolov4-tiny.weights] [--image weights/bus.jpg] [--yolov4-cfg PATH]
         [--yolov3-tiny-cfg weights/yolov3-tiny.cfg] [--yolov3-tiny-weights weights/yolov3-tiny.weights]
         [--case yolov4-tiny:1 ...] [--peers opencv,onnxruntime,openvino,ncnn] [--runs 20] [--warmup 5]
-        [--threads 2] [--skip-yolov4] [--no-ort] [--json out.json]
+        [--rounds 3] [--threads 2] [--skip-yolov4] [--no-ort] [--json out.json]
 
 Builds nothing: `--bin` must be an existing (release) binary. Cases (all at 416x416, f32): yolov4-tiny batch 1 and
 batch 8 (official weights), yolov4 batch 1 with random weights (`candle-darknet random-weights`, written once to
@@ -21,7 +21,11 @@ convolutions feeding them for OpenCV (whose [yolo] output is decoded boxes). The
 element outside 1e-3 + 1e-3*|ours| DISAGREES: it is not timed, it is reported, and the exit status is 1.
 Then ours (`candle-darknet bench --json`, RAYON_NUM_THREADS=threads) and each agreeing peer are timed, each in its
 own fresh process (so each peak RSS is that engine's alone): the median of `runs` forward calls of the whole batch
-after `warmup` untimed ones. Engine settings: tools/bench_peers.py. Converted models are cached in target/bench/.
+after `warmup` untimed ones. That is repeated for `rounds` rounds (default 3), the engines interleaved (ours first
+in even rounds, last in odd ones), and each engine's time is the median of its round medians: the host's speed
+drifts by tens of percent within minutes (measured: the same binary 14.2 and 16.8 ms on yolov3-tiny in two runs ten
+minutes apart, the peers unchanged), and one pass measures ours and a peer at different moments. The ratio of every
+round is printed too. Engine settings: tools/bench_peers.py. Converted models are cached in target/bench/.
 
 A peer that is not installed is skipped with a message naming what to install; with CI=true (or --require-all)
 that is an error. `--peers` chooses the peers (`--no-ort` drops ONNX Runtime).
@@ -41,6 +45,7 @@ import os
 import platform
 import queue
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -220,6 +225,8 @@ def main(argv=None) -> int:
     p.add_argument("--case", type=parse_case, action="append", help="NAME:BATCH, repeatable (default: all four)")
     p.add_argument("--peers", default=",".join(bp.ENGINES), help="comma-separated subset of " + ",".join(bp.ENGINES))
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="timing rounds, engines interleaved; each engine's time is the median of its rounds' medians")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-yolov4", action="store_true")
@@ -231,8 +238,8 @@ def main(argv=None) -> int:
                         "OpenVINO is limited by ONEDNN_MAX_CPU_ISA=AVX2 and OpenCV by OPENCV_CPU_DISABLE; ONNX "
                         "Runtime and ncnn have no such switch: shown, but not counted in ours/fastest")
     a = p.parse_args(argv)
-    if a.runs < 1 or a.warmup < 0:
-        p.error("--runs >= 1 and --warmup >= 0")
+    if a.runs < 1 or a.warmup < 0 or a.rounds < 1:
+        p.error("--runs >= 1, --rounds >= 1 and --warmup >= 0")
     quick = a.runs < 20
     peers = [e.strip() for e in a.peers.split(",") if e.strip()]
     bad = [e for e in peers if e not in bp.ENGINES]
@@ -326,30 +333,48 @@ def main(argv=None) -> int:
                      f"{AGREE_ATOL:g} + {AGREE_RTOL:g}*|ours|; not timed"), flush=True)
             if not chk["agrees"]:
                 disagreements.append(f"{label}: {bp.LABEL[e]}")
-        # 2. timing, each engine in its own process
-        o = ours(a.bin, cfg, w, a.image, batch, a.runs, a.warmup, a.threads)
-        if a.max_isa == "avx2" and our_isa(o) != "avx2":
-            print(f"error: --max-isa avx2 needs our AVX2 build, {a.bin} runs {our_isa(o)} kernels "
-                  "(make bench-avx2 builds target/avx2/release/candle-darknet)", file=sys.stderr)
-            return 2
-        ours_ms = o["forward"]["median_ms"]
-        bflops = o["bflops_per_image"]
+        # 2. timing, each engine in its own process, in interleaved rounds
+        agreeing = [e for e in active if engines[e]["check"]["agrees"]]
         for e in active:
-            if not engines[e]["check"]["agrees"]:
+            if e not in agreeing:
                 engines[e]["median_ms"] = None
-                continue
-            t = _in_fresh_process(f"{bp.LABEL[e]} on {label}", "bench_peers", "run", engine=e,
-                                  model=engines[e]["model"], cfg=cfg, input_bin=inp, batch=batch,
-                                  threads=a.threads, mode="time", runs=a.runs, warmup=a.warmup, size=SIZE)
+        ours_rounds: list[dict] = []
+        peer_rounds: dict[str, list[dict]] = {e: [] for e in agreeing}
+        for rnd in range(a.rounds):
+            order = ["ours"] + agreeing if rnd % 2 == 0 else agreeing[::-1] + ["ours"]
+            for e in order:
+                if e == "ours":
+                    o = ours(a.bin, cfg, w, a.image, batch, a.runs, a.warmup, a.threads)
+                    if a.max_isa == "avx2" and our_isa(o) != "avx2":
+                        print(f"error: --max-isa avx2 needs our AVX2 build, {a.bin} runs {our_isa(o)} kernels "
+                              "(make bench-avx2 builds target/avx2/release/candle-darknet)", file=sys.stderr)
+                        return 2
+                    ours_rounds.append(o)
+                    continue
+                peer_rounds[e].append(_in_fresh_process(
+                    f"{bp.LABEL[e]} on {label}", "bench_peers", "run", engine=e, model=engines[e]["model"],
+                    cfg=cfg, input_bin=inp, batch=batch, threads=a.threads, mode="time", runs=a.runs,
+                    warmup=a.warmup, size=SIZE))
+        o = ours_rounds[0]
+        ours_each = [x["forward"]["median_ms"] for x in ours_rounds]
+        ours_ms = statistics.median(ours_each)
+        bflops = o["bflops_per_image"]
+        for e in agreeing:
+            t = peer_rounds[e][0]
+            each = [x["latency_ms"]["median"] for x in peer_rounds[e]]
             engines[e].update(t)
-            engines[e]["median_ms"] = t["latency_ms"]["median"]
-            engines[e]["ratio_ours_over"] = ours_ms / t["latency_ms"]["median"]
+            engines[e]["round_medians_ms"] = each
+            engines[e]["peak_rss_mib"] = max((x.get("peak_rss_mib") or 0) for x in peer_rounds[e]) or None
+            engines[e]["median_ms"] = statistics.median(each)
+            engines[e]["ratio_ours_over"] = ours_ms / engines[e]["median_ms"]
         timed = {e: v for e, v in engines.items() if v.get("median_ms") and e in limited}
         fastest = min(timed, key=lambda e: timed[e]["median_ms"]) if timed else None
         r = {
             "model": name, "batch": batch, "size": SIZE, "weights": c["weights_note"], "bflops_per_image": bflops,
-            "ours_ms": ours_ms, "ours_gflops": bflops * batch / (ours_ms / 1000.0),
-            "ours_peak_rss_mib": o.get("peak_rss_mib"), "ours_isa": our_isa(o), "ours": o,
+            "ours_ms": ours_ms, "ours_round_medians_ms": ours_each,
+            "ours_gflops": bflops * batch / (ours_ms / 1000.0),
+            "ours_peak_rss_mib": max((x.get("peak_rss_mib") or 0) for x in ours_rounds) or None,
+            "ours_isa": our_isa(o), "ours": o,
             "peers": {e: {k: v for k, v in engines[e].items() if k != "model"} for e in engines},
             "fastest_peer": fastest, "max_isa": a.max_isa, "isa_limited_peers": sorted(limited & set(engines)),
             "ratio_ours_over_fastest": ours_ms / timed[fastest]["median_ms"] if fastest else None,
@@ -360,6 +385,9 @@ def main(argv=None) -> int:
             if v.get("median_ms") else f"{bp.LABEL[e]} DISAGREES" for e, v in engines.items()]
         if fastest:
             parts.append(f"ours/fastest {r['ratio_ours_over_fastest']:.2f} ({bp.LABEL[fastest]})")
+            if a.rounds > 1:
+                each = [f"{x / y:.2f}" for x, y in zip(ours_each, timed[fastest]["round_medians_ms"])]
+                parts.append(f"per round {' '.join(each)}")
         print(f"{label}: " + ", ".join(parts), flush=True)
     load1 = os.getloadavg()[0]
 
@@ -367,7 +395,7 @@ def main(argv=None) -> int:
     isas = sorted({r["ours_isa"] for r in results if r["ours_isa"]})
     print(f"{mach['cpu']}, AVX-512F {'yes' if mach['avx512f'] else 'no'}; our kernels: "
           f"{', '.join(isas) if isas else 'ISA not reported by the binary'}; median of {a.runs} runs after "
-          f"{a.warmup} warm-up, {a.threads} threads each; load average (1 min) {load0:.2f} before, {load1:.2f} after"
+          f"{a.warmup} warm-up, {a.threads} threads each, median of {a.rounds} interleaved rounds; load average (1 min) {load0:.2f} before, {load1:.2f} after"
           + ("  [fewer than 20 runs: not quotable]" if quick else ""))
     cols = [e for e in bp.ENGINES if e in active]
     hdr = f"{'model':<12} {'batch':>5} {'ours ms':>8}"
@@ -406,7 +434,7 @@ def main(argv=None) -> int:
         tmp = a.json + ".tmp"
         with open(tmp, "w") as f:
             json.dump({"machine": mach, "versions": vers, "load_before": load0, "load_after": load1,
-                       "threads": a.threads, "runs": a.runs, "warmup": a.warmup, "quick": quick,
+                       "threads": a.threads, "runs": a.runs, "warmup": a.warmup, "rounds": a.rounds, "quick": quick,
                        "agreement_tolerance": {"atol": AGREE_ATOL, "rtol": AGREE_RTOL}, "results": results}, f,
                       indent=1)
         os.replace(tmp, a.json)
