@@ -25,6 +25,9 @@ const MIN_TILES: usize = 16;
 /// speed of wide ones); 26×26 maps (49 tiles) gain.
 const MIN_F4_TILES: usize = 32;
 
+/// Most tiles per output-transform call (F(4×4) keeps 40 floats of scratch per tile: 40 KiB).
+const OUTPUT_TILES: usize = 256;
+
 /// Fewest tiles per chunk, on average, for the threads to run chunks of their own (see `run_winograd`).
 const MIN_CHUNK_TILES: usize = 56;
 
@@ -244,13 +247,26 @@ impl PackedConv {
                     let b = r / th;
                     let re = r1.min((b + 1) * th);
                     let out = y.0.add((b * m + f) * oh * ow);
-                    for gr in r..re {
+                    // The image's tile rows at once (their tiles are consecutive in M), in groups of at most
+                    // OUTPUT_TILES tiles so that the transform's scratch stays in L1.
+                    let group = (OUTPUT_TILES / tw).max(1);
+                    let mut gr = r;
+                    while gr < re {
+                        let ge = re.min(gr + group);
                         let oy = to * (gr % th);
+                        let n_out = (to * (ge - gr)).min(oh - oy);
                         let src = mm.0.add(f * nt + (gr - r0) * tw);
-                        let n_rows = to.min(oh - oy);
-                        let rows: [*mut f32; 4] =
-                            std::array::from_fn(|k| out.add((oy + k.min(n_rows - 1)) * ow));
-                        tile.output_row(src, m * nt, tw, ow, &rows[..n_rows], scratch);
+                        tile.output_rows(
+                            src,
+                            m * nt,
+                            tw,
+                            ge - gr,
+                            ow,
+                            n_out,
+                            out.add(oy * ow),
+                            scratch,
+                        );
+                        gr = ge;
                     }
                     let (oy0, oy1) = (to * (r % th), (to * ((re - 1) % th) + to).min(oh));
                     let rows = std::slice::from_raw_parts_mut(out.add(oy0 * ow), (oy1 - oy0) * ow);

@@ -216,36 +216,71 @@ unsafe fn input_row_generic(
 }
 
 crate::cpu::multiversion! {
-    /// [`output_tile`] for a whole row of tiles: `Y = Aᵀ M A` of the `tw` tiles whose GEMM outputs are
-    /// `m[ξ·mstride + tx]`, written to output rows `out0` (2·ty) and `out1` (2·ty + 1, absent past the bottom
-    /// edge), each `ow` wide. The same additions in the same order as [`output_tile`].
+    /// [`output_tile`] for `rows` consecutive tile rows of one image and filter (`tw` tiles each), whose GEMM
+    /// outputs are `m[ξ·mstride + t]` for tile t = row·`tw` + tx, written to the `oh` output rows starting at
+    /// `out` (row stride `ow`; `2·(rows - 1) < oh ≤ 2·rows`, one fewer past the bottom edge). The same additions
+    /// in the same order as [`output_tile`], over all `rows·tw` tiles at once so that they fill whole vectors on
+    /// small maps (a 13×13 map has 7 tiles per row: one tile row at a time, the loop ran scalar), then each
+    /// output row interleaves its tiles' two pixels. `scratch` holds the four pixels of every tile.
     ///
     /// # Safety
-    /// `m.add(ξ·mstride + tx)` must be valid for reads for ξ < 16, tx < tw; `out0` and `out1` valid for writes of
-    /// `ow` floats (they may be uninitialised) and accessed by no other thread; `ow <= 2·tw`.
-    pub unsafe fn output_row(
+    /// `m.add(ξ·mstride + t)` must be valid for reads for ξ < 16, t < rows·tw; `out` valid for writes of `oh·ow`
+    /// floats (they may be uninitialised) and accessed by no other thread; `2·(tw - 1) < ow ≤ 2·tw`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn output_rows(
         m: *const f32,
         mstride: usize,
         tw: usize,
+        rows: usize,
         ow: usize,
-        out0: *mut f32,
-        out1: Option<*mut f32>,
-    ) = output_row_generic
+        oh: usize,
+        out: *mut f32,
+        scratch: &mut Vec<f32>,
+    ) = output_rows_generic
 }
 
 #[inline(always)]
-unsafe fn output_row_generic(
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_rows_generic(
     m: *const f32,
     mstride: usize,
     tw: usize,
+    rows: usize,
     ow: usize,
-    out0: *mut f32,
-    out1: Option<*mut f32>,
+    oh: usize,
+    out: *mut f32,
+    scratch: &mut Vec<f32>,
 ) {
-    // Rows 0-2 of M give output row 2·ty (s0), rows 1-3 output row 2·ty + 1 (s1).
-    write_output_row::<false>(out0, ow, tw, m, mstride, 0);
-    if let Some(out1) = out1 {
-        write_output_row::<true>(out1, ow, tw, m, mstride, 4);
+    let n = rows * tw;
+    if scratch.len() < 4 * n {
+        scratch.resize(4 * n, 0.0);
+    }
+    // SAFETY (caller's contract): the 16 rows of M hold n values each.
+    let g: [&[f32]; 16] =
+        std::array::from_fn(|i| std::slice::from_raw_parts(m.add(i * mstride), n));
+    let [y0, y1, y2, y3] = super::split4_mut(&mut scratch[..4 * n], n);
+    // Output row 2·ty from M rows 0-2 (sums), row 2·ty + 1 from rows 1-3 (differences).
+    pixels::<false>(
+        [g[0], g[1], g[2], g[3]],
+        [g[4], g[5], g[6], g[7]],
+        [g[8], g[9], g[10], g[11]],
+        y0,
+        y1,
+    );
+    pixels::<true>(
+        [g[4], g[5], g[6], g[7]],
+        [g[8], g[9], g[10], g[11]],
+        [g[12], g[13], g[14], g[15]],
+        y2,
+        y3,
+    );
+    let y: [&[f32]; 4] = [y0, y1, y2, y3];
+    for oy in 0..oh {
+        let (i, r) = (oy / 2, oy % 2);
+        let tiles = i * tw..(i + 1) * tw;
+        // SAFETY (caller's contract): output row oy holds ow floats.
+        let row = std::slice::from_raw_parts_mut(out.add(oy * ow), ow);
+        super::interleave2(row, [&y[2 * r][tiles.clone()], &y[2 * r + 1][tiles]]);
     }
 }
 
@@ -259,38 +294,28 @@ fn col<const SUB: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// One output row from M rows `ξ = base + 4k + j` (k = 0..3): `s_j = col(M_j, M_{4+j}, M_{8+j})`, then pixel
-/// `2·tx = (s0 + s1) + s2` and `2·tx + 1 = (s1 - s2) - s3`. Unchecked indexing (`ow <= 2·tw`, every M row
-/// holds tw values) so that the loop vectorises.
+/// One output row's two pixels of every tile from M rows `a`, `b`, `c` (four columns j each): `s_j = col(a_j,
+/// b_j, c_j)`, then `p0 = (s0 + s1) + s2` and `p1 = (s1 - s2) - s3`.
 #[inline(always)]
-unsafe fn write_output_row<const SUB: bool>(
-    o: *mut f32,
-    ow: usize,
-    tw: usize,
-    m: *const f32,
-    mstride: usize,
-    base: usize,
+fn pixels<const SUB: bool>(
+    a: [&[f32]; 4],
+    b: [&[f32]; 4],
+    c: [&[f32]; 4],
+    p0: &mut [f32],
+    p1: &mut [f32],
 ) {
-    let p = |k: usize, j: usize| m.add((base + 4 * k + j) * mstride);
-    let (a0, a1, a2, a3) = (p(0, 0), p(0, 1), p(0, 2), p(0, 3));
-    let (b0, b1, b2, b3) = (p(1, 0), p(1, 1), p(1, 2), p(1, 3));
-    let (c0, c1, c2, c3) = (p(2, 0), p(2, 1), p(2, 2), p(2, 3));
-    let s = |a: *const f32, b: *const f32, c: *const f32, tx: usize| {
-        col::<SUB>(*a.add(tx), *b.add(tx), *c.add(tx))
-    };
-    for tx in 0..ow / 2 {
-        let (s0, s1, s2, s3) = (
-            s(a0, b0, c0, tx),
-            s(a1, b1, c1, tx),
-            s(a2, b2, c2, tx),
-            s(a3, b3, c3, tx),
-        );
-        *o.add(2 * tx) = (s0 + s1) + s2;
-        *o.add(2 * tx + 1) = (s1 - s2) - s3;
-    }
-    if ow % 2 == 1 {
-        let tx = tw - 1;
-        *o.add(ow - 1) = (s(a0, b0, c0, tx) + s(a1, b1, c1, tx)) + s(a2, b2, c2, tx);
+    let n = p0.len();
+    let p1 = &mut p1[..n];
+    let [a0, a1, a2, a3] = a.map(|v| &v[..n]);
+    let [b0, b1, b2, b3] = b.map(|v| &v[..n]);
+    let [c0, c1, c2, c3] = c.map(|v| &v[..n]);
+    for t in 0..n {
+        let s0 = col::<SUB>(a0[t], b0[t], c0[t]);
+        let s1 = col::<SUB>(a1[t], b1[t], c1[t]);
+        let s2 = col::<SUB>(a2[t], b2[t], c2[t]);
+        let s3 = col::<SUB>(a3[t], b3[t], c3[t]);
+        p0[t] = (s0 + s1) + s2;
+        p1[t] = (s1 - s2) - s3;
     }
 }
 
@@ -343,28 +368,39 @@ mod tests {
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     "input {h}x{w} pad {pad} ty {ty}"
                 );
-                // Output transform of arbitrary M.
-                let m = rand_vec(16 * tw, ty as u64 + 7);
-                let mut o0 = vec![0f32; ow];
-                let mut o1 = vec![0f32; ow];
-                // SAFETY: m holds 16·tw values; o0 and o1 hold ow ≤ 2·tw floats.
-                unsafe {
-                    output_row(
-                        m.as_ptr(),
-                        tw,
-                        tw,
-                        ow,
-                        o0.as_mut_ptr(),
-                        Some(o1.as_mut_ptr()),
-                    )
-                };
-                for tx in 0..tw {
-                    let r = output_tile(&m[tx..], tw);
-                    assert_eq!(o0[2 * tx].to_bits(), r[0].to_bits());
-                    assert_eq!(o1[2 * tx].to_bits(), r[2].to_bits());
-                    if 2 * tx + 1 < ow {
-                        assert_eq!(o0[2 * tx + 1].to_bits(), r[1].to_bits());
-                        assert_eq!(o1[2 * tx + 1].to_bits(), r[3].to_bits());
+                // Output transform of arbitrary M over tile rows ty..th, both numbers of output rows in the last
+                // of them (the bottom edge).
+                let rows = th - ty;
+                let n = rows * tw;
+                let m = rand_vec(16 * n, ty as u64 + 7);
+                for oh in 2 * rows - 1..=2 * rows {
+                    let mut o = vec![f32::NAN; oh * ow];
+                    // SAFETY: m holds 16·n values; o holds oh rows of ow ≤ 2·tw floats.
+                    unsafe {
+                        output_rows(
+                            m.as_ptr(),
+                            n,
+                            tw,
+                            rows,
+                            ow,
+                            oh,
+                            o.as_mut_ptr(),
+                            &mut scratch,
+                        )
+                    };
+                    for t in 0..n {
+                        let (i, tx) = (t / tw, t % tw);
+                        let r = output_tile(&m[t..], n);
+                        for (k, want) in r.iter().enumerate() {
+                            let (oy, ox) = (2 * i + k / 2, 2 * tx + k % 2);
+                            if oy < oh && ox < ow {
+                                assert_eq!(
+                                    o[oy * ow + ox].to_bits(),
+                                    want.to_bits(),
+                                    "({oy}, {ox})"
+                                );
+                            }
+                        }
                     }
                 }
             }

@@ -16,7 +16,7 @@
 //! few times larger (docs/cpu-inference.md gives the worst layer error per tile size on every reference), still
 //! well inside the parity tolerance.
 //!
-//! The row forms ([`input_row`], [`output_row`]) perform exactly the additions and multiplications of the
+//! The row forms ([`input_row`], [`output_rows`]) perform exactly the additions and multiplications of the
 //! per-tile reference forms ([`input_tile`], [`output_tile`]) in the same order, so they are bit-identical to
 //! them (unit test), arranged as contiguous loops over the tiles of a row that LLVM vectorises.
 
@@ -114,7 +114,7 @@ fn input_tile(
 }
 
 /// `Y = Aᵀ M A` of one tile's 36 GEMM outputs `m[ξ·stride]`: the 4×4 outputs, row-major. The per-tile reference
-/// form of [`output_row`].
+/// form of [`output_rows`].
 #[cfg(test)]
 #[allow(clippy::needless_range_loop)] // s is filled column by column: a transposition, clearer with indices
 fn output_tile(m: &[f32], stride: usize) -> [[f32; 4]; 4] {
@@ -305,101 +305,91 @@ fn cols_bt(e0: &[f32], e1: &[f32], e2: &[f32], e3: &[f32], v: [&mut [f32]; 6]) {
 }
 
 crate::cpu::multiversion! {
-    /// `Y = Aᵀ M A` of the `tw` tiles whose GEMM outputs are `m[ξ·mstride + tx]`, written to the output rows `out`
-    /// (4·ty .. 4·ty + out.len(); fewer than four past the bottom edge), each `ow` wide. `scratch` holds the
-    /// first stage's 24 rows of `tw`.
+    /// `Y = Aᵀ M A` of `rows` consecutive tile rows of one image and filter (`tw` tiles each), whose GEMM outputs
+    /// are `m[ξ·mstride + t]` for tile t = row·`tw` + tx, written to the `oh` output rows starting at `out` (row
+    /// stride `ow`; `4·(rows - 1) < oh ≤ 4·rows`, fewer than `4·rows` past the bottom edge). Both stages run over
+    /// all `rows·tw` tiles at once, so that they fill whole vectors on small maps (a 26×26 map has 7 tiles per
+    /// row), then each output row interleaves its tiles' four pixels. `scratch` holds the stages' 40 rows of
+    /// `rows·tw`.
     ///
     /// # Safety
-    /// `m.add(ξ·mstride + tx)` must be valid for reads for ξ < 36, tx < tw; each row pointer valid for writes of
-    /// `ow` floats (they may be uninitialised) and accessed by no other thread; `4·(tw - 1) < ow ≤ 4·tw`.
-    pub unsafe fn output_row(
+    /// `m.add(ξ·mstride + t)` must be valid for reads for ξ < 36, t < rows·tw; `out` valid for writes of
+    /// `oh·ow` floats (they may be uninitialised) and accessed by no other thread; `4·(tw - 1) < ow ≤ 4·tw`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn output_rows(
         m: *const f32,
         mstride: usize,
         tw: usize,
+        rows: usize,
         ow: usize,
-        out: &[*mut f32],
+        oh: usize,
+        out: *mut f32,
         scratch: &mut Vec<f32>,
-    ) = output_row_generic
+    ) = output_rows_generic
 }
 
 #[inline(always)]
-unsafe fn output_row_generic(
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_rows_generic(
     m: *const f32,
     mstride: usize,
     tw: usize,
+    rows: usize,
     ow: usize,
-    out: &[*mut f32],
+    oh: usize,
+    out: *mut f32,
     scratch: &mut Vec<f32>,
 ) {
-    if scratch.len() < 24 * tw {
-        scratch.resize(24 * tw, 0.0);
+    let n = rows * tw;
+    if scratch.len() < 40 * n {
+        scratch.resize(40 * n, 0.0);
     }
-    // First stage, once for all output rows: s[R·6 + j][tx] = (Aᵀ M_{·j})_R for the six columns j (each row R
-    // used to recompute all four and keep one).
-    let s = &mut scratch[..24 * tw];
+    let (s, y) = scratch[..40 * n].split_at_mut(24 * n);
+    // First stage: s[(R·6 + j)·n + t] = (Aᵀ M_{·j})_R for the six columns j of every tile.
     for j in 0..6 {
-        // SAFETY (caller's contract): the 36 rows of M hold tw values each.
+        // SAFETY (caller's contract): the 36 rows of M hold n values each.
         let g: [&[f32]; 6] =
-            std::array::from_fn(|i| std::slice::from_raw_parts(m.add((i * 6 + j) * mstride), tw));
-        let (s0, rest) = s.split_at_mut(6 * tw);
-        let (s1, rest) = rest.split_at_mut(6 * tw);
-        let (s2, s3) = rest.split_at_mut(6 * tw);
-        first_stage(
+            std::array::from_fn(|i| std::slice::from_raw_parts(m.add((i * 6 + j) * mstride), n));
+        let [s0, s1, s2, s3] = super::split4_mut(s, 6 * n);
+        at_rows(
             g,
             [
-                &mut s0[j * tw..(j + 1) * tw],
-                &mut s1[j * tw..(j + 1) * tw],
-                &mut s2[j * tw..(j + 1) * tw],
-                &mut s3[j * tw..(j + 1) * tw],
+                &mut s0[j * n..(j + 1) * n],
+                &mut s1[j * n..(j + 1) * n],
+                &mut s2[j * n..(j + 1) * n],
+                &mut s3[j * n..(j + 1) * n],
             ],
         );
     }
-    for (r, &row) in out.iter().enumerate() {
-        write_output_row(row, ow, tw, &s[r * 6 * tw..(r + 1) * 6 * tw]);
+    // Second stage: y[(R·4 + q)·n + t] = (Aᵀ s_R)_q, the pixel (R, q) of every tile.
+    for r in 0..4 {
+        let sr = &s[r * 6 * n..(r + 1) * 6 * n];
+        let g: [&[f32]; 6] = std::array::from_fn(|j| &sr[j * n..(j + 1) * n]);
+        at_rows(g, super::split4_mut(&mut y[r * 4 * n..(r + 1) * 4 * n], n));
+    }
+    for oy in 0..oh {
+        let (i, r) = (oy / 4, oy % 4);
+        let q: [&[f32]; 4] =
+            std::array::from_fn(|q| &y[(r * 4 + q) * n + i * tw..(r * 4 + q) * n + (i + 1) * tw]);
+        // SAFETY (caller's contract): output row oy holds ow floats.
+        super::interleave4(std::slice::from_raw_parts_mut(out.add(oy * ow), ow), q);
     }
 }
 
-/// `o_R[tx] = (Aᵀ (g_0[tx] … g_5[tx]))_R` for the four R, over a row of tiles.
+/// `Aᵀ · (g_0[t] … g_5[t])` for every t, its four values to `o_0[t] … o_3[t]`.
 #[inline(always)]
-fn first_stage(g: [&[f32]; 6], o: [&mut [f32]; 4]) {
+fn at_rows(g: [&[f32]; 6], o: [&mut [f32]; 4]) {
     let [o0, o1, o2, o3] = o;
     let n = o0.len();
     let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
     let (g0, g1, g2) = (&g[0][..n], &g[1][..n], &g[2][..n]);
     let (g3, g4, g5) = (&g[3][..n], &g[4][..n], &g[5][..n]);
-    for tx in 0..n {
-        let y = at(g0[tx], g1[tx], g2[tx], g3[tx], g4[tx], g5[tx]);
-        o0[tx] = y[0];
-        o1[tx] = y[1];
-        o2[tx] = y[2];
-        o3[tx] = y[3];
-    }
-}
-
-/// One output row of the tile row from its first-stage values `s` (six rows of `tw`: `s_j`): the four pixels
-/// `Aᵀ s` of each tile (the last tile may be cut by the right edge). Read through pointers, as before the
-/// first stage moved out: written with slices, LLVM left this loop scalar.
-#[inline(always)]
-unsafe fn write_output_row(o: *mut f32, ow: usize, tw: usize, s: &[f32]) {
-    assert!(s.len() >= 6 * tw);
-    let sp: [*const f32; 6] = std::array::from_fn(|j| s.as_ptr().add(j * tw));
-    // SAFETY: tx < tw, so every read is inside `s` (asserted above).
-    let tile = |tx: usize| -> [f32; 4] {
-        let g = |j: usize| *sp[j].add(tx);
-        at(g(0), g(1), g(2), g(3), g(4), g(5))
-    };
-    let full = ow / 4;
-    for tx in 0..full {
-        let y = tile(tx);
-        for (q, v) in y.iter().enumerate() {
-            *o.add(4 * tx + q) = *v;
-        }
-    }
-    if full < tw {
-        let y = tile(full);
-        for (q, v) in y.iter().enumerate().take(ow - 4 * full) {
-            *o.add(4 * full + q) = *v;
-        }
+    for t in 0..n {
+        let y = at(g0[t], g1[t], g2[t], g3[t], g4[t], g5[t]);
+        o0[t] = y[0];
+        o1[t] = y[1];
+        o2[t] = y[2];
+        o3[t] = y[3];
     }
 }
 
@@ -476,19 +466,38 @@ mod tests {
                 }
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "input {h}x{w} pad {pad} ty {ty}");
-                // Output transform of arbitrary M, every number of rows (bottom edge).
-                let m = rand_vec(36 * tw, ty as u64 + 7);
-                for rows in 1..=4 {
-                    let mut o = vec![vec![0f32; ow]; rows];
-                    let ptrs: Vec<*mut f32> = o.iter_mut().map(|r| r.as_mut_ptr()).collect();
-                    // SAFETY: m holds 36·tw values; each row of o holds ow ≤ 4·tw floats.
-                    unsafe { output_row(m.as_ptr(), tw, tw, ow, &ptrs, &mut scratch) };
-                    for tx in 0..tw {
-                        let y = output_tile(&m[tx..], tw);
-                        for (r, orow) in o.iter().enumerate() {
-                            for q in 0..4 {
-                                if 4 * tx + q < ow {
-                                    assert_eq!(orow[4 * tx + q].to_bits(), y[r][q].to_bits());
+                // Output transform of arbitrary M over tile rows ty..th, every number of output rows in the
+                // last of them (the bottom edge).
+                let rows = th - ty;
+                let n = rows * tw;
+                let m = rand_vec(36 * n, ty as u64 + 7);
+                for oh in 4 * (rows - 1) + 1..=4 * rows {
+                    let mut o = vec![f32::NAN; oh * ow];
+                    // SAFETY: m holds 36·n values; o holds oh rows of ow ≤ 4·tw floats.
+                    unsafe {
+                        output_rows(
+                            m.as_ptr(),
+                            n,
+                            tw,
+                            rows,
+                            ow,
+                            oh,
+                            o.as_mut_ptr(),
+                            &mut scratch,
+                        )
+                    };
+                    for t in 0..n {
+                        let (i, tx) = (t / tw, t % tw);
+                        let y = output_tile(&m[t..], n);
+                        for (r, yr) in y.iter().enumerate() {
+                            for (q, want) in yr.iter().enumerate() {
+                                let (oy, ox) = (4 * i + r, 4 * tx + q);
+                                if oy < oh && ox < ow {
+                                    assert_eq!(
+                                        o[oy * ow + ox].to_bits(),
+                                        want.to_bits(),
+                                        "({oy}, {ox})"
+                                    );
                                 }
                             }
                         }
