@@ -28,6 +28,9 @@ const MIN_F4_TILES: usize = 32;
 /// Most tiles per output-transform call (F(4×4) keeps 40 floats of scratch per tile: 40 KiB).
 const OUTPUT_TILES: usize = 256;
 
+/// Most tiles per input-transform call (F(4×4) keeps about 60 floats of scratch per tile: 60 KiB).
+const INPUT_TILES: usize = 256;
+
 /// Fewest tiles per chunk, on average, for the threads to run chunks of their own (see `run_winograd`).
 const MIN_CHUNK_TILES: usize = 56;
 
@@ -183,11 +186,15 @@ impl PackedConv {
         SCRATCH.with(|scratch| {
             let scratch = &mut *scratch.borrow_mut();
             for ci in c0..c1 {
-                for r in r0..r1 {
+                // The tile rows of one image at once, in groups of at most INPUT_TILES tiles.
+                let mut r = r0;
+                while r < r1 {
                     let (b, ty) = (r / th, r % th);
+                    let re = r1.min((b + 1) * th).min(r + (INPUT_TILES / tw).max(1));
                     let plane = x.plane(b, ci);
                     let dst = v.0.add(ci * nt + (r - r0) * tw);
-                    tile.input_row(plane, h, w, self.pad, ty, tw, dst, c * nt, scratch);
+                    tile.input_rows(plane, h, w, self.pad, ty, re - r, tw, dst, c * nt, scratch);
+                    r = re;
                 }
             }
         });

@@ -16,7 +16,7 @@
 //! few times larger (docs/cpu-inference.md gives the worst layer error per tile size on every reference), still
 //! well inside the parity tolerance.
 //!
-//! The row forms ([`input_row`], [`output_rows`]) perform exactly the additions and multiplications of the
+//! The row forms ([`input_rows`], [`output_rows`]) perform exactly the additions and multiplications of the
 //! per-tile reference forms ([`input_tile`], [`output_tile`]) in the same order, so they are bit-identical to
 //! them (unit test), arranged as contiguous loops over the tiles of a row that LLVM vectorises.
 
@@ -79,7 +79,7 @@ fn at(m0: f32, m1: f32, m2: f32, m3: f32, m4: f32, m5: f32) -> [f32; 4] {
 }
 
 /// `V = Bᵀ d B` of the 6×6 patch whose top-left input pixel is (`iy`, `ix`) (zeros outside the plane), written to
-/// `v[ξ·stride]` for ξ = 0..36. The per-tile reference form of [`input_row`].
+/// `v[ξ·stride]` for ξ = 0..36. The per-tile reference form of [`input_rows`].
 #[cfg(test)]
 #[allow(clippy::needless_range_loop)] // t is filled column by column: a transposition, clearer with indices
 fn input_tile(
@@ -130,104 +130,137 @@ fn output_tile(m: &[f32], stride: usize) -> [[f32; 4]; 4] {
 }
 
 crate::cpu::multiversion! {
-    /// `V` of the `tw` tiles of tile row `ty` of one channel plane (`h`×`w`, padding `pad`), written to
-    /// `v[ξ·vstride + tx]`: the six `Bᵀ` row combinations over whole padded input rows, a split of each into its
-    /// four column phases (the tiles advance by four pixels), then the six `B` column combinations.
+    /// `V` of the `rows·tw` tiles of tile rows `ty0..ty0 + rows` of one channel plane (`h`×`w`, padding `pad`),
+    /// written to `v[ξ·vstride + i·tw + tx]` (tile tx of row ty0 + i): the six `Bᵀ` row combinations over whole
+    /// padded input rows, a split of them into their four column phases (the tiles advance by four pixels), then
+    /// the six `B` column combinations — the last two steps over all the tiles at once, so that they fill whole
+    /// vectors on small maps (26×26: 7 tiles per row).
     ///
     /// # Safety
-    /// `v.add(ξ·vstride + tx)` must be valid for writes for ξ < 36, tx < tw, and no other thread may access them.
-    pub unsafe fn input_row(
+    /// `v.add(ξ·vstride + t)` must be valid for writes for ξ < 36, t < rows·tw, and no other thread may access
+    /// them.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn input_rows(
         plane: &[f32],
         h: usize,
         w: usize,
         pad: usize,
-        ty: usize,
+        ty0: usize,
+        rows: usize,
         tw: usize,
         v: *mut f32,
         vstride: usize,
         scratch: &mut Vec<f32>,
-    ) = input_row_generic
+    ) = input_rows_generic
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn input_row_generic(
+unsafe fn input_rows_generic(
     plane: &[f32],
     h: usize,
     w: usize,
     pad: usize,
-    ty: usize,
+    ty0: usize,
+    rows: usize,
     tw: usize,
     v: *mut f32,
     vstride: usize,
     scratch: &mut Vec<f32>,
 ) {
-    // Padded rows of length l = 4·(tw + 1) ≥ w + 2·pad (a 3×3 stride-1 layer's output width is w + 2·pad - 2
-    // ≤ 4·tw), so tile tx reads columns 4tx..4tx+5 < l.
-    let l = 4 * (tw + 1);
+    // The Bᵀ rows of tile row i are padded input columns 0..4·tw + 2 (tile tx reads 4tx..4tx + 5); they are kept
+    // at i·4·tw, so that column phase j of tile t = i·tw + tx is at 4t + j for every row: the last two columns
+    // spill into the next row's first two and are saved (`spill`) before it overwrites them.
+    let lw = 4 * tw;
     assert!(
-        l >= w + 2 * pad + 2,
-        "Winograd F4 row: {tw} tiles cannot cover width {w} with padding {pad}"
+        pad + w <= lw + 2,
+        "Winograd F4 rows: {tw} tiles cannot cover width {w} with padding {pad}"
     );
-    let t1 = tw + 1;
-    // Scratch: a zero row (w), the six padded Bᵀ rows (6·l), then the four phases of each of them (6·4·t1).
-    let need = w + 6 * l + 24 * t1;
+    let n = rows * tw;
+    let tl = rows * lw + 2;
+    // Scratch: a zero row (w), the six Bᵀ rows (6·tl), the spilled columns (12·rows), the six phase arrays of
+    // each of the six Bᵀ rows (36·n).
+    let need = w + 6 * tl + 12 * rows + 36 * n;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let (zero, rest) = scratch.split_at_mut(w);
+    let (zero, rest) = scratch[..need].split_at_mut(w);
     zero.fill(0.0);
-    let (p, ph) = rest.split_at_mut(6 * l);
-    for r in 0..6 {
-        p[r * l..r * l + pad].fill(0.0);
-        p[r * l + pad + w..(r + 1) * l].fill(0.0);
-    }
-    // t = Bᵀ d over whole rows, then per t row its four column phases and the B column combinations. Every
-    // loop works on distinct slices passed as separate arguments, which LLVM knows do not alias, so it
-    // vectorises them (with raw pointers it kept the phase split scalar: 10% of the forward).
+    let (t, rest) = rest.split_at_mut(6 * tl);
+    let (spill, e) = rest.split_at_mut(12 * rows);
     let row = |i: usize| -> &[f32] {
-        let iy = (4 * ty + i) as isize - pad as isize;
+        let iy = i as isize - pad as isize;
         if iy >= 0 && (iy as usize) < h {
             &plane[iy as usize * w..iy as usize * w + w]
         } else {
             &zero[..]
         }
     };
-    let (p0, p) = p.split_at_mut(l);
-    let (p1, p) = p.split_at_mut(l);
-    let (p2, p) = p.split_at_mut(l);
-    let (p3, p) = p.split_at_mut(l);
-    let (p4, p5) = p.split_at_mut(l);
-    rows_bt(
-        [row(0), row(1), row(2), row(3), row(4), row(5)],
-        &mut p0[pad..pad + w],
-        &mut p1[pad..pad + w],
-        &mut p2[pad..pad + w],
-        &mut p3[pad..pad + w],
-        &mut p4[pad..pad + w],
-        &mut p5[pad..pad + w],
-    );
-    // Every row's phases first, then the column combinations: LLVM keeps the phase split scalar, and vector
-    // loads of values that scalar stores have just written cannot be forwarded from them and stall (measured:
-    // 16% of this function's time on one load); six rows later those stores have reached the cache.
-    let ph = &mut ph[..24 * t1];
-    for (pi, e) in [&*p0, &*p1, &*p2, &*p3, &*p4, &*p5]
-        .into_iter()
-        .zip(ph.chunks_exact_mut(4 * t1))
     {
-        let (e0, e) = e.split_at_mut(t1);
-        let (e1, e) = e.split_at_mut(t1);
-        let (e2, e3) = e.split_at_mut(t1);
-        split4(pi, e0, e1, e2, e3);
+        let [t0, t1, t2, t3, t4, t5] = split6_mut(t, tl);
+        for i in 0..rows {
+            let (o, y0) = (i * lw, 4 * (ty0 + i));
+            for tq in [&mut *t0, &mut *t1, &mut *t2, &mut *t3, &mut *t4, &mut *t5] {
+                tq[o..o + pad].fill(0.0);
+                tq[o + pad + w..o + lw + 2].fill(0.0);
+            }
+            let (a, b) = (o + pad, o + pad + w);
+            rows_bt(
+                [
+                    row(y0),
+                    row(y0 + 1),
+                    row(y0 + 2),
+                    row(y0 + 3),
+                    row(y0 + 4),
+                    row(y0 + 5),
+                ],
+                &mut t0[a..b],
+                &mut t1[a..b],
+                &mut t2[a..b],
+                &mut t3[a..b],
+                &mut t4[a..b],
+                &mut t5[a..b],
+            );
+            for (q, tq) in [&*t0, &*t1, &*t2, &*t3, &*t4, &*t5].into_iter().enumerate() {
+                spill[(q * rows + i) * 2..(q * rows + i) * 2 + 2]
+                    .copy_from_slice(&tq[o + lw..o + lw + 2]);
+            }
+        }
     }
-    for (i, e) in ph.chunks_exact(4 * t1).enumerate() {
-        let (e0, e) = e.split_at(t1);
-        let (e1, e) = e.split_at(t1);
-        let (e2, e3) = e.split_at(t1);
-        // SAFETY (caller's contract): the six rows ξ = 6i..6i+6 of V, tw floats each, are ours alone.
-        let vr = |j: usize| std::slice::from_raw_parts_mut(v.add((i * 6 + j) * vstride), tw);
-        cols_bt(e0, e1, e2, e3, [vr(0), vr(1), vr(2), vr(3), vr(4), vr(5)]);
+    // Every row's phases first, then the column combinations (vector loads of values just stored by scalar
+    // stores stall).
+    for (q, eq) in e.chunks_exact_mut(6 * n).enumerate() {
+        let [e0, e1, e2, e3, e4, e5] = split6_mut(eq, n);
+        super::deinterleave4(
+            &t[q * tl..q * tl + 4 * n],
+            [&mut *e0, &mut *e1, &mut *e2, &mut *e3],
+        );
+        // Columns 4 and 5 of tile t are phases 0 and 1 of tile t + 1, but for a row's last tile the spilled ones.
+        e4[..n - 1].copy_from_slice(&e0[1..]);
+        e5[..n - 1].copy_from_slice(&e1[1..]);
+        for i in 0..rows {
+            let (at, sp) = (i * tw + tw - 1, (q * rows + i) * 2);
+            e4[at] = spill[sp];
+            e5[at] = spill[sp + 1];
+        }
     }
+    for (q, eq) in e.chunks_exact(6 * n).enumerate() {
+        let a: [&[f32]; 6] = std::array::from_fn(|j| &eq[j * n..(j + 1) * n]);
+        // SAFETY (caller's contract): the six rows ξ = 6q..6q+6 of V, n floats each, are ours alone.
+        let vr = |j: usize| std::slice::from_raw_parts_mut(v.add((q * 6 + j) * vstride), n);
+        cols_bt(a, [vr(0), vr(1), vr(2), vr(3), vr(4), vr(5)]);
+    }
+}
+
+/// The six consecutive `len`-long pieces at the start of `s`.
+#[inline(always)]
+fn split6_mut(s: &mut [f32], len: usize) -> [&mut [f32]; 6] {
+    let (a, rest) = s.split_at_mut(len);
+    let (b, rest) = rest.split_at_mut(len);
+    let (c, rest) = rest.split_at_mut(len);
+    let (d, rest) = rest.split_at_mut(len);
+    let (e, rest) = rest.split_at_mut(len);
+    [a, b, c, d, e, &mut rest[..len]]
 }
 
 /// `o_r[x] = (Bᵀ (d_0[x] … d_5[x]))_r` over whole rows.
@@ -261,46 +294,27 @@ fn rows_bt(
     }
 }
 
-/// The four column phases of a padded row: `e_j[k] = row[4k + j]`.
+/// `V` rows of one `Bᵀ` row: tile t combines its six columns `a_0[t] … a_5[t]`.
 #[inline(always)]
-fn split4(row: &[f32], e0: &mut [f32], e1: &mut [f32], e2: &mut [f32], e3: &mut [f32]) {
-    for (k, c) in row.chunks_exact(4).take(e0.len()).enumerate() {
-        e0[k] = c[0];
-        e1[k] = c[1];
-        e2[k] = c[2];
-        e3[k] = c[3];
-    }
-}
-
-/// `V` rows of one t row: tile tx combines columns 4tx..4tx+5 = e0[tx], e1[tx], e2[tx], e3[tx], e0[tx+1],
-/// e1[tx+1].
-#[inline(always)]
-fn cols_bt(e0: &[f32], e1: &[f32], e2: &[f32], e3: &[f32], v: [&mut [f32]; 6]) {
+fn cols_bt(a: [&[f32]; 6], v: [&mut [f32]; 6]) {
     let [v0, v1, v2, v3, v4, v5] = v;
-    let tw = v0.len();
-    let (a0, a1, a2, a3, b0, b1) = (
-        &e0[..tw],
-        &e1[..tw],
-        &e2[..tw],
-        &e3[..tw],
-        &e0[1..tw + 1],
-        &e1[1..tw + 1],
-    );
+    let n = v0.len();
+    let [a0, a1, a2, a3, b0, b1] = a.map(|x| &x[..n]);
     let (v1, v2, v3, v4, v5) = (
-        &mut v1[..tw],
-        &mut v2[..tw],
-        &mut v3[..tw],
-        &mut v4[..tw],
-        &mut v5[..tw],
+        &mut v1[..n],
+        &mut v2[..n],
+        &mut v3[..n],
+        &mut v4[..n],
+        &mut v5[..n],
     );
-    for tx in 0..tw {
-        let r = bt(a0[tx], a1[tx], a2[tx], a3[tx], b0[tx], b1[tx]);
-        v0[tx] = r[0];
-        v1[tx] = r[1];
-        v2[tx] = r[2];
-        v3[tx] = r[3];
-        v4[tx] = r[4];
-        v5[tx] = r[5];
+    for t in 0..n {
+        let r = bt(a0[t], a1[t], a2[t], a3[t], b0[t], b1[t]);
+        v0[t] = r[0];
+        v1[t] = r[1];
+        v2[t] = r[2];
+        v3[t] = r[3];
+        v4[t] = r[4];
+        v5[t] = r[5];
     }
 }
 
@@ -441,31 +455,40 @@ mod tests {
             let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
             let mut scratch = Vec::new();
             for ty in 0..th {
-                let mut got = vec![0f32; 36 * tw];
-                let mut want = vec![0f32; 36 * tw];
-                // SAFETY: got holds 36·tw floats (row stride tw), as input_row writes.
+                // Input transform of tile rows ty..th at once.
+                let rows = th - ty;
+                let n = rows * tw;
+                let mut got = vec![f32::NAN; 36 * n];
+                let mut want = vec![0f32; 36 * n];
+                // SAFETY: got holds 36·n floats (row stride n), as input_rows writes.
                 unsafe {
-                    input_row(
+                    input_rows(
                         &plane,
                         h,
                         w,
                         pad,
                         ty,
+                        rows,
                         tw,
                         got.as_mut_ptr(),
-                        tw,
+                        n,
                         &mut scratch,
                     )
                 };
-                for tx in 0..tw {
+                for t in 0..n {
+                    let (i, tx) = (t / tw, t % tw);
                     let (iy, ix) = (
-                        (4 * ty) as isize - pad as isize,
+                        (4 * (ty + i)) as isize - pad as isize,
                         (4 * tx) as isize - pad as isize,
                     );
-                    input_tile(&plane, h, w, iy, ix, &mut want[tx..], tw);
+                    input_tile(&plane, h, w, iy, ix, &mut want[t..], n);
                 }
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "input {h}x{w} pad {pad} ty {ty}");
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "input {h}x{w} pad {pad} rows {ty}..{th}"
+                );
                 // Output transform of arbitrary M over tile rows ty..th, every number of output rows in the
                 // last of them (the bottom edge).
                 let rows = th - ty;
