@@ -113,104 +113,128 @@ fn sub4(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
 }
 
 crate::cpu::multiversion! {
-    /// [`input_tile`] for a whole row of tiles at once: `V` of the `tw` tiles of tile row `ty` of one channel plane
-    /// (`h`×`w`, padding `pad`), written to `v[ξ·vstride + tx]`. The same additions in the same order as
-    /// [`input_tile`] (so bit-identical results), arranged as contiguous loops that vectorise: the four `Bᵀ` row
-    /// combinations over whole input rows, an even/odd split of each (the tiles advance by two pixels), then the
-    /// four `B` column combinations.
+    /// [`input_tile`] for tile rows `ty0..ty0 + rows` of one channel plane (`h`×`w`, padding `pad`), `tw` tiles
+    /// each, written to `v[ξ·vstride + i·tw + tx]` (tile tx of row ty0 + i). The same additions in the same
+    /// order as [`input_tile`] (so bit-identical results), arranged as contiguous loops that vectorise: the four
+    /// `Bᵀ` row combinations over whole input rows, an even/odd split of them (the tiles advance by two pixels),
+    /// then the four `B` column combinations — the last two over all the tiles at once, so that they fill whole
+    /// vectors on small maps (13×13: 7 tiles per row).
     ///
     /// # Safety
-    /// `v.add(ξ·vstride + tx)` must be valid for writes for ξ < 16, tx < tw; `2·tw + 2 ≥ w + 2·pad` (true for a
-    /// 3×3 stride-1 layer, whose output width is `w + 2·pad - 2`).
-    pub unsafe fn input_row(
+    /// `v.add(ξ·vstride + t)` must be valid for writes for ξ < 16, t < rows·tw, and accessed by no other thread;
+    /// `2·tw + 2 ≥ w + 2·pad` (true for a 3×3 stride-1 layer, whose output width is `w + 2·pad - 2`).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn input_rows(
         plane: &[f32],
         h: usize,
         w: usize,
         pad: usize,
-        ty: usize,
+        ty0: usize,
+        rows: usize,
         tw: usize,
         v: *mut f32,
         vstride: usize,
         scratch: &mut Vec<f32>,
-    ) = input_row_generic
+    ) = input_rows_generic
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn input_row_generic(
+unsafe fn input_rows_generic(
     plane: &[f32],
     h: usize,
     w: usize,
     pad: usize,
-    ty: usize,
+    ty0: usize,
+    rows: usize,
     tw: usize,
     v: *mut f32,
     vstride: usize,
     scratch: &mut Vec<f32>,
 ) {
-    // Scratch: a zero row (w), the four padded Bᵀ rows (4·l), their even and odd halves (8·(tw+1)).
-    let l = 2 * tw + 2;
+    // The Bᵀ rows of tile row i are padded input columns 0..2·tw + 2 (tile tx reads 2tx..2tx + 3), kept at
+    // i·2·tw so that the even and odd columns of tile t = i·tw + tx are at 2t and 2t + 1 for every row: the last
+    // two columns spill into the next row's first two and are saved (`spill`) before it overwrites them.
+    let lw = 2 * tw;
     assert!(
-        l >= w + 2 * pad,
-        "Winograd row: {tw} tiles cannot cover width {w} with padding {pad}"
+        pad + w <= lw + 2,
+        "Winograd rows: {tw} tiles cannot cover width {w} with padding {pad}"
     );
-    let need = w + 4 * l + 8 * (tw + 1);
+    let n = rows * tw;
+    let tl = rows * lw + 2;
+    // Scratch: a zero row (w), the four Bᵀ rows (4·tl), the spilled columns (8·rows), and per Bᵀ row its even,
+    // odd, next even and next odd columns (16·n).
+    let need = w + 4 * tl + 8 * rows + 16 * n;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let (zero, rest) = scratch.split_at_mut(w);
+    let (zero, rest) = scratch[..need].split_at_mut(w);
     zero.fill(0.0);
-    let (p, eo) = rest.split_at_mut(4 * l);
-    let row = |i: usize| -> &[f32] {
-        let iy = (2 * ty + i) as isize - pad as isize;
+    let (t, rest) = rest.split_at_mut(4 * tl);
+    let (spill, e) = rest.split_at_mut(8 * rows);
+    let row = |y: usize| -> &[f32] {
+        let iy = y as isize - pad as isize;
         if iy >= 0 && (iy as usize) < h {
             &plane[iy as usize * w..iy as usize * w + w]
         } else {
             &zero[..]
         }
     };
-    let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-    let (p0, p) = p.split_at_mut(l);
-    let (p1, p) = p.split_at_mut(l);
-    let (p2, p3) = p.split_at_mut(l);
-    for pi in [&mut *p0, &mut *p1, &mut *p2, &mut *p3] {
-        pi[..pad].fill(0.0);
-        pi[pad + w..].fill(0.0);
-    }
-    // t = Bᵀ d, row by row. Unchecked indexing (every index is below the lengths set up above) so that LLVM
-    // vectorises the loops; measured: with bounds checks they stay scalar and cost ~10% of the forward.
-    let (q0, q1, q2, q3) = (
-        p0.as_mut_ptr().add(pad),
-        p1.as_mut_ptr().add(pad),
-        p2.as_mut_ptr().add(pad),
-        p3.as_mut_ptr().add(pad),
-    );
-    let (d0, d1, d2, d3) = (d0.as_ptr(), d1.as_ptr(), d2.as_ptr(), d3.as_ptr());
-    for x in 0..w {
-        let (a, b, c, d) = (*d0.add(x), *d1.add(x), *d2.add(x), *d3.add(x));
-        *q0.add(x) = a - c;
-        *q1.add(x) = b + c;
-        *q2.add(x) = c - b;
-        *q3.add(x) = b - d;
-    }
-    let t1 = tw + 1;
-    for (i, pi) in [&*p0, &*p1, &*p2, &*p3].into_iter().enumerate() {
-        let (e, o) = eo[2 * i * t1..(2 * i + 2) * t1].split_at_mut(t1);
-        let (pp, ep, op) = (pi.as_ptr(), e.as_mut_ptr(), o.as_mut_ptr());
-        for k in 0..t1 {
-            *ep.add(k) = *pp.add(2 * k);
-            *op.add(k) = *pp.add(2 * k + 1);
+    {
+        let [t0, t1, t2, t3] = super::split4_mut(t, tl);
+        for i in 0..rows {
+            let (o, y0) = (i * lw, 2 * (ty0 + i));
+            for tq in [&mut *t0, &mut *t1, &mut *t2, &mut *t3] {
+                tq[o..o + pad].fill(0.0);
+                tq[o + pad + w..o + lw + 2].fill(0.0);
+            }
+            // t = Bᵀ d over the row (the same additions as `input_tile`'s row combinations).
+            let (a, b) = (o + pad, o + pad + w);
+            let (q0, q1, q2, q3) = (&mut t0[a..b], &mut t1[a..b], &mut t2[a..b], &mut t3[a..b]);
+            let (d0, d1, d2, d3) = (row(y0), row(y0 + 1), row(y0 + 2), row(y0 + 3));
+            for x in 0..w {
+                let (a, b, c, d) = (d0[x], d1[x], d2[x], d3[x]);
+                q0[x] = a - c;
+                q1[x] = b + c;
+                q2[x] = c - b;
+                q3[x] = b - d;
+            }
+            for (q, tq) in [&*t0, &*t1, &*t2, &*t3].into_iter().enumerate() {
+                spill[(q * rows + i) * 2..(q * rows + i) * 2 + 2]
+                    .copy_from_slice(&tq[o + lw..o + lw + 2]);
+            }
         }
-        // V = t B: tile tx reads columns 2tx..2tx+3 of t = e[tx], o[tx], e[tx+1], o[tx+1].
-        let (ep, op) = (e.as_ptr(), o.as_ptr());
-        let vr = |j: usize| v.add((i * 4 + j) * vstride);
+    }
+    // Every row's even/odd split first, then the column combinations.
+    for (q, eq) in e.chunks_exact_mut(4 * n).enumerate() {
+        let [ev, od, ev1, od1] = super::split4_mut(eq, n);
+        super::deinterleave2(&t[q * tl..q * tl + 2 * n], [&mut *ev, &mut *od]);
+        // Columns 2 and 3 of tile t are the even and odd ones of tile t + 1, but for a row's last tile the
+        // spilled ones.
+        ev1[..n - 1].copy_from_slice(&ev[1..]);
+        od1[..n - 1].copy_from_slice(&od[1..]);
+        for i in 0..rows {
+            let (at, sp) = (i * tw + tw - 1, (q * rows + i) * 2);
+            ev1[at] = spill[sp];
+            od1[at] = spill[sp + 1];
+        }
+    }
+    for (q, eq) in e.chunks_exact(4 * n).enumerate() {
+        let (ea, oa, eb, ob) = (
+            &eq[..n],
+            &eq[n..2 * n],
+            &eq[2 * n..3 * n],
+            &eq[3 * n..4 * n],
+        );
+        // SAFETY (caller's contract): the four rows ξ = 4q..4q+4 of V, n floats each, are ours alone.
+        let vr = |j: usize| std::slice::from_raw_parts_mut(v.add((q * 4 + j) * vstride), n);
         let (v0, v1, v2, v3) = (vr(0), vr(1), vr(2), vr(3));
-        for tx in 0..tw {
-            let (ea, eb, oa, ob) = (*ep.add(tx), *ep.add(tx + 1), *op.add(tx), *op.add(tx + 1));
-            *v0.add(tx) = ea - eb;
-            *v1.add(tx) = oa + eb;
-            *v2.add(tx) = eb - oa;
-            *v3.add(tx) = oa - ob;
+        // V = t B: tile t's columns are ea, oa, eb, ob.
+        for t in 0..n {
+            v0[t] = ea[t] - eb[t];
+            v1[t] = oa[t] + eb[t];
+            v2[t] = eb[t] - oa[t];
+            v3[t] = oa[t] - ob[t];
         }
     }
 }
@@ -340,33 +364,38 @@ mod tests {
             let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
             let mut scratch = Vec::new();
             for ty in 0..th {
-                let mut got = vec![0f32; 16 * tw];
-                let mut want = vec![0f32; 16 * tw];
-                // SAFETY: got and want hold 16·tw floats (row stride tw), as the transforms write.
+                // Input transform of tile rows ty..th at once.
+                let rows = th - ty;
+                let n = rows * tw;
+                let mut got = vec![f32::NAN; 16 * n];
+                let mut want = vec![0f32; 16 * n];
+                // SAFETY: got and want hold 16·n floats (row stride n), as the transforms write.
                 unsafe {
-                    input_row(
+                    input_rows(
                         &plane,
                         h,
                         w,
                         pad,
                         ty,
+                        rows,
                         tw,
                         got.as_mut_ptr(),
-                        tw,
+                        n,
                         &mut scratch,
                     );
-                    for tx in 0..tw {
+                    for t in 0..n {
+                        let (i, tx) = (t / tw, t % tw);
                         let (iy, ix) = (
-                            (2 * ty) as isize - pad as isize,
+                            (2 * (ty + i)) as isize - pad as isize,
                             (2 * tx) as isize - pad as isize,
                         );
-                        input_tile(&plane, h, w, iy, ix, want.as_mut_ptr().add(tx), tw);
+                        input_tile(&plane, h, w, iy, ix, want.as_mut_ptr().add(t), n);
                     }
                 }
                 assert_eq!(
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "input {h}x{w} pad {pad} ty {ty}"
+                    "input {h}x{w} pad {pad} rows {ty}..{th}"
                 );
                 // Output transform of arbitrary M over tile rows ty..th, both numbers of output rows in the last
                 // of them (the bottom edge).
