@@ -240,6 +240,105 @@ unsafe fn input_rows_generic(
 }
 
 crate::cpu::multiversion! {
+    /// The per-row form of [`input_rows`]: tile row `ty`, `V` at `v[ξ·vstride + tx]`, for maps whose rows have
+    /// enough tiles to fill vectors by themselves ([`super::ROWS_AT_ONCE_BELOW`]).
+    ///
+    /// # Safety
+    /// As [`input_rows`] for one row.
+    pub unsafe fn input_row(
+        plane: &[f32],
+        h: usize,
+        w: usize,
+        pad: usize,
+        ty: usize,
+        tw: usize,
+        v: *mut f32,
+        vstride: usize,
+        scratch: &mut Vec<f32>,
+    ) = input_row_generic
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_row_generic(
+    plane: &[f32],
+    h: usize,
+    w: usize,
+    pad: usize,
+    ty: usize,
+    tw: usize,
+    v: *mut f32,
+    vstride: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // Scratch: a zero row (w), the four padded Bᵀ rows (4·l), their even and odd halves (8·(tw+1)).
+    let l = 2 * tw + 2;
+    assert!(
+        l >= w + 2 * pad,
+        "Winograd row: {tw} tiles cannot cover width {w} with padding {pad}"
+    );
+    let need = w + 4 * l + 8 * (tw + 1);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let (zero, rest) = scratch.split_at_mut(w);
+    zero.fill(0.0);
+    let (p, eo) = rest.split_at_mut(4 * l);
+    let row = |i: usize| -> &[f32] {
+        let iy = (2 * ty + i) as isize - pad as isize;
+        if iy >= 0 && (iy as usize) < h {
+            &plane[iy as usize * w..iy as usize * w + w]
+        } else {
+            &zero[..]
+        }
+    };
+    let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+    let (p0, p) = p.split_at_mut(l);
+    let (p1, p) = p.split_at_mut(l);
+    let (p2, p3) = p.split_at_mut(l);
+    for pi in [&mut *p0, &mut *p1, &mut *p2, &mut *p3] {
+        pi[..pad].fill(0.0);
+        pi[pad + w..].fill(0.0);
+    }
+    // t = Bᵀ d, row by row. Unchecked indexing (every index is below the lengths set up above) so that LLVM
+    // vectorises the loops; measured: with bounds checks they stay scalar and cost ~10% of the forward.
+    let (q0, q1, q2, q3) = (
+        p0.as_mut_ptr().add(pad),
+        p1.as_mut_ptr().add(pad),
+        p2.as_mut_ptr().add(pad),
+        p3.as_mut_ptr().add(pad),
+    );
+    let (d0, d1, d2, d3) = (d0.as_ptr(), d1.as_ptr(), d2.as_ptr(), d3.as_ptr());
+    for x in 0..w {
+        let (a, b, c, d) = (*d0.add(x), *d1.add(x), *d2.add(x), *d3.add(x));
+        *q0.add(x) = a - c;
+        *q1.add(x) = b + c;
+        *q2.add(x) = c - b;
+        *q3.add(x) = b - d;
+    }
+    let t1 = tw + 1;
+    for (i, pi) in [&*p0, &*p1, &*p2, &*p3].into_iter().enumerate() {
+        let (e, o) = eo[2 * i * t1..(2 * i + 2) * t1].split_at_mut(t1);
+        let (pp, ep, op) = (pi.as_ptr(), e.as_mut_ptr(), o.as_mut_ptr());
+        for k in 0..t1 {
+            *ep.add(k) = *pp.add(2 * k);
+            *op.add(k) = *pp.add(2 * k + 1);
+        }
+        // V = t B: tile tx reads columns 2tx..2tx+3 of t = e[tx], o[tx], e[tx+1], o[tx+1].
+        let (ep, op) = (e.as_ptr(), o.as_ptr());
+        let vr = |j: usize| v.add((i * 4 + j) * vstride);
+        let (v0, v1, v2, v3) = (vr(0), vr(1), vr(2), vr(3));
+        for tx in 0..tw {
+            let (ea, eb, oa, ob) = (*ep.add(tx), *ep.add(tx + 1), *op.add(tx), *op.add(tx + 1));
+            *v0.add(tx) = ea - eb;
+            *v1.add(tx) = oa + eb;
+            *v2.add(tx) = eb - oa;
+            *v3.add(tx) = oa - ob;
+        }
+    }
+}
+
+crate::cpu::multiversion! {
     /// [`output_tile`] for `rows` consecutive tile rows of one image and filter (`tw` tiles each), whose GEMM
     /// outputs are `m[ξ·mstride + t]` for tile t = row·`tw` + tx, written to the `oh` output rows starting at
     /// `out` (row stride `ow`; `2·(rows - 1) < oh ≤ 2·rows`, one fewer past the bottom edge). The same additions
@@ -343,6 +442,74 @@ fn pixels<const SUB: bool>(
     }
 }
 
+crate::cpu::multiversion! {
+    /// The per-row form of [`output_rows`]: one tile row into output rows `out0` and `out1` (absent past the
+    /// bottom edge), for maps whose rows have enough tiles to fill vectors by themselves
+    /// ([`super::ROWS_AT_ONCE_BELOW`]).
+    ///
+    /// # Safety
+    /// As [`output_rows`] for one row; `out0` and `out1` valid for writes of `ow` floats.
+    pub unsafe fn output_row(
+        m: *const f32,
+        mstride: usize,
+        tw: usize,
+        ow: usize,
+        out0: *mut f32,
+        out1: Option<*mut f32>,
+    ) = output_row_generic
+}
+
+#[inline(always)]
+unsafe fn output_row_generic(
+    m: *const f32,
+    mstride: usize,
+    tw: usize,
+    ow: usize,
+    out0: *mut f32,
+    out1: Option<*mut f32>,
+) {
+    // Rows 0-2 of M give output row 2·ty (s0), rows 1-3 output row 2·ty + 1 (s1).
+    write_output_row::<false>(out0, ow, tw, m, mstride, 0);
+    if let Some(out1) = out1 {
+        write_output_row::<true>(out1, ow, tw, m, mstride, 4);
+    }
+}
+
+/// One output row from M rows `ξ = base + 4k + j` (k = 0..3): `s_j = col(M_j, M_{4+j}, M_{8+j})`, then pixel
+/// `2·tx = (s0 + s1) + s2` and `2·tx + 1 = (s1 - s2) - s3`. Unchecked indexing (`ow <= 2·tw`, every M row
+/// holds tw values) so that the loop vectorises.
+#[inline(always)]
+unsafe fn write_output_row<const SUB: bool>(
+    o: *mut f32,
+    ow: usize,
+    tw: usize,
+    m: *const f32,
+    mstride: usize,
+    base: usize,
+) {
+    let p = |k: usize, j: usize| m.add((base + 4 * k + j) * mstride);
+    let (a0, a1, a2, a3) = (p(0, 0), p(0, 1), p(0, 2), p(0, 3));
+    let (b0, b1, b2, b3) = (p(1, 0), p(1, 1), p(1, 2), p(1, 3));
+    let (c0, c1, c2, c3) = (p(2, 0), p(2, 1), p(2, 2), p(2, 3));
+    let s = |a: *const f32, b: *const f32, c: *const f32, tx: usize| {
+        col::<SUB>(*a.add(tx), *b.add(tx), *c.add(tx))
+    };
+    for tx in 0..ow / 2 {
+        let (s0, s1, s2, s3) = (
+            s(a0, b0, c0, tx),
+            s(a1, b1, c1, tx),
+            s(a2, b2, c2, tx),
+            s(a3, b3, c3, tx),
+        );
+        *o.add(2 * tx) = (s0 + s1) + s2;
+        *o.add(2 * tx + 1) = (s1 - s2) - s3;
+    }
+    if ow % 2 == 1 {
+        let tx = tw - 1;
+        *o.add(ow - 1) = (s(a0, b0, c0, tx) + s(a1, b1, c1, tx)) + s(a2, b2, c2, tx);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +597,79 @@ mod tests {
                                 );
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The per-row forms (wide maps) are bit-identical to the per-tile reference forms, borders and odd sizes
+    /// included.
+    #[test]
+    fn per_row_transforms_equal_tile_transforms() {
+        for &(h, w, pad) in &[
+            (7, 7, 1),
+            (8, 9, 1),
+            (13, 13, 1),
+            (5, 12, 2),
+            (3, 4, 0),
+            (26, 26, 1),
+        ] {
+            let plane = rand_vec(h * w, (h * 31 + w) as u64);
+            let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+            let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+            let mut scratch = Vec::new();
+            for ty in 0..th {
+                let mut got = vec![0f32; 16 * tw];
+                let mut want = vec![0f32; 16 * tw];
+                // SAFETY: got and want hold 16·tw floats (row stride tw), as the transforms write.
+                unsafe {
+                    input_row(
+                        &plane,
+                        h,
+                        w,
+                        pad,
+                        ty,
+                        tw,
+                        got.as_mut_ptr(),
+                        tw,
+                        &mut scratch,
+                    );
+                    for tx in 0..tw {
+                        let (iy, ix) = (
+                            (2 * ty) as isize - pad as isize,
+                            (2 * tx) as isize - pad as isize,
+                        );
+                        input_tile(&plane, h, w, iy, ix, want.as_mut_ptr().add(tx), tw);
+                    }
+                }
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "input {h}x{w} pad {pad} ty {ty}"
+                );
+                // Output transform of arbitrary M.
+                let m = rand_vec(16 * tw, ty as u64 + 7);
+                let mut o0 = vec![0f32; ow];
+                let mut o1 = vec![0f32; ow];
+                // SAFETY: m holds 16·tw values; o0 and o1 hold ow ≤ 2·tw floats.
+                unsafe {
+                    output_row(
+                        m.as_ptr(),
+                        tw,
+                        tw,
+                        ow,
+                        o0.as_mut_ptr(),
+                        Some(o1.as_mut_ptr()),
+                    )
+                };
+                for tx in 0..tw {
+                    let r = output_tile(&m[tx..], tw);
+                    assert_eq!(o0[2 * tx].to_bits(), r[0].to_bits());
+                    assert_eq!(o1[2 * tx].to_bits(), r[2].to_bits());
+                    if 2 * tx + 1 < ow {
+                        assert_eq!(o0[2 * tx + 1].to_bits(), r[1].to_bits());
+                        assert_eq!(o1[2 * tx + 1].to_bits(), r[3].to_bits());
                     }
                 }
             }
