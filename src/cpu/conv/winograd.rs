@@ -25,11 +25,13 @@ const MIN_TILES: usize = 16;
 /// speed of wide ones); 26×26 maps (49 tiles) gain.
 const MIN_F4_TILES: usize = 32;
 
-/// Most tiles per output-transform call (F(4×4) keeps 40 floats of scratch per tile: 40 KiB).
-const OUTPUT_TILES: usize = 256;
+/// Most tiles per output-transform call, rounded down to whole tile rows (F(4×4) keeps 40 floats of scratch per
+/// tile: 10 KiB; a whole 13×13 or 26×26 map at batch 1 is 49 tiles, a 52×52 map's rows go four at a time).
+const OUTPUT_TILES: usize = 64;
 
-/// Most tiles per input-transform call (F(4×4) keeps about 60 floats of scratch per tile: 60 KiB).
-const INPUT_TILES: usize = 256;
+/// Most tiles per input-transform call, rounded down to whole tile rows (F(4×4) keeps about 60 floats of scratch
+/// per tile: 15 KiB).
+const INPUT_TILES: usize = 64;
 
 /// Fewest tiles per chunk, on average, for the threads to run chunks of their own (see `run_winograd`).
 const MIN_CHUNK_TILES: usize = 56;

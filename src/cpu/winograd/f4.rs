@@ -205,7 +205,7 @@ unsafe fn input_rows_generic(
                 tq[o + pad + w..o + lw + 2].fill(0.0);
             }
             let (a, b) = (o + pad, o + pad + w);
-            rows_bt(
+            bt_each(
                 [
                     row(y0),
                     row(y0 + 1),
@@ -214,12 +214,14 @@ unsafe fn input_rows_generic(
                     row(y0 + 4),
                     row(y0 + 5),
                 ],
-                &mut t0[a..b],
-                &mut t1[a..b],
-                &mut t2[a..b],
-                &mut t3[a..b],
-                &mut t4[a..b],
-                &mut t5[a..b],
+                [
+                    &mut t0[a..b],
+                    &mut t1[a..b],
+                    &mut t2[a..b],
+                    &mut t3[a..b],
+                    &mut t4[a..b],
+                    &mut t5[a..b],
+                ],
             );
             for (q, tq) in [&*t0, &*t1, &*t2, &*t3, &*t4, &*t5].into_iter().enumerate() {
                 spill[(q * rows + i) * 2..(q * rows + i) * 2 + 2]
@@ -248,7 +250,7 @@ unsafe fn input_rows_generic(
         let a: [&[f32]; 6] = std::array::from_fn(|j| &eq[j * n..(j + 1) * n]);
         // SAFETY (caller's contract): the six rows ξ = 6q..6q+6 of V, n floats each, are ours alone.
         let vr = |j: usize| std::slice::from_raw_parts_mut(v.add((q * 6 + j) * vstride), n);
-        cols_bt(a, [vr(0), vr(1), vr(2), vr(3), vr(4), vr(5)]);
+        bt_each(a, [vr(0), vr(1), vr(2), vr(3), vr(4), vr(5)]);
     }
 }
 
@@ -263,154 +265,10 @@ fn split6_mut(s: &mut [f32], len: usize) -> [&mut [f32]; 6] {
     [a, b, c, d, e, &mut rest[..len]]
 }
 
-crate::cpu::multiversion! {
-    /// The per-row form of [`input_rows`]: tile row `ty`, `V` at `v[ξ·vstride + tx]`, for maps whose rows have
-    /// enough tiles to fill vectors by themselves ([`super::ROWS_AT_ONCE_BELOW`]).
-    ///
-    /// # Safety
-    /// As [`input_rows`] for one row.
-    pub unsafe fn input_row(
-        plane: &[f32],
-        h: usize,
-        w: usize,
-        pad: usize,
-        ty: usize,
-        tw: usize,
-        v: *mut f32,
-        vstride: usize,
-        scratch: &mut Vec<f32>,
-    ) = input_row_generic
-}
-
+/// `o_r[t] = (Bᵀ (a_0[t] … a_5[t]))_r` for every t: the row combinations over whole input rows, and the
+/// column combinations over the tiles (tile t's six columns in `a_0[t] … a_5[t]`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_row_generic(
-    plane: &[f32],
-    h: usize,
-    w: usize,
-    pad: usize,
-    ty: usize,
-    tw: usize,
-    v: *mut f32,
-    vstride: usize,
-    scratch: &mut Vec<f32>,
-) {
-    // Padded rows of length l = 4·(tw + 1) ≥ w + 2·pad (a 3×3 stride-1 layer's output width is w + 2·pad - 2
-    // ≤ 4·tw), so tile tx reads columns 4tx..4tx+5 < l.
-    let l = 4 * (tw + 1);
-    assert!(
-        l >= w + 2 * pad + 2,
-        "Winograd F4 row: {tw} tiles cannot cover width {w} with padding {pad}"
-    );
-    let t1 = tw + 1;
-    // Scratch: a zero row (w), the six padded Bᵀ rows (6·l), then the four phases of each of them (6·4·t1).
-    let need = w + 6 * l + 24 * t1;
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
-    }
-    let (zero, rest) = scratch.split_at_mut(w);
-    zero.fill(0.0);
-    let (p, ph) = rest.split_at_mut(6 * l);
-    for r in 0..6 {
-        p[r * l..r * l + pad].fill(0.0);
-        p[r * l + pad + w..(r + 1) * l].fill(0.0);
-    }
-    // t = Bᵀ d over whole rows, then per t row its four column phases and the B column combinations. Every
-    // loop works on distinct slices passed as separate arguments, which LLVM knows do not alias, so it
-    // vectorises them (with raw pointers it kept the phase split scalar: 10% of the forward).
-    let row = |i: usize| -> &[f32] {
-        let iy = (4 * ty + i) as isize - pad as isize;
-        if iy >= 0 && (iy as usize) < h {
-            &plane[iy as usize * w..iy as usize * w + w]
-        } else {
-            &zero[..]
-        }
-    };
-    let (p0, p) = p.split_at_mut(l);
-    let (p1, p) = p.split_at_mut(l);
-    let (p2, p) = p.split_at_mut(l);
-    let (p3, p) = p.split_at_mut(l);
-    let (p4, p5) = p.split_at_mut(l);
-    rows_bt(
-        [row(0), row(1), row(2), row(3), row(4), row(5)],
-        &mut p0[pad..pad + w],
-        &mut p1[pad..pad + w],
-        &mut p2[pad..pad + w],
-        &mut p3[pad..pad + w],
-        &mut p4[pad..pad + w],
-        &mut p5[pad..pad + w],
-    );
-    // Every row's phases first, then the column combinations: LLVM keeps the phase split scalar, and vector
-    // loads of values that scalar stores have just written cannot be forwarded from them and stall (measured:
-    // 16% of this function's time on one load); six rows later those stores have reached the cache.
-    let ph = &mut ph[..24 * t1];
-    for (pi, e) in [&*p0, &*p1, &*p2, &*p3, &*p4, &*p5]
-        .into_iter()
-        .zip(ph.chunks_exact_mut(4 * t1))
-    {
-        let (e0, e) = e.split_at_mut(t1);
-        let (e1, e) = e.split_at_mut(t1);
-        let (e2, e3) = e.split_at_mut(t1);
-        split4(pi, e0, e1, e2, e3);
-    }
-    for (i, e) in ph.chunks_exact(4 * t1).enumerate() {
-        let (e0, e) = e.split_at(t1);
-        let (e1, e) = e.split_at(t1);
-        let (e2, e3) = e.split_at(t1);
-        // SAFETY (caller's contract): the six rows ξ = 6i..6i+6 of V, tw floats each, are ours alone.
-        let vr = |j: usize| std::slice::from_raw_parts_mut(v.add((i * 6 + j) * vstride), tw);
-        cols_bt(
-            [e0, e1, e2, e3, &e0[1..], &e1[1..]],
-            [vr(0), vr(1), vr(2), vr(3), vr(4), vr(5)],
-        );
-    }
-}
-
-/// `o_r[x] = (Bᵀ (d_0[x] … d_5[x]))_r` over whole rows.
-#[inline(always)]
-fn rows_bt(
-    d: [&[f32]; 6],
-    o0: &mut [f32],
-    o1: &mut [f32],
-    o2: &mut [f32],
-    o3: &mut [f32],
-    o4: &mut [f32],
-    o5: &mut [f32],
-) {
-    let n = o0.len();
-    let [d0, d1, d2, d3, d4, d5] = d.map(|r| &r[..n]);
-    let (o1, o2, o3, o4, o5) = (
-        &mut o1[..n],
-        &mut o2[..n],
-        &mut o3[..n],
-        &mut o4[..n],
-        &mut o5[..n],
-    );
-    for x in 0..n {
-        let t = bt(d0[x], d1[x], d2[x], d3[x], d4[x], d5[x]);
-        o0[x] = t[0];
-        o1[x] = t[1];
-        o2[x] = t[2];
-        o3[x] = t[3];
-        o4[x] = t[4];
-        o5[x] = t[5];
-    }
-}
-
-/// The four column phases of a padded row: `e_j[k] = row[4k + j]`.
-#[inline(always)]
-fn split4(row: &[f32], e0: &mut [f32], e1: &mut [f32], e2: &mut [f32], e3: &mut [f32]) {
-    for (k, c) in row.chunks_exact(4).take(e0.len()).enumerate() {
-        e0[k] = c[0];
-        e1[k] = c[1];
-        e2[k] = c[2];
-        e3[k] = c[3];
-    }
-}
-
-/// `V` rows of one `Bᵀ` row: tile t combines its six columns `a_0[t] … a_5[t]`.
-#[inline(always)]
-fn cols_bt(a: [&[f32]; 6], v: [&mut [f32]; 6]) {
+fn bt_each(a: [&[f32]; 6], v: [&mut [f32]; 6]) {
     let [v0, v1, v2, v3, v4, v5] = v;
     let n = v0.len();
     let [a0, a1, a2, a3, b0, b1] = a.map(|x| &x[..n]);
@@ -501,86 +359,6 @@ unsafe fn output_rows_generic(
             std::array::from_fn(|q| &y[(r * 4 + q) * n + i * tw..(r * 4 + q) * n + (i + 1) * tw]);
         // SAFETY (caller's contract): output row oy holds ow floats.
         super::interleave4(std::slice::from_raw_parts_mut(out.add(oy * ow), ow), q);
-    }
-}
-
-crate::cpu::multiversion! {
-    /// The per-row form of [`output_rows`]: one tile row into its output rows `out` (each `ow` wide), for maps
-    /// whose rows have enough tiles to fill vectors by themselves ([`super::ROWS_AT_ONCE_BELOW`]).
-    ///
-    /// # Safety
-    /// As [`output_rows`] for one row; each row pointer valid for writes of `ow` floats.
-    pub unsafe fn output_row(
-        m: *const f32,
-        mstride: usize,
-        tw: usize,
-        ow: usize,
-        out: &[*mut f32],
-        scratch: &mut Vec<f32>,
-    ) = output_row_generic
-}
-
-#[inline(always)]
-unsafe fn output_row_generic(
-    m: *const f32,
-    mstride: usize,
-    tw: usize,
-    ow: usize,
-    out: &[*mut f32],
-    scratch: &mut Vec<f32>,
-) {
-    if scratch.len() < 24 * tw {
-        scratch.resize(24 * tw, 0.0);
-    }
-    // First stage, once for all output rows: s[R·6 + j][tx] = (Aᵀ M_{·j})_R for the six columns j (each row R
-    // used to recompute all four and keep one).
-    let s = &mut scratch[..24 * tw];
-    for j in 0..6 {
-        // SAFETY (caller's contract): the 36 rows of M hold tw values each.
-        let g: [&[f32]; 6] =
-            std::array::from_fn(|i| std::slice::from_raw_parts(m.add((i * 6 + j) * mstride), tw));
-        let (s0, rest) = s.split_at_mut(6 * tw);
-        let (s1, rest) = rest.split_at_mut(6 * tw);
-        let (s2, s3) = rest.split_at_mut(6 * tw);
-        at_rows(
-            g,
-            [
-                &mut s0[j * tw..(j + 1) * tw],
-                &mut s1[j * tw..(j + 1) * tw],
-                &mut s2[j * tw..(j + 1) * tw],
-                &mut s3[j * tw..(j + 1) * tw],
-            ],
-        );
-    }
-    for (r, &row) in out.iter().enumerate() {
-        write_output_row(row, ow, tw, &s[r * 6 * tw..(r + 1) * 6 * tw]);
-    }
-}
-
-/// One output row of the tile row from its first-stage values `s` (six rows of `tw`: `s_j`): the four pixels
-/// `Aᵀ s` of each tile (the last tile may be cut by the right edge). Read through pointers, as before the
-/// first stage moved out: written with slices, LLVM left this loop scalar.
-#[inline(always)]
-unsafe fn write_output_row(o: *mut f32, ow: usize, tw: usize, s: &[f32]) {
-    assert!(s.len() >= 6 * tw);
-    let sp: [*const f32; 6] = std::array::from_fn(|j| s.as_ptr().add(j * tw));
-    // SAFETY: tx < tw, so every read is inside `s` (asserted above).
-    let tile = |tx: usize| -> [f32; 4] {
-        let g = |j: usize| *sp[j].add(tx);
-        at(g(0), g(1), g(2), g(3), g(4), g(5))
-    };
-    let full = ow / 4;
-    for tx in 0..full {
-        let y = tile(tx);
-        for (q, v) in y.iter().enumerate() {
-            *o.add(4 * tx + q) = *v;
-        }
-    }
-    if full < tw {
-        let y = tile(full);
-        for (q, v) in y.iter().enumerate().take(ow - 4 * full) {
-            *o.add(4 * full + q) = *v;
-        }
     }
 }
 
@@ -715,71 +493,6 @@ mod tests {
                                         want.to_bits(),
                                         "({oy}, {ox})"
                                     );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The per-row forms (wide maps) are bit-identical to the per-tile reference forms, borders and odd sizes
-    /// included.
-    #[test]
-    fn per_row_transforms_equal_tile_transforms() {
-        for &(h, w, pad) in &[
-            (7, 7, 1),
-            (8, 9, 1),
-            (13, 13, 1),
-            (5, 12, 2),
-            (6, 4, 0),
-            (26, 26, 1),
-            (11, 30, 1),
-        ] {
-            let plane = rand_vec(h * w, (h * 31 + w) as u64);
-            let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
-            let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
-            let mut scratch = Vec::new();
-            for ty in 0..th {
-                let mut got = vec![0f32; 36 * tw];
-                let mut want = vec![0f32; 36 * tw];
-                // SAFETY: got holds 36·tw floats (row stride tw), as input_row writes.
-                unsafe {
-                    input_row(
-                        &plane,
-                        h,
-                        w,
-                        pad,
-                        ty,
-                        tw,
-                        got.as_mut_ptr(),
-                        tw,
-                        &mut scratch,
-                    )
-                };
-                for tx in 0..tw {
-                    let (iy, ix) = (
-                        (4 * ty) as isize - pad as isize,
-                        (4 * tx) as isize - pad as isize,
-                    );
-                    input_tile(&plane, h, w, iy, ix, &mut want[tx..], tw);
-                }
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "input {h}x{w} pad {pad} ty {ty}");
-                // Output transform of arbitrary M, every number of rows (bottom edge).
-                let m = rand_vec(36 * tw, ty as u64 + 7);
-                for rows in 1..=4 {
-                    let mut o = vec![vec![0f32; ow]; rows];
-                    let ptrs: Vec<*mut f32> = o.iter_mut().map(|r| r.as_mut_ptr()).collect();
-                    // SAFETY: m holds 36·tw values; each row of o holds ow ≤ 4·tw floats.
-                    unsafe { output_row(m.as_ptr(), tw, tw, ow, &ptrs, &mut scratch) };
-                    for tx in 0..tw {
-                        let y = output_tile(&m[tx..], tw);
-                        for (r, orow) in o.iter().enumerate() {
-                            for q in 0..4 {
-                                if 4 * tx + q < ow {
-                                    assert_eq!(orow[4 * tx + q].to_bits(), y[r][q].to_bits());
                                 }
                             }
                         }

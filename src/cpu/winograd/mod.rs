@@ -69,16 +69,6 @@ impl Tile {
         vstride: usize,
         scratch: &mut Vec<f32>,
     ) {
-        if tw >= ROWS_AT_ONCE_BELOW {
-            for i in 0..rows {
-                let (ty, v) = (ty0 + i, v.add(i * tw));
-                match self {
-                    Tile::F2 => f2::input_row(plane, h, w, pad, ty, tw, v, vstride, scratch),
-                    Tile::F4 => f4::input_row(plane, h, w, pad, ty, tw, v, vstride, scratch),
-                }
-            }
-            return;
-        }
         match self {
             Tile::F2 => f2::input_rows(plane, h, w, pad, ty0, rows, tw, v, vstride, scratch),
             Tile::F4 => f4::input_rows(plane, h, w, pad, ty0, rows, tw, v, vstride, scratch),
@@ -105,39 +95,12 @@ impl Tile {
         out: *mut f32,
         scratch: &mut Vec<f32>,
     ) {
-        if tw >= ROWS_AT_ONCE_BELOW {
-            let to = self.out();
-            for i in 0..rows {
-                let (m, n_out) = (m.add(i * tw), to.min(oh - to * i));
-                let row = |k: usize| out.add((to * i + k.min(n_out - 1)) * ow);
-                match self {
-                    Tile::F2 => {
-                        f2::output_row(m, mstride, tw, ow, row(0), (n_out > 1).then(|| row(1)))
-                    }
-                    Tile::F4 => f4::output_row(
-                        m,
-                        mstride,
-                        tw,
-                        ow,
-                        &[row(0), row(1), row(2), row(3)][..n_out],
-                        scratch,
-                    ),
-                }
-            }
-            return;
-        }
         match self {
             Tile::F2 => f2::output_rows(m, mstride, tw, rows, ow, oh, out, scratch),
             Tile::F4 => f4::output_rows(m, mstride, tw, rows, ow, oh, out, scratch),
         }
     }
 }
-
-/// Tiles per row from which the transforms run one tile row at a time (their loops fill AVX-512 vectors by
-/// themselves); below it all the rows of a call at once. Measured at batch 1 on two cores: rows at once took 26×26
-/// maps (7 tiles per row) from 1.31 to 1.16-1.25 ms (256→256, F(4×4)) and 13×13 ones (7, F(2×2)) from 1.62-1.78
-/// to 1.56-1.64 ms (512→512), but 52×52 (13) and 104×104 (26) maps were 14-15% slower.
-const ROWS_AT_ONCE_BELOW: usize = 8;
 
 /// The four consecutive `len`-long pieces at the start of `s`.
 #[inline(always)]
