@@ -181,7 +181,7 @@ unsafe fn input_rows_generic(
         }
     };
     {
-        let [t0, t1, t2, t3] = super::split4_mut(t, tl);
+        let [t0, t1, t2, t3] = super::split_mut::<4>(t, tl);
         for i in 0..rows {
             let (o, y0) = (i * lw, 2 * (ty0 + i));
             for tq in [&mut *t0, &mut *t1, &mut *t2, &mut *t3] {
@@ -207,17 +207,12 @@ unsafe fn input_rows_generic(
     }
     // Every row's even/odd split first, then the column combinations.
     for (q, eq) in e.chunks_exact_mut(4 * n).enumerate() {
-        let [ev, od, ev1, od1] = super::split4_mut(eq, n);
+        let [ev, od, ev1, od1] = super::split_mut::<4>(eq, n);
         super::deinterleave2(&t[q * tl..q * tl + 2 * n], [&mut *ev, &mut *od]);
         // Columns 2 and 3 of tile t are the even and odd ones of tile t + 1, but for a row's last tile the
         // spilled ones.
-        ev1[..n - 1].copy_from_slice(&ev[1..]);
-        od1[..n - 1].copy_from_slice(&od[1..]);
-        for i in 0..rows {
-            let (at, sp) = (i * tw + tw - 1, (q * rows + i) * 2);
-            ev1[at] = spill[sp];
-            od1[at] = spill[sp + 1];
-        }
+        let spilled = &spill[q * rows * 2..(q + 1) * rows * 2];
+        super::next_tile_columns([ev, od], spilled, tw, [ev1, od1]);
     }
     for (q, eq) in e.chunks_exact(4 * n).enumerate() {
         let (ea, oa, eb, ob) = (
@@ -282,7 +277,7 @@ unsafe fn output_rows_generic(
     // SAFETY (caller's contract): the 16 rows of M hold n values each.
     let g: [&[f32]; 16] =
         std::array::from_fn(|i| std::slice::from_raw_parts(m.add(i * mstride), n));
-    let [y0, y1, y2, y3] = super::split4_mut(&mut scratch[..4 * n], n);
+    let [y0, y1, y2, y3] = super::split_mut::<4>(&mut scratch[..4 * n], n);
     // Output row 2·ty from M rows 0-2 (sums), row 2·ty + 1 from rows 1-3 (differences).
     pixels::<false>(
         [g[0], g[1], g[2], g[3]],

@@ -197,7 +197,7 @@ unsafe fn input_rows_generic(
         }
     };
     {
-        let [t0, t1, t2, t3, t4, t5] = split6_mut(t, tl);
+        let [t0, t1, t2, t3, t4, t5] = super::split_mut::<6>(t, tl);
         for i in 0..rows {
             let (o, y0) = (i * lw, 4 * (ty0 + i));
             for tq in [&mut *t0, &mut *t1, &mut *t2, &mut *t3, &mut *t4, &mut *t5] {
@@ -232,19 +232,14 @@ unsafe fn input_rows_generic(
     // Every row's phases first, then the column combinations (vector loads of values just stored by scalar
     // stores stall).
     for (q, eq) in e.chunks_exact_mut(6 * n).enumerate() {
-        let [e0, e1, e2, e3, e4, e5] = split6_mut(eq, n);
+        let [e0, e1, e2, e3, e4, e5] = super::split_mut::<6>(eq, n);
         super::deinterleave4(
             &t[q * tl..q * tl + 4 * n],
             [&mut *e0, &mut *e1, &mut *e2, &mut *e3],
         );
         // Columns 4 and 5 of tile t are phases 0 and 1 of tile t + 1, but for a row's last tile the spilled ones.
-        e4[..n - 1].copy_from_slice(&e0[1..]);
-        e5[..n - 1].copy_from_slice(&e1[1..]);
-        for i in 0..rows {
-            let (at, sp) = (i * tw + tw - 1, (q * rows + i) * 2);
-            e4[at] = spill[sp];
-            e5[at] = spill[sp + 1];
-        }
+        let spilled = &spill[q * rows * 2..(q + 1) * rows * 2];
+        super::next_tile_columns([e0, e1], spilled, tw, [e4, e5]);
     }
     for (q, eq) in e.chunks_exact(6 * n).enumerate() {
         let a: [&[f32]; 6] = std::array::from_fn(|j| &eq[j * n..(j + 1) * n]);
@@ -252,17 +247,6 @@ unsafe fn input_rows_generic(
         let vr = |j: usize| std::slice::from_raw_parts_mut(v.add((q * 6 + j) * vstride), n);
         bt_each(a, [vr(0), vr(1), vr(2), vr(3), vr(4), vr(5)]);
     }
-}
-
-/// The six consecutive `len`-long pieces at the start of `s`.
-#[inline(always)]
-fn split6_mut(s: &mut [f32], len: usize) -> [&mut [f32]; 6] {
-    let (a, rest) = s.split_at_mut(len);
-    let (b, rest) = rest.split_at_mut(len);
-    let (c, rest) = rest.split_at_mut(len);
-    let (d, rest) = rest.split_at_mut(len);
-    let (e, rest) = rest.split_at_mut(len);
-    [a, b, c, d, e, &mut rest[..len]]
 }
 
 /// `o_r[t] = (Bᵀ (a_0[t] … a_5[t]))_r` for every t: the row combinations over whole input rows, and the
@@ -336,7 +320,7 @@ unsafe fn output_rows_generic(
         // SAFETY (caller's contract): the 36 rows of M hold n values each.
         let g: [&[f32]; 6] =
             std::array::from_fn(|i| std::slice::from_raw_parts(m.add((i * 6 + j) * mstride), n));
-        let [s0, s1, s2, s3] = super::split4_mut(s, 6 * n);
+        let [s0, s1, s2, s3] = super::split_mut::<4>(s, 6 * n);
         at_rows(
             g,
             [
@@ -351,7 +335,10 @@ unsafe fn output_rows_generic(
     for r in 0..4 {
         let sr = &s[r * 6 * n..(r + 1) * 6 * n];
         let g: [&[f32]; 6] = std::array::from_fn(|j| &sr[j * n..(j + 1) * n]);
-        at_rows(g, super::split4_mut(&mut y[r * 4 * n..(r + 1) * 4 * n], n));
+        at_rows(
+            g,
+            super::split_mut::<4>(&mut y[r * 4 * n..(r + 1) * 4 * n], n),
+        );
     }
     for oy in 0..oh {
         let (i, r) = (oy / 4, oy % 4);

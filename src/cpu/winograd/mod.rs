@@ -102,13 +102,29 @@ impl Tile {
     }
 }
 
-/// The four consecutive `len`-long pieces at the start of `s`.
+/// The `N` consecutive `len`-long pieces at the start of `s`.
 #[inline(always)]
-fn split4_mut(s: &mut [f32], len: usize) -> [&mut [f32]; 4] {
-    let (a, rest) = s.split_at_mut(len);
-    let (b, rest) = rest.split_at_mut(len);
-    let (c, rest) = rest.split_at_mut(len);
-    [a, b, c, &mut rest[..len]]
+fn split_mut<const N: usize>(s: &mut [f32], len: usize) -> [&mut [f32]; N] {
+    let mut rest = s;
+    std::array::from_fn(|_| {
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        piece
+    })
+}
+
+/// Columns `out·tw`-strided input transforms need past each tile's phases: `next_q[t] = first_q[t + 1]` (the
+/// next tile's first two columns) within a row of `tw` tiles, and for a row's last tile, whose next columns lie
+/// past the row, that row's two `spill`ed columns (`spill[2·row + q]`).
+#[inline(always)]
+fn next_tile_columns(first: [&[f32]; 2], spill: &[f32], tw: usize, next: [&mut [f32]; 2]) {
+    for (q, (f, nx)) in first.into_iter().zip(next).enumerate() {
+        let n = nx.len();
+        nx[..n - 1].copy_from_slice(&f[1..n]);
+        for (row, sp) in spill.chunks_exact(2).enumerate() {
+            nx[row * tw + tw - 1] = sp[q];
+        }
+    }
 }
 
 /// `row[2·tx + q] = p_q[tx]` for the pixels inside the row (the last tile may be cut by the right edge): four
