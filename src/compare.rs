@@ -95,19 +95,39 @@ pub fn read_f32_file(path: &Path) -> Result<Vec<f32>> {
         .collect())
 }
 
-/// Tolerances.
+/// The unit roundoff of f32, 2⁻²⁴.
+pub const F32_UNIT_ROUNDOFF: f32 = 1.0 / 16_777_216.0;
+
+/// Tolerances: an element passes when `|ours − ref| ≤ atol + rtol·|ref| + range_ulps·2⁻²⁴·max|ref|`, the max over
+/// the tensor (a layer).
+///
+/// `range_ulps` is 0 for our own checks (Darknet's dumps, `export --verify`, `compare` by default): abs 1e-4 + rel
+/// 1e-4 per element. A check against a third-party runtime (ONNX Runtime, OpenVINO, ncnn, OpenCV DNN) sets it from
+/// that runtime's algorithms ([`Tolerance::peer`], docs/export.md "Peer tolerance"): a runtime picks its convolution
+/// kernels by the CPU it finds, and a convolution's rounding grows with the magnitude of the products it sums, not
+/// with its result, so an output near zero in a layer of large values can carry an error far above 1e-4·|ref| on
+/// one machine and not on another. The layer's largest value stands for that magnitude.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Tolerance {
     pub atol: f32,
     pub rtol: f32,
+    pub range_ulps: f32,
+}
+
+impl Tolerance {
+    /// abs 1e-4 + rel 1e-4 + `range_ulps` units of roundoff of the layer's largest value.
+    pub const fn peer(range_ulps: f32) -> Self {
+        Tolerance {
+            atol: 1e-4,
+            rtol: 1e-4,
+            range_ulps,
+        }
+    }
 }
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance {
-            atol: 1e-4,
-            rtol: 1e-4,
-        }
+        Tolerance::peer(0.0)
     }
 }
 
@@ -117,23 +137,32 @@ pub struct DiffStats {
     pub max_abs: f32,
     /// max |a-b| / |b| over elements with |b| > 0 (∞-free).
     pub max_rel: f32,
-    /// Elements outside `atol + rtol·|ref|` (NaN counts as outside).
+    /// Elements outside the [`Tolerance`] (NaN counts as outside).
     pub failing: usize,
     pub count: usize,
+    /// max |ref| over the tensor.
+    pub max_ref: f32,
+    /// The smallest [`Tolerance::range_ulps`] with which every element would pass (0 when abs + rel suffice).
+    pub needed_range_ulps: f32,
 }
 
 pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats {
+    let max_ref = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let unit = F32_UNIT_ROUNDOFF * max_ref;
     let mut s = DiffStats {
         max_abs: 0.0,
         max_rel: 0.0,
         failing: 0,
         count: ours.len(),
+        max_ref,
+        needed_range_ulps: 0.0,
     };
     let mut nan = false;
     for (&a, &b) in ours.iter().zip(reference) {
         let d = (a - b).abs();
-        // NaN differences fail too (`d <= bound` is false for NaN).
-        let within = d <= tol.atol + tol.rtol * b.abs();
+        let over = d - (tol.atol + tol.rtol * b.abs());
+        // NaN differences fail too (`over <= bound` is false for NaN).
+        let within = over <= tol.range_ulps * unit;
         if !within {
             s.failing += 1;
         }
@@ -144,6 +173,14 @@ pub fn diff_stats(ours: &[f32], reference: &[f32], tol: Tolerance) -> DiffStats 
         s.max_abs = s.max_abs.max(d);
         if b != 0.0 {
             s.max_rel = s.max_rel.max(d / b.abs());
+        }
+        if over > 0.0 {
+            let needed = if unit > 0.0 {
+                over / unit
+            } else {
+                f32::INFINITY
+            };
+            s.needed_range_ulps = s.needed_range_ulps.max(needed);
         }
     }
     if nan {
@@ -574,5 +611,27 @@ mod tests {
         // 2.0 vs 2.00015: 1.5e-4 > 1e-4 + 2e-4? no (3e-4) -> pass; NaN fails; 100 vs 100.005: 5e-3 <= 1e-4+1e-2 -> pass.
         assert_eq!(s.failing, 1);
         assert!(s.max_abs.is_nan());
+    }
+
+    /// The peer term: 2⁻²⁴·range_ulps of the tensor's largest |ref|. A layer of range 64 (unit 64·2⁻²⁴ ≈ 3.8e-6)
+    /// with an error of 3e-4 at a value near zero needs (3e-4 − 1e-4) / 3.8e-6 ≈ 52 units: it fails at 0 and 32,
+    /// passes at 64.
+    #[test]
+    fn range_ulps_allow_the_layer_range_times_roundoff() {
+        let reference = [64.0f32, 0.0, -8.0];
+        let ours = [64.0f32, 3e-4, -8.0];
+        let needed = (3e-4f32 - 1e-4) / (64.0 * F32_UNIT_ROUNDOFF);
+        for (ulps, failing) in [(0.0, 1), (32.0, 1), (64.0, 0)] {
+            let s = diff_stats(&ours, &reference, Tolerance::peer(ulps));
+            assert_eq!(s.failing, failing, "range_ulps {ulps}");
+            assert_eq!(s.max_ref, 64.0);
+            assert!(
+                (s.needed_range_ulps - needed).abs() < 1e-3 * needed,
+                "{s:?}"
+            );
+        }
+        // NaN still fails whatever the range term.
+        let s = diff_stats(&[f32::NAN], &[1.0], Tolerance::peer(1e9));
+        assert_eq!(s.failing, 1);
     }
 }

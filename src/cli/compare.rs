@@ -21,6 +21,10 @@ pub struct CompareArgs {
     pub atol: f32,
     #[arg(long, default_value_t = 1e-4, value_parser = super::bounds::tolerance)]
     pub rtol: f32,
+    /// Also allow this many units of f32 roundoff (2^-24) of each layer's largest reference value: the peer
+    /// tolerance for a dump made by another runtime (docs/export.md "Peer tolerance"). 0: abs + rel only.
+    #[arg(long, default_value_t = 0.0, value_parser = super::bounds::tolerance)]
+    pub range_ulps: f32,
     /// Also preprocess this image ourselves and compare it with the reference input.
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -52,6 +56,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let tol = Tolerance {
         atol: a.atol,
         rtol: a.rtol,
+        range_ulps: a.range_ulps,
     };
     let opts = CompareOptions {
         tol,

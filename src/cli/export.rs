@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use candle_darknet::cfg::NetworkConfig;
+use candle_darknet::cpu::{CpuOptions, WinogradChoice};
 use candle_darknet::export::{self, Batch, ExportOptions, Heads};
 use candle_darknet::network::{LoadOptions, Network};
 
@@ -55,6 +56,12 @@ pub struct ExportArgs {
     /// Skip the layer-by-layer check of the exported graph against the network.
     #[arg(long)]
     pub no_verify: bool,
+    /// Winograd tile of the network the graph is verified against (as `detect --winograd`). Default `off`: our
+    /// im2col + GEMM form, the arithmetic of the graph's `Conv` and of Darknet's `im2col_cpu` + `gemm`. `auto`
+    /// checks against the default inference kernels, whose F(4x4) rounding on large maps can exceed 1e-4
+    /// (docs/export.md "Verification").
+    #[arg(long, default_value = "off")]
+    pub winograd: WinogradChoice,
     /// Also write the verification report as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -69,7 +76,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     let weights = candle_darknet::weights::load_any(&cfg, &m.weights)?;
     let device = candle_core::Device::Cpu;
-    let net = Network::from_weights(&cfg, &weights, &device, &LoadOptions::default())?;
+    let load = LoadOptions {
+        cpu: CpuOptions {
+            winograd: a.winograd,
+            ..CpuOptions::default()
+        },
+        ..LoadOptions::default()
+    };
+    let net = Network::from_weights(&cfg, &weights, &device, &load)?;
     let opts = ExportOptions {
         batch: if a.dynamic_batch {
             Batch::Dynamic

@@ -54,3 +54,10 @@ pub fn require_opencv() {
 pub fn read_f32(path: &Path) -> Vec<f32> {
     candle_darknet::compare::read_f32_file(path).unwrap()
 }
+
+/// The tolerance of a check against OpenCV DNN with Winograd off (tools/opencv_reference.py's default): its
+/// convolutions are GEMM/direct kernels picked by CPU dispatch (AVX-512 or AVX2), so the peer tolerance of that
+/// class, as ONNX Runtime's and OpenVINO's in tests/export.rs (docs/export.md "Peer tolerance"): abs 1e-4 + rel
+/// 1e-4 + 16 units of roundoff of the layer's largest value.
+pub const OPENCV_DNN: candle_darknet::compare::Tolerance =
+    candle_darknet::compare::Tolerance::peer(16.0);
