@@ -853,3 +853,51 @@ fn yolov4_tiny_exports_and_verifies_at_every_size_from_224_to_1280() {
         println!("{s}: {}", out.lines().next().unwrap_or(""));
     }
 }
+
+/// Every detector cfg of ../shared/darknet/cfg exported and verified at its own size (random weights, the exact
+/// verification of `export`): prints one row per cfg (docs/export.md). Heavy (the p6/p7 cfgs at 1280+): run by hand,
+/// `cargo test --release --test export -- --ignored every_detector_cfg_verifies_at_its_own_size --nocapture`.
+#[test]
+#[ignore]
+fn every_detector_cfg_verifies_at_its_own_size() {
+    let exact = candle_darknet::network::LoadOptions {
+        cpu: candle_darknet::cpu::CpuOptions {
+            winograd: candle_darknet::cpu::WinogradChoice::Off,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut failed = Vec::new();
+    for f in detector_cfgs() {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let row = (|| -> anyhow::Result<String> {
+            let cfg = NetworkConfig::from_file(&f)?;
+            let size = format!("{}x{}", cfg.net.width, cfg.net.height);
+            let w = NetWeights::random(&cfg, 1);
+            let net = Network::from_weights(&cfg, &w, &Device::Cpu, &exact)?;
+            let exported = export::export(&net, &ExportOptions::default())?;
+            let report = export::verify(&net, &exported)?;
+            let worst = report
+                .checks
+                .iter()
+                .map(|c| c.stats.max_abs)
+                .fold(0f32, f32::max);
+            Ok(match report.first_divergence() {
+                None => format!(
+                    "| {name} | {size} | verified: {} outputs, worst max abs {worst:.2e} |",
+                    report.checks.len()
+                ),
+                Some(c) => {
+                    failed.push(name.clone());
+                    format!(
+                        "| {name} | {size} | DIVERGES at {} ({} of {}, max abs {:.2e}) |",
+                        c.name, c.stats.failing, c.stats.count, c.stats.max_abs
+                    )
+                }
+            })
+        })()
+        .unwrap_or_else(|e| format!("| {name} | — | not exported: {e:#} |"));
+        println!("{row}");
+    }
+    assert!(failed.is_empty(), "verification failed for {failed:?}");
+}

@@ -5,6 +5,12 @@
 //! `padding = size - 1` by default; positions outside the input count as `-FLT_MAX` for max and are left out of
 //! the average (`avg / counter`). Output size `(w + padding - size)/stride + 1`. `maxpool_depth=1` takes the max
 //! over channels `g, g+out_c, g+2·out_c, ...` instead of space.
+//!
+//! Deliberate difference: Darknet's CPU build with AVX runs stride-1 maxpools through `forward_maxpool_layer_avx`
+//! (src/gemm.c), which tests only the first of its 8 lanes' window columns against the left edge, so near the left
+//! edge lanes 1-7 skip in-window columns and output less than the window's maximum (`size >= 3` and
+//! `out_w > size + 7`: SPP 5×5 and 9×9 on 19×19 and larger maps). We take the true maximum, as its scalar loop and
+//! its GPU build do (docs/cpu-inference.md, "Winograd error bound": the yolov4-p6 comparison).
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
