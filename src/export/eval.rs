@@ -7,8 +7,12 @@
 //! - `Elu`, `Mish` and `GlobalAveragePool` (absent).
 //!
 //! The report lists which of these ran, so that a verification says how independent it was.
+//!
+//! A value is dropped after the last node that reads it (unless it is a graph output): the activations of a large
+//! network at a large size — each spelled out in several full-size nodes — do not all stay in memory at once
+//! (yolov4-p6 at 1280 was killed at 21 GB when they did).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::layers::maxpool::pad_dim;
 use candle_core::{DType, Result, Tensor};
@@ -27,8 +31,10 @@ pub fn run(
     for t in &graph.initializer {
         values.insert(t.name.clone(), candle_onnx::eval::get_tensor(t, &t.name)?);
     }
+    let kept: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let last_read = last_reads(graph);
     let mut own = BTreeSet::new();
-    for node in &graph.node {
+    for (i, node) in graph.node.iter().enumerate() {
         let out = if needs_own_kernel(node) {
             own.insert(node.op_type.clone());
             own_kernel(node, &values)?
@@ -36,6 +42,11 @@ pub fn run(
             one_node(node, &values)?
         };
         values.insert(node.output[0].clone(), out);
+        for name in &node.input {
+            if last_read.get(name.as_str()) == Some(&i) && !kept.contains(name.as_str()) {
+                values.remove(name);
+            }
+        }
     }
     let outputs = graph
         .output
@@ -49,6 +60,17 @@ pub fn run(
         })
         .collect::<Result<_>>()?;
     Ok((outputs, own))
+}
+
+/// The index of the last node that reads each value.
+fn last_reads(graph: &onnx::GraphProto) -> HashMap<&str, usize> {
+    let mut last = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for name in &node.input {
+            last.insert(name.as_str(), i);
+        }
+    }
+    last
 }
 
 /// Whether candle-onnx cannot run `node` (see the module doc).
