@@ -411,6 +411,76 @@ fn killed_run_resumes_to_the_same_result() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Ctrl-C (SIGINT) in the middle of a run: a checkpoint of the last finished iteration, and the weights named
+/// `_last` as Darknet's `train_detector` names the weights of a run not at its end, never `_final` (the name
+/// of the weights after its loop). The `_last` weights are the checkpoint's weights (same `seen`, same values:
+/// both come from the variables after that iteration); `--resume` then finishes and writes `_final`.
+#[test]
+fn interrupted_run_writes_last_not_final_weights() {
+    let base = std::env::temp_dir().join(format!("train-sigint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let data = tiny_dataset(&base.join("data"), 6);
+    let cfg = tiny_cfg(&base);
+    let out = base.join("out");
+    // Far more iterations than the test waits for: only the signal ends this run early.
+    let child = run_train(&cfg, &data, &out, &["--max-batches", "2000"]);
+    let t0 = std::time::Instant::now();
+    while !out.join("checkpoint-00000002.safetensors").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint 2 after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the id of our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let o = child.wait_with_output().unwrap();
+    let (log, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    println!("{log}\n{err}");
+    assert!(o.status.success(), "{log}\n{err}");
+    assert!(err.contains("interrupted at iteration"), "{err}");
+    assert!(!out.join("tiny_final.weights").exists());
+    assert!(!out.join("tiny_final.safetensors").exists());
+    assert!(out.join("tiny_last.safetensors").exists());
+    assert!(log.contains("tiny_last.weights"), "{log}");
+
+    // The `_last` weights are those of the newest checkpoint, which the interruption wrote.
+    let (it, newest) = candle_darknet::train::checkpoint::list(&out)
+        .unwrap()
+        .into_iter()
+        .max_by_key(|c| c.0)
+        .unwrap();
+    assert!((2..2000).contains(&it), "stopped at {it}");
+    let ck = candle_darknet::train::checkpoint::load(&newest, &Device::Cpu).unwrap();
+    let tcfg = NetworkConfig::from_file(&cfg).unwrap();
+    let last = weights::darknet::read(&tcfg, &out.join("tiny_last.weights")).unwrap();
+    assert_eq!(ck.state.seen, 4 * it as u64);
+    assert_eq!(last.header.seen, ck.state.seen);
+    let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let tensors = last.to_tensors(&tcfg, &Device::Cpu).unwrap();
+    assert_eq!(tensors.len(), ck.model.len());
+    for (name, t) in &tensors {
+        assert_eq!(host(t), host(&ck.model[name]), "{name}");
+    }
+
+    // Resumed, the run ends at max_batches and writes `_final`.
+    let o = run_train(
+        &cfg,
+        &data,
+        &out,
+        &["--resume", "--max-batches", &(it + 1).to_string()],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("tiny_final.weights").exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// The `Trainer` driven step by step (with an extra mAP and checkpoint in between) ends with the same weights as
 /// the `train` loop, and reports every iteration, mAP and checkpoint through its callback.
 #[test]
@@ -444,8 +514,8 @@ fn trainer_steps_equal_the_loop_and_report_through_the_callback() {
         t.finish().unwrap()
     };
     let looped = train(&opts("loop"), Box::new(|_| {})).unwrap();
-    let a = std::fs::read(&summary.final_weights).unwrap();
-    let b = std::fs::read(&looped.final_weights).unwrap();
+    let a = std::fs::read(&summary.weights).unwrap();
+    let b = std::fs::read(&looped.weights).unwrap();
     assert!(a == b, "step-by-step and loop final weights differ");
     assert_eq!(summary.history, looped.history);
 

@@ -113,10 +113,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     for (it, m) in &s.maps {
         println!("mAP@0.50 at {it}: {m:.4}");
     }
+    if !s.finished {
+        println!(
+            "stopped before max_batches: the weights are `_last`, not `_final`; `--resume` continues"
+        );
+    }
     println!(
         "wrote {}, {}, {}",
-        s.final_weights.display(),
-        s.final_safetensors.display(),
+        s.weights.display(),
+        s.safetensors.display(),
         s.chart.display()
     );
     Ok(())

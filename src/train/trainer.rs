@@ -174,8 +174,12 @@ pub struct TrainSummary {
     pub images_per_sec: f64,
     /// The share of the iterations' wall time spent waiting for the data loader (0..1).
     pub data_wait_share: f64,
-    pub final_weights: PathBuf,
-    pub final_safetensors: PathBuf,
+    /// Whether the run reached `max_batches` (false: stopped early, e.g. by Ctrl-C).
+    pub finished: bool,
+    /// `<cfg name>_final.weights` of a finished run, `<cfg name>_last.weights` of one stopped early.
+    pub weights: PathBuf,
+    /// The same weights as safetensors (`_final` or `_last`).
+    pub safetensors: PathBuf,
     pub chart: PathBuf,
     /// Training samples skipped as unreadable.
     pub skipped: Skipped,
@@ -628,7 +632,8 @@ impl<'a> Trainer<'a> {
         }
         while !self.done() {
             if crate::util::interrupted() {
-                // Ctrl-C: a checkpoint of the last finished iteration, then the usual final files.
+                // Ctrl-C: a checkpoint of the last finished iteration, then the weights as `_last` (the run
+                // did not reach max_batches, see `finish`).
                 self.checkpoint()?;
                 (self.progress)(TrainEvent::Warning(format!(
                     "interrupted at iteration {}: checkpoint written, `--resume` continues",
@@ -647,8 +652,11 @@ impl<'a> Trainer<'a> {
         self.finish()
     }
 
-    /// Stops the loader and writes the final weights at the cfg's own size with `seen` updated (Darknet's
-    /// `_final.weights`, plus safetensors) and the chart.
+    /// Stops the loader and writes the weights at the cfg's own size with `seen` updated, plus safetensors,
+    /// and the chart. Named as `train_detector` names them: `<cfg name>_final.*` only when the run reached
+    /// `max_batches` (the `_final.weights` written after its loop), `<cfg name>_last.*` otherwise (its
+    /// `_last.weights`, the weights of a run still under way), so that a run stopped early (Ctrl-C, or a
+    /// step-by-step caller that stops) never leaves a file that reads as "training finished".
     pub fn finish(self) -> Result<TrainSummary> {
         let Trainer {
             opts,
@@ -670,12 +678,13 @@ impl<'a> Trainer<'a> {
         if let Some(s) = skipped.summary() {
             progress(TrainEvent::Warning(s));
         }
-        let final_w = net.to_weights(state.seen)?;
-        let base_name = base_name(&opts.cfg);
-        let final_weights = opts.out_dir.join(format!("{base_name}_final.weights"));
-        let final_st = opts.out_dir.join(format!("{base_name}_final.safetensors"));
-        crate::weights::darknet::write(&cfg, &final_w, &final_weights)?;
-        crate::weights::safetensors::write(&cfg, &final_w, &cfg_text, &final_st)?;
+        let w = net.to_weights(state.seen)?;
+        let finished = state.iteration >= max_batches;
+        let stem = weights_stem(&base_name(&opts.cfg), finished);
+        let weights = opts.out_dir.join(format!("{stem}.weights"));
+        let safetensors = opts.out_dir.join(format!("{stem}.safetensors"));
+        crate::weights::darknet::write(&cfg, &w, &weights)?;
+        crate::weights::safetensors::write(&cfg, &w, &cfg_text, &safetensors)?;
         let chart = opts.out_dir.join("chart.png");
         super::chart::write_chart(&chart, &state, max_batches)?;
         let elapsed = started.elapsed().as_secs_f64();
@@ -690,8 +699,9 @@ impl<'a> Trainer<'a> {
             } else {
                 0.0
             },
-            final_weights,
-            final_safetensors: final_st,
+            finished,
+            weights,
+            safetensors,
             chart,
             skipped,
         })
@@ -708,6 +718,13 @@ fn base_name(cfg: &std::path::Path) -> String {
     cfg.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into())
+}
+
+/// The file stem of the weights [`Trainer::finish`] writes: `train_detector`'s `%s/%s_final.weights` after
+/// its loop, `%s/%s_last.weights` for a run not at its end (src/detector.c).
+fn weights_stem(base_name: &str, finished: bool) -> String {
+    let kind = if finished { "final" } else { "last" };
+    format!("{base_name}_{kind}")
 }
 
 fn save_checkpoint(
