@@ -742,27 +742,33 @@ fn every_detector_cfg_exports() {
     println!("\n{}", rows.join("\n"));
 }
 
+/// Moves value `index` of layer `layer`'s `Conv` weight initializer (raw little-endian f32) by `by`.
+fn nudge_conv_weight(exported: &mut export::Exported, layer: usize, index: usize, by: f32) {
+    let graph = exported.model.graph.as_mut().unwrap();
+    let prefix = format!("L{layer}_");
+    let name = graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "Conv" && n.name.starts_with(&prefix))
+        .unwrap()
+        .input[1]
+        .clone();
+    let t = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == name)
+        .unwrap();
+    let at = 4 * index;
+    let v = f32::from_le_bytes(t.raw_data[at..at + 4].try_into().unwrap()) + by;
+    t.raw_data[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
 /// The verifier is not blind: a graph whose layer-5 weights were altered diverges first at layer 5.
 #[test]
 fn verify_names_the_first_diverging_layer() {
     let cfg = NetworkConfig::from_file(root().join("tests/data/export/all_ops.cfg")).unwrap();
     let (net, mut exported) = export_random(&cfg, &ExportOptions::default());
-    let graph = exported.model.graph.as_mut().unwrap();
-    let conv5 = graph
-        .node
-        .iter()
-        .find(|n| n.op_type == "Conv" && n.name.starts_with("L5_"))
-        .unwrap()
-        .input[1]
-        .clone();
-    let w = graph
-        .initializer
-        .iter_mut()
-        .find(|t| t.name == conv5)
-        .unwrap();
-    // One weight moved by 0.01 (raw little-endian f32).
-    let v = f32::from_le_bytes(w.raw_data[..4].try_into().unwrap()) + 0.01;
-    w.raw_data[..4].copy_from_slice(&v.to_le_bytes());
+    nudge_conv_weight(&mut exported, 5, 0, 0.01);
     let report = export::verify(&net, &exported).unwrap();
     let first = report.first_divergence().expect("a divergence");
     assert_eq!(first.index, Some(5), "{first:?}");
@@ -782,23 +788,8 @@ fn a_nudged_weight_fails_every_peer_check() {
         ..Default::default()
     };
     let mut exported = export::export(&net, &opts).unwrap();
-    let graph = exported.model.graph.as_mut().unwrap();
-    let conv0 = graph
-        .node
-        .iter()
-        .find(|n| n.op_type == "Conv" && n.name.starts_with("L0_"))
-        .unwrap()
-        .input[1]
-        .clone();
-    let t = graph
-        .initializer
-        .iter_mut()
-        .find(|t| t.name == conv0)
-        .unwrap();
-    // [filters, c, 3, 3] raw little-endian f32: the centre tap of filter 0, channel 0 is value 4.
-    let at = 4 * 4;
-    let v = f32::from_le_bytes(t.raw_data[at..at + 4].try_into().unwrap()) + 1e-3;
-    t.raw_data[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    // [filters, c, 3, 3]: the centre tap of filter 0, channel 0 is value 4.
+    nudge_conv_weight(&mut exported, 0, 4, 1e-3);
     let tmp = tempfile::tempdir().unwrap();
     let onnx = tmp.path().join("nudged.onnx");
     exported.write(&onnx).unwrap();
