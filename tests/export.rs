@@ -209,6 +209,38 @@ fn assert_peer_close(
     d
 }
 
+/// Every `layer_XXX_<type>` output of `run` against `ours[XXX]` at `tol` (a layer left out must be an alias of an
+/// earlier one); returns how many were compared and the largest `needed_range_ulps`.
+fn assert_layers_close(
+    who: &str,
+    cfg: &NetworkConfig,
+    run: &EngineRun,
+    ours: &[Vec<f32>],
+    tol: Tolerance,
+) -> (usize, f32) {
+    let (mut compared, mut needed) = (0, 0f32);
+    for (i, spec) in cfg.layers.iter().enumerate() {
+        let name = format!("layer_{i:03}_{}", spec.config.type_name());
+        match run.outputs.get(&name) {
+            Some(got) => {
+                let d = assert_peer_close(who, &name, got, &ours[i], tol);
+                (compared, needed) = (compared + 1, needed.max(d.needed_range_ulps));
+            }
+            None => assert!(is_alias(cfg, i), "{who}: no output {name}"),
+        }
+    }
+    (compared, needed)
+}
+
+/// Every layer's output of `net` on `x`, flattened.
+fn flat_layers(net: &Network, x: &candle_core::Tensor) -> Vec<Vec<f32>> {
+    net.forward_all(x)
+        .unwrap()
+        .iter()
+        .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
 /// (class, score, box) sorted by class then score, for matching two detection lists.
 fn sorted(mut v: Vec<(usize, f32, BoxF)>) -> Vec<(usize, f32, BoxF)> {
     v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.partial_cmp(&a.1).unwrap()));
@@ -369,12 +401,7 @@ fn yolov3_tiny_on_bus(dir: &Path) -> Yolov3Tiny {
     let net = Network::from_weights(&cfg, &w, &Device::Cpu, &Default::default()).unwrap();
     let x =
         candle_core::Tensor::from_vec(input.data.clone(), (1, 3, 416, 416), &Device::Cpu).unwrap();
-    let ours: Vec<Vec<f32>> = net
-        .forward_all(&x)
-        .unwrap()
-        .iter()
-        .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-        .collect();
+    let ours = flat_layers(&net, &x);
     Yolov3Tiny {
         cfg,
         w,
@@ -424,20 +451,7 @@ fn yolov3_tiny_export_reproduces_our_network_in_onnxruntime_openvino_ncnn() {
         );
         for (variant, run) in runs {
             let who = format!("{engine} ({variant})");
-            let mut compared = 0;
-            let mut needed = 0f32;
-            for (i, spec) in cfg.layers.iter().enumerate() {
-                let name = format!("layer_{i:03}_{}", spec.config.type_name());
-                match run.outputs.get(&name) {
-                    Some(got) => {
-                        needed = needed.max(
-                            assert_peer_close(&who, &name, got, &ours[i], tol).needed_range_ulps,
-                        );
-                        compared += 1;
-                    }
-                    None => assert!(is_alias(&cfg, i), "{who}: no output {name}"),
-                }
-            }
+            let (compared, needed) = assert_layers_close(&who, &cfg, &run, &ours, tol);
             assert_eq!(
                 compared,
                 cfg.layers.len() - 1,
@@ -537,20 +551,9 @@ fn every_layer_type_and_option_exports_exactly() {
         &input_bin,
         &x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
     );
-    let ours = net.forward_all(&x).unwrap();
+    let ours = flat_layers(&net, &x);
     let run = run_onnxruntime(&onnx, &input_bin, tmp.path());
-    let mut compared = 0;
-    for (i, spec) in cfg.layers.iter().enumerate() {
-        let name = format!("layer_{i:03}_{}", spec.config.type_name());
-        match run.outputs.get(&name) {
-            Some(got) => {
-                let want = ours[i].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                assert_peer_close("onnxruntime", &name, got, &want, PEERS[0].2);
-                compared += 1;
-            }
-            None => assert!(is_alias(&cfg, i), "no output {name}"),
-        }
-    }
+    let (compared, _) = assert_layers_close("onnxruntime", &cfg, &run, &ours, PEERS[0].2);
     assert_eq!(
         compared,
         cfg.layers.len() - 5,
